@@ -1,0 +1,297 @@
+/* Builds the ACPI tables a guest needs to find CPUs, interrupt routing, PCI ECAM, COM ports and S5. */
+#include "vmm/acpi.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "vmm/aml.h"
+#include "vmm/layout.h"
+
+#define OEM_ID "BERTH "
+#define OEM_TABLE_ID "BERTHVMM"
+
+uint8_t acpi_checksum(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint8_t sum = 0;
+	for (size_t i = 0; i < len; i++)
+		sum = (uint8_t)(sum + p[i]);
+	return sum;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The 36-byte System Description Table header; the checksum is filled by finish(). */
+static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
+{
+	memcpy(t, sig, 4);
+	put32(t + 4, len);
+	t[8] = rev;
+	t[9] = 0;
+	memcpy(t + 10, OEM_ID, 6);
+	memcpy(t + 16, OEM_TABLE_ID, 8);
+	put32(t + 24, 1);
+	memcpy(t + 28, "BRTH", 4);
+	put32(t + 32, 1);
+}
+
+static void finish(uint8_t *t, uint32_t len)
+{
+	t[9] = 0;
+	t[9] = (uint8_t)(0x100 - acpi_checksum(t, len));
+}
+
+/* Generic Address Structure: system I/O space. */
+static void gas_io(uint8_t *p, uint16_t port, uint8_t bits)
+{
+	p[0] = 1; /* SystemIO */
+	p[1] = bits;
+	p[2] = 0;
+	p[3] = bits <= 8 ? 1 : bits <= 16 ? 2 : 3; /* access size: byte/word/dword */
+	put64(p + 4, port);
+}
+
+static size_t build_dsdt(uint8_t *t, size_t cap, const struct acpi_params *p)
+{
+	uint8_t body_buf[1024], sb_buf[768];
+	struct aml dsdt, sb;
+	aml_init(&dsdt, body_buf, sizeof(body_buf));
+	aml_init(&sb, sb_buf, sizeof(sb_buf));
+
+	/* \_S5: SLP_TYPa, SLP_TYPb for soft-off through PM1a_CNT. */
+	uint8_t pkg_buf[32];
+	struct aml pkg;
+	aml_init(&pkg, pkg_buf, sizeof(pkg_buf));
+	const uint64_t s5[] = {ACPI_SLP_TYP_S5, ACPI_SLP_TYP_S5, 0, 0};
+	aml_package_ints(&pkg, s5, 4);
+	aml_name(&dsdt, "_S5_", &pkg);
+
+	/* COM ports as PNP0501 devices with their resources. */
+	static const struct {
+		const char *name;
+		uint16_t port;
+	} com[] = {{"COM1", 0x3f8}, {"COM2", 0x2f8}};
+	for (unsigned i = 0; i < 2; i++) {
+		unsigned irq = i == 0 ? p->com1_irq : p->com2_irq;
+		if (!irq)
+			continue;
+		uint8_t dev_buf[160], val_buf[64], res_buf[32];
+		struct aml dev, val, res;
+		aml_init(&dev, dev_buf, sizeof(dev_buf));
+		aml_init(&val, val_buf, sizeof(val_buf));
+		aml_eisaid(&val, "PNP0501");
+		aml_name(&dev, "_HID", &val);
+		aml_init(&val, val_buf, sizeof(val_buf));
+		aml_integer(&val, i + 1);
+		aml_name(&dev, "_UID", &val);
+		aml_init(&res, res_buf, sizeof(res_buf));
+		aml_res_io(&res, com[i].port, 8);
+		aml_res_irq(&res, irq);
+		aml_res_end(&res);
+		aml_init(&val, val_buf, sizeof(val_buf));
+		aml_buffer(&val, &res);
+		aml_name(&dev, "_CRS", &val);
+		aml_device(&sb, com[i].name, &dev);
+	}
+	aml_scope(&dsdt, "\\_SB_", &sb);
+	if (dsdt.overflow || 36 + dsdt.len > cap)
+		return 0;
+	uint32_t len = (uint32_t)(36 + dsdt.len);
+	header(t, "DSDT", len, 2);
+	memcpy(t + 36, dsdt.buf, dsdt.len);
+	finish(t, len);
+	return len;
+}
+
+static size_t build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
+{
+	const uint32_t len = 276;
+	memset(t, 0, len);
+	header(t, "FACP", len, 6);
+	put32(t + 36, (uint32_t)facs);
+	put32(t + 40, (uint32_t)dsdt);
+	t[45] = 0;                /* preferred PM profile: unspecified */
+	put16(t + 46, ACPI_SCI_IRQ);
+	put32(t + 48, 0);         /* SMI_CMD 0: ACPI mode is always on (SCI_EN reads 1) */
+	put32(t + 56, ACPI_PM1A_EVT_PORT);
+	put32(t + 64, ACPI_PM1A_CNT_PORT);
+	t[88] = 4;                /* PM1_EVT_LEN */
+	t[89] = 2;                /* PM1_CNT_LEN */
+	put16(t + 96, 101);       /* P_LVL2_LAT > 100: no C2 */
+	put16(t + 98, 1001);      /* P_LVL3_LAT > 1000: no C3 */
+	put16(t + 109, 1u << 2 | 1u << 5); /* IAPC_BOOT_ARCH: no VGA, no CMOS RTC; no 8042 */
+	uint32_t flags = 1u << 0   /* WBINVD works */
+			 | 1u << 2 /* C1 supported */
+			 | 1u << 4 /* no fixed power button */
+			 | 1u << 5 /* no fixed sleep button */
+			 | 1u << 10; /* RESET_REG supported */
+	put32(t + 112, flags);
+	gas_io(t + 116, ACPI_RESET_PORT, 8);
+	t[128] = ACPI_RESET_VALUE;
+	t[131] = 0; /* FADT minor version */
+	put64(t + 132, facs);
+	put64(t + 140, dsdt);
+	gas_io(t + 148, ACPI_PM1A_EVT_PORT, 32);
+	gas_io(t + 172, ACPI_PM1A_CNT_PORT, 16);
+	memcpy(t + 268, "BERTHVMM", 8); /* hypervisor vendor identity */
+	finish(t, len);
+	return len;
+}
+
+static size_t build_madt(uint8_t *t, size_t cap, const struct acpi_params *p)
+{
+	size_t len = 44 + 8 * (size_t)p->ncpus + 12 + 10 * 2 + 6;
+	if (len > cap)
+		return 0;
+	memset(t, 0, len);
+	header(t, "APIC", (uint32_t)len, 5);
+	put32(t + 36, (uint32_t)LAPIC_BASE);
+	put32(t + 40, 1); /* PCAT_COMPAT: there are 8259s (masked by the OS) */
+	uint8_t *e = t + 44;
+	for (unsigned i = 0; i < p->ncpus; i++, e += 8) {
+		e[0] = 0; /* Processor Local APIC */
+		e[1] = 8;
+		e[2] = (uint8_t)i; /* ACPI processor UID */
+		e[3] = (uint8_t)i; /* APIC ID */
+		put32(e + 4, 1);   /* enabled */
+	}
+	e[0] = 1; /* I/O APIC */
+	e[1] = 12;
+	e[2] = 0; /* I/O APIC ID */
+	put32(e + 4, (uint32_t)IOAPIC_BASE);
+	put32(e + 8, 0); /* GSI base */
+	e += 12;
+	/* ISA IRQ 0 (PIT) is on IOAPIC pin 2; the SCI is level-triggered, active high. */
+	e[0] = 2, e[1] = 10, e[2] = 0, e[3] = 0, put32(e + 4, 2), put16(e + 8, 0);
+	e += 10;
+	e[0] = 2, e[1] = 10, e[2] = 0, e[3] = ACPI_SCI_IRQ, put32(e + 4, ACPI_SCI_IRQ),
+	put16(e + 8, 0x000d);
+	e += 10;
+	e[0] = 4; /* Local APIC NMI: all processors, LINT1 */
+	e[1] = 6;
+	e[2] = 0xff;
+	put16(e + 3, 0);
+	e[5] = 1;
+	finish(t, (uint32_t)len);
+	return len;
+}
+
+static size_t build_mcfg(uint8_t *t, const struct acpi_params *p)
+{
+	const uint32_t len = 60;
+	memset(t, 0, len);
+	header(t, "MCFG", len, 1);
+	put64(t + 44, p->ecam_base);
+	put16(t + 52, 0);      /* segment */
+	t[54] = 0;             /* start bus */
+	t[55] = p->ecam_end_bus;
+	finish(t, len);
+	return len;
+}
+
+int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params *p,
+	       struct acpi_layout *out)
+{
+	if (p->ncpus == 0 || p->ncpus > 254)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	size_t off = 0;
+	size_t n;
+#define PLACE(align, need)                                                                         \
+	do {                                                                                       \
+		off = (off + (align)-1) & ~(size_t)((align)-1);                                    \
+		if (off + (need) > cap)                                                            \
+			return -ENOSPC;                                                            \
+	} while (0)
+
+	/* RSDP first, so a legacy scan of 0xE0000.. finds it on a 16-byte boundary. */
+	PLACE(16, 36);
+	size_t rsdp_off = off;
+	off += 36;
+
+	PLACE(64, 64);
+	size_t facs_off = off;
+	memset(buf + off, 0, 64);
+	memcpy(buf + off, "FACS", 4);
+	put32(buf + off + 4, 64);
+	buf[off + 32] = 2; /* version */
+	off += 64;
+
+	PLACE(8, 36);
+	size_t dsdt_off = off;
+	if (!(n = build_dsdt(buf + off, cap - off, p)))
+		return -ENOSPC;
+	off += n;
+
+	PLACE(8, 276);
+	size_t fadt_off = off;
+	off += build_fadt(buf + off, base + facs_off, base + dsdt_off);
+
+	PLACE(8, 44);
+	size_t madt_off = off;
+	if (!(n = build_madt(buf + off, cap - off, p)))
+		return -ENOSPC;
+	off += n;
+
+	PLACE(8, 60);
+	size_t mcfg_off = off;
+	off += build_mcfg(buf + off, p);
+
+	const uint64_t tables[] = {base + fadt_off, base + madt_off, base + mcfg_off};
+	const unsigned nt = sizeof(tables) / sizeof(tables[0]);
+
+	PLACE(8, 36 + 4 * nt);
+	size_t rsdt_off = off;
+	header(buf + off, "RSDT", 36 + 4 * nt, 1);
+	for (unsigned i = 0; i < nt; i++)
+		put32(buf + off + 36 + 4 * i, (uint32_t)tables[i]);
+	finish(buf + off, 36 + 4 * nt);
+	off += 36 + 4 * nt;
+
+	PLACE(8, 36 + 8 * nt);
+	size_t xsdt_off = off;
+	header(buf + off, "XSDT", 36 + 8 * nt, 1);
+	for (unsigned i = 0; i < nt; i++)
+		put64(buf + off + 36 + 8 * i, tables[i]);
+	finish(buf + off, 36 + 8 * nt);
+	off += 36 + 8 * nt;
+#undef PLACE
+
+	uint8_t *r = buf + rsdp_off;
+	memset(r, 0, 36);
+	memcpy(r, "RSD PTR ", 8);
+	memcpy(r + 9, OEM_ID, 6);
+	r[15] = 2; /* revision: ACPI 2.0+ (XSDT) */
+	put32(r + 16, (uint32_t)(base + rsdt_off));
+	put32(r + 20, 36);
+	put64(r + 24, base + xsdt_off);
+	r[8] = (uint8_t)(0x100 - acpi_checksum(r, 20));
+	r[32] = (uint8_t)(0x100 - acpi_checksum(r, 36));
+
+	out->rsdp = base + rsdp_off;
+	out->rsdt = base + rsdt_off;
+	out->xsdt = base + xsdt_off;
+	out->fadt = base + fadt_off;
+	out->facs = base + facs_off;
+	out->dsdt = base + dsdt_off;
+	out->madt = base + madt_off;
+	out->mcfg = base + mcfg_off;
+	out->size = off;
+	return 0;
+}

@@ -1,0 +1,37 @@
+/* ACPI tables built by the VMM (RSDP, RSDT/XSDT, FADT+FACS, DSDT, MADT, MCFG) and their fixed I/O ports. */
+#ifndef BERTH_ACPI_H
+#define BERTH_ACPI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* PM1 fixed-hardware registers (FADT PM1a_EVT_BLK / PM1a_CNT_BLK) and the reset register. */
+#define ACPI_PM1A_EVT_PORT 0x600 /* 2 bytes status, 2 bytes enable */
+#define ACPI_PM1A_CNT_PORT 0x604 /* 2 bytes */
+#define ACPI_RESET_PORT 0xCF9
+#define ACPI_RESET_VALUE 0x06
+#define ACPI_SCI_IRQ 9
+#define ACPI_SLP_TYP_S5 5 /* the value in the DSDT's \_S5 package */
+#define ACPI_PM1_SLP_EN (1u << 13)
+#define ACPI_PM1_SCI_EN (1u << 0)
+
+struct acpi_params {
+	unsigned ncpus;
+	uint64_t ecam_base;
+	uint8_t ecam_end_bus;
+	unsigned com1_irq, com2_irq; /* 0 = port absent */
+};
+
+struct acpi_layout {
+	uint64_t rsdp, rsdt, xsdt, fadt, facs, dsdt, madt, mcfg; /* guest-physical addresses */
+	size_t size;                                            /* bytes used in buf */
+};
+
+/* Lay out and build every table into buf (to be copied to guest-physical base). -ENOSPC if cap is too small. */
+int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params *p,
+	       struct acpi_layout *out);
+
+/* Sum of bytes mod 256 (0 for a table with a correct checksum). */
+uint8_t acpi_checksum(const void *data, size_t len);
+
+#endif

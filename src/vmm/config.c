@@ -1,0 +1,470 @@
+/* berth-vmm configuration: flags and the equivalent JSON file, parsed and validated before anything starts. */
+#include "vmm/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "vmm/cpuid.h"
+#include "vmm/layout.h"
+
+static int fail(struct cfg_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct cfg_error *err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int set_str(char **dst, const char *val)
+{
+	char *d = strdup(val);
+	if (!d)
+		return -ENOMEM;
+	free(*dst);
+	*dst = d;
+	return 0;
+}
+
+/* Each setter gets the value as text and "what" = "--flag" or "field" for error messages. */
+typedef int (*setter_fn)(struct vm_config *c, const char *v, const char *what, struct cfg_error *err);
+
+static int set_name(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > VM_NAME_MAX)
+		return fail(err, "%s: must be 1..%d characters", what, VM_NAME_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)v[i]) && !strchr("._-", v[i]))
+			return fail(err, "%s '%s': only letters, digits, '.', '_' and '-' are allowed", what,
+				    v);
+	memcpy(c->name, v, n + 1);
+	return 0;
+}
+
+static int set_path(char **dst, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!*v)
+		return fail(err, "%s: path is empty", what);
+	return set_str(dst, v) ? fail(err, "%s: out of memory", what) : 0;
+}
+
+static int set_kernel(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	return set_path(&c->kernel, v, what, err);
+}
+
+static int set_initrd(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	return set_path(&c->initrd, v, what, err);
+}
+
+static int set_cmdline(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (strlen(v) >= CMDLINE_MAX)
+		return fail(err, "%s: command line is %zu bytes, the limit is %llu", what, strlen(v),
+			    CMDLINE_MAX - 1);
+	return set_str(&c->cmdline, v) ? fail(err, "%s: out of memory", what) : 0;
+}
+
+static int set_memory(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	uint64_t bytes;
+	/* Like QEMU's -m: a bare number is MiB. */
+	int r = parse_size(v, &bytes);
+	if (r == 0 && isdigit((unsigned char)v[strlen(v) - 1]))
+		r = bytes > UINT64_MAX / MiB ? -ERANGE : 0, bytes *= MiB;
+	if (r)
+		return fail(err, "%s '%s': not a size (use e.g. 512M or 4G; a bare number is MiB)", what,
+			    v);
+	if (bytes < VM_MEM_MIN || bytes > VM_MEM_MAX)
+		return fail(err, "%s '%s': must be between 64M and 64G", what, v);
+	if (bytes % MiB)
+		return fail(err, "%s '%s': must be a multiple of 1M", what, v);
+	c->mem_bytes = bytes;
+	return 0;
+}
+
+static int set_cpus(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	uint64_t n;
+	if (parse_u64(v, &n) || n < 1 || n > VM_CPUS_MAX)
+		return fail(err, "%s '%s': must be a whole number from 1 to %d", what, v, VM_CPUS_MAX);
+	c->cpus = (unsigned)n;
+	return 0;
+}
+
+static int set_template(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!cpuid_template_find(v)) {
+		char names[256];
+		cpuid_template_names(names, sizeof(names));
+		return fail(err, "%s '%s': unknown CPU template (known: %s)", what, v, names);
+	}
+	snprintf(c->cpu_template, sizeof(c->cpu_template), "%s", v);
+	return 0;
+}
+
+static int set_boot(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!strcmp(v, "auto"))
+		c->boot = BOOT_AUTO;
+	else if (!strcmp(v, "linux"))
+		c->boot = BOOT_LINUX;
+	else if (!strcmp(v, "pvh"))
+		c->boot = BOOT_PVH;
+	else
+		return fail(err, "%s '%s': must be auto, linux or pvh", what, v);
+	return 0;
+}
+
+static int parse_serial(struct serial_cfg *s, const char *v, const char *what, struct cfg_error *err)
+{
+	const char *path = NULL;
+	enum serial_kind kind;
+	if (!strcmp(v, "none"))
+		kind = SERIAL_NONE;
+	else if (!strcmp(v, "stdout") || !strcmp(v, "stdio"))
+		kind = SERIAL_STDOUT;
+	else if (!strcmp(v, "pty"))
+		kind = SERIAL_PTY;
+	else if (!strncmp(v, "file:", 5))
+		kind = SERIAL_FILE, path = v + 5;
+	else if (!strncmp(v, "unix:", 5))
+		kind = SERIAL_UNIX, path = v + 5;
+	else
+		return fail(err, "%s '%s': must be stdout, none, pty, file:PATH or unix:PATH", what, v);
+	if (path && !*path)
+		return fail(err, "%s '%s': the path is empty", what, v);
+	if (kind == SERIAL_UNIX && strlen(path) >= 108)
+		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what, v);
+	free(s->path);
+	s->path = path ? strdup(path) : NULL;
+	s->kind = kind;
+	return 0;
+}
+
+static int set_serial(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	return parse_serial(&c->serial[0], v, what, err);
+}
+
+static int set_serial2(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	return parse_serial(&c->serial[1], v, what, err);
+}
+
+static int set_on_reboot(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!strcmp(v, "exit"))
+		c->on_reboot = ON_REBOOT_EXIT;
+	else if (!strcmp(v, "restart"))
+		c->on_reboot = ON_REBOOT_RESTART;
+	else
+		return fail(err, "%s '%s': must be exit or restart", what, v);
+	return 0;
+}
+
+static int set_timeout(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	uint64_t n;
+	if (parse_u64(v, &n) || n > 10 * 365 * 86400ULL)
+		return fail(err, "%s '%s': must be a whole number of seconds (0 = no timeout)", what, v);
+	c->timeout_s = (unsigned)n;
+	return 0;
+}
+
+static int set_log_level(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (log_level_parse(v, &c->log_level))
+		return fail(err, "%s '%s': must be error, warn, info or debug", what, v);
+	return 0;
+}
+
+enum { ARG_NONE, ARG_STR, ARG_INT };
+
+struct option_def {
+	const char *flag;  /* long flag without "--" */
+	char short_flag;   /* 0 if none */
+	const char *field; /* JSON field, NULL if flag only */
+	int json_type;     /* ARG_STR, or ARG_INT for fields that are numbers in JSON */
+	setter_fn set;
+	const char *arg;
+	const char *help;
+};
+
+/* The flags and the config fields they match. Order is the --help order. */
+static const struct option_def options[] = {
+	{"kernel", 'k', "kernel", ARG_STR, set_kernel, "FILE",
+	 "kernel to boot: a bzImage (Linux boot protocol) or an ELF with a PVH entry note"},
+	{"initrd", 'i', "initrd", ARG_STR, set_initrd, "FILE", "initial ramdisk (PVH: module 0)"},
+	{"cmdline", 'a', "cmdline", ARG_STR, set_cmdline, "TEXT", "kernel command line"},
+	{"memory", 'm', "memory", ARG_STR, set_memory, "SIZE",
+	 "guest RAM, 64M..64G (default 512M; a bare number is MiB)"},
+	{"cpus", 'c', "cpus", ARG_INT, set_cpus, "N", "number of vCPUs (default 1)"},
+	{"cpu-template", 0, "cpu_template", ARG_STR, set_template, "NAME",
+	 "CPUID template: host or baseline (default host)"},
+	{"boot", 0, "boot", ARG_STR, set_boot, "MODE", "auto (default), linux or pvh"},
+	{"serial", 0, "serial", ARG_STR, set_serial, "BACKEND",
+	 "COM1: stdout (default), none, pty, file:PATH, unix:PATH"},
+	{"serial2", 0, "serial2", ARG_STR, set_serial2, "BACKEND", "COM2, same backends (default none)"},
+	{"on-reboot", 0, "on_reboot", ARG_STR, set_on_reboot, "ACTION",
+	 "when the guest reboots: exit (status 3, default) or restart"},
+	{"timeout", 0, "timeout", ARG_INT, set_timeout, "SECONDS",
+	 "stop the VM after this long (exit status 6); 0 = never (default)"},
+	{"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
+	{"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
+	 "error, warn, info (default) or debug"},
+};
+
+void config_defaults(struct vm_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "vm");
+	c->mem_bytes = 512 * MiB;
+	c->cpus = 1;
+	snprintf(c->cpu_template, sizeof(c->cpu_template), "host");
+	c->serial[0].kind = SERIAL_STDOUT;
+	c->log_level = LOG_INFO;
+}
+
+void config_free(struct vm_config *c)
+{
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c->serial[0].path);
+	free(c->serial[1].path);
+	memset(c, 0, sizeof(*c));
+}
+
+int config_apply_json_text(struct vm_config *c, const char *text, const char *origin,
+			   struct cfg_error *err)
+{
+	json_error_t jerr;
+	json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	int ret = 0;
+	if (!root)
+		return fail(err, "%s:%d:%d: invalid JSON: %s", origin, jerr.line, jerr.column, jerr.text);
+	if (!json_is_object(root)) {
+		ret = fail(err, "%s: the top level must be an object", origin);
+		goto out;
+	}
+	const char *key;
+	json_t *val;
+	json_object_foreach(root, key, val)
+	{
+		const struct option_def *o = NULL;
+		for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+			if (options[i].field && !strcmp(options[i].field, key))
+				o = &options[i];
+		if (!o) {
+			ret = fail(err, "%s: field '%s': unknown field", origin, key);
+			goto out;
+		}
+		char buf[32];
+		const char *s;
+		if (json_is_string(val)) {
+			s = json_string_value(val);
+		} else if (json_is_integer(val) &&
+			   (o->json_type == ARG_INT || !strcmp(o->field, "memory"))) {
+			if (json_integer_value(val) < 0) {
+				ret = fail(err, "%s: field '%s': must not be negative", origin, key);
+				goto out;
+			}
+			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
+			s = buf;
+		} else {
+			ret = fail(err, "%s: field '%s': must be a %s", origin, key,
+				   o->json_type == ARG_INT ? "number" : "string");
+			goto out;
+		}
+		char what[80];
+		snprintf(what, sizeof(what), "%s: field '%s'", origin, key);
+		ret = o->set(c, s, what, err);
+		if (ret)
+			goto out;
+	}
+out:
+	json_decref(root);
+	return ret;
+}
+
+static int apply_config_file(struct vm_config *c, const char *path, struct cfg_error *err)
+{
+	uint8_t *data;
+	size_t len;
+	int r = read_file(path, 1 << 20, &data, &len);
+	if (r)
+		return fail(err, "--config '%s': %s", path, r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+	char *text = realloc(data, len + 1);
+	if (!text) {
+		free(data);
+		return fail(err, "--config '%s': out of memory", path);
+	}
+	text[len] = 0;
+	r = config_apply_json_text(c, text, path, err);
+	free(text);
+	return r;
+}
+
+enum { OPT_BASE = 256, OPT_CONFIG = 1000, OPT_CHECK, OPT_PRINT_CONFIG, OPT_VERSION, OPT_HELP };
+
+int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_error *err)
+{
+	struct option longopts[ARRAY_SIZE(options) + 6];
+	char shortopts[64] = "+:h";
+	size_t n = 0, sl = strlen(shortopts);
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		longopts[n++] = (struct option){options[i].flag, required_argument, NULL, OPT_BASE + (int)i};
+		if (options[i].short_flag) {
+			shortopts[sl++] = options[i].short_flag;
+			shortopts[sl++] = ':';
+		}
+	}
+	shortopts[sl] = 0;
+	longopts[n++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+	longopts[n++] = (struct option){"check", no_argument, NULL, OPT_CHECK};
+	longopts[n++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT_CONFIG};
+	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+	longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+	longopts[n] = (struct option){0};
+
+	/* Pass 1: the config file, help and version. Pass 2: flags, which override the file. */
+	for (int pass = 1; pass <= 2; pass++) {
+		optind = 0;
+		opterr = 0;
+		int ch, longidx;
+		while ((ch = getopt_long(argc, argv, shortopts, longopts, &longidx)) != -1) {
+			if (ch == '?')
+				return fail(err, "unknown option '%s' (see --help)", argv[optind - 1]);
+			if (ch == ':')
+				return fail(err, "option '%s' needs a value", argv[optind - 1]);
+			if (ch == 'h' || ch == OPT_HELP)
+				return CFG_HELP;
+			if (ch == OPT_VERSION)
+				return CFG_VERSION;
+			if (ch == OPT_CONFIG) {
+				if (pass == 1 && apply_config_file(c, optarg, err))
+					return -EINVAL;
+				continue;
+			}
+			if (pass == 1)
+				continue;
+			if (ch == OPT_CHECK) {
+				c->check_only = true;
+				continue;
+			}
+			if (ch == OPT_PRINT_CONFIG) {
+				c->print_config = true;
+				continue;
+			}
+			const struct option_def *o = NULL;
+			for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+				if ((ch < OPT_BASE && options[i].short_flag == ch) || ch == OPT_BASE + (int)i)
+					o = &options[i];
+			if (!o)
+				return fail(err, "internal: unhandled option %d", ch);
+			char what[48];
+			snprintf(what, sizeof(what), "--%s", o->flag);
+			if (o->set(c, optarg, what, err))
+				return -EINVAL;
+		}
+		if (pass == 2 && optind < argc)
+			return fail(err, "unexpected argument '%s' (options start with --; see --help)",
+				    argv[optind]);
+	}
+	return config_validate(c, err) ? -EINVAL : CFG_RUN;
+}
+
+int config_validate(const struct vm_config *c, struct cfg_error *err)
+{
+	if (!c->kernel)
+		return fail(err, "--kernel (field 'kernel'): required");
+	if (c->serial[0].kind == SERIAL_STDOUT && c->serial[1].kind == SERIAL_STDOUT)
+		return fail(err, "--serial2 (field 'serial2'): stdout is already used by --serial");
+	if (c->serial[0].kind != SERIAL_NONE && c->serial[1].kind == c->serial[0].kind &&
+	    c->serial[0].path && c->serial[1].path && !strcmp(c->serial[0].path, c->serial[1].path))
+		return fail(err, "--serial2 (field 'serial2'): same path as --serial");
+	return 0;
+}
+
+static const char *serial_text(const struct serial_cfg *s, char *buf, size_t len)
+{
+	switch (s->kind) {
+	case SERIAL_NONE:
+		return "none";
+	case SERIAL_STDOUT:
+		return "stdout";
+	case SERIAL_PTY:
+		return "pty";
+	case SERIAL_FILE:
+		snprintf(buf, len, "file:%s", s->path);
+		return buf;
+	case SERIAL_UNIX:
+		snprintf(buf, len, "unix:%s", s->path);
+		return buf;
+	}
+	return "none";
+}
+
+char *config_to_json(const struct vm_config *c)
+{
+	static const char *const boot[] = {"auto", "linux", "pvh"};
+	static const char *const levels[] = {"error", "warn", "info", "debug"};
+	char mem[32], s1[200], s2[200];
+	format_size(c->mem_bytes, mem, sizeof(mem));
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(c->name));
+	json_object_set_new(o, "kernel", json_string(c->kernel ? c->kernel : ""));
+	if (c->initrd)
+		json_object_set_new(o, "initrd", json_string(c->initrd));
+	json_object_set_new(o, "cmdline", json_string(c->cmdline ? c->cmdline : ""));
+	json_object_set_new(o, "memory", json_string(mem));
+	json_object_set_new(o, "cpus", json_integer(c->cpus));
+	json_object_set_new(o, "cpu_template", json_string(c->cpu_template));
+	json_object_set_new(o, "boot", json_string(boot[c->boot]));
+	json_object_set_new(o, "serial", json_string(serial_text(&c->serial[0], s1, sizeof(s1))));
+	json_object_set_new(o, "serial2", json_string(serial_text(&c->serial[1], s2, sizeof(s2))));
+	json_object_set_new(o, "on_reboot",
+			    json_string(c->on_reboot == ON_REBOOT_RESTART ? "restart" : "exit"));
+	json_object_set_new(o, "timeout", json_integer(c->timeout_s));
+	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
+	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	return s;
+}
+
+void config_usage(FILE *out)
+{
+	fprintf(out, "Usage: berth-vmm --kernel FILE [options]\n"
+		     "Run one virtual machine on KVM.\n\nOptions:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		const struct option_def *o = &options[i];
+		char left[64];
+		if (o->short_flag)
+			snprintf(left, sizeof(left), "-%c, --%s %s", o->short_flag, o->flag, o->arg);
+		else
+			snprintf(left, sizeof(left), "    --%s %s", o->flag, o->arg);
+		fprintf(out, "  %-28s %s\n", left, o->help);
+	}
+	fprintf(out,
+		"      --config FILE            JSON file with the same settings (fields: kernel, initrd,\n"
+		"                               cmdline, memory, cpus, cpu_template, boot, serial, serial2,\n"
+		"                               on_reboot, timeout, name, log_level); flags override it\n"
+		"      --check                  validate the configuration and the boot files, then exit\n"
+		"      --print-config           print the effective configuration as JSON\n"
+		"  -h, --help                   show this help\n"
+		"      --version                show the version\n\n"
+		"Exit status: 0 guest powered off, 1 host or VMM error, 2 bad configuration or boot file,\n"
+		"3 guest rebooted (--on-reboot=exit), 4 guest crashed (triple fault), 5 KVM internal error\n"
+		"or emulation failure, 6 --timeout expired, 7 stopped by SIGINT/SIGTERM or Ctrl-A x.\n"
+		"See berth-vmm(1).\n");
+}

@@ -1,0 +1,66 @@
+/* berth-vmm configuration: one struct filled from a JSON file and/or flags, validated before anything runs. */
+#ifndef BERTH_CONFIG_H
+#define BERTH_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/log.h"
+
+#define VM_NAME_MAX 63
+#define VM_CPUS_MAX 254 /* xAPIC IDs in the MADT; 255 is the broadcast ID */
+
+enum boot_mode { BOOT_AUTO = 0, BOOT_LINUX, BOOT_PVH };
+enum serial_kind { SERIAL_NONE = 0, SERIAL_STDOUT, SERIAL_FILE, SERIAL_PTY, SERIAL_UNIX };
+enum on_reboot { ON_REBOOT_EXIT = 0, ON_REBOOT_RESTART };
+
+struct serial_cfg {
+	enum serial_kind kind;
+	char *path; /* file or socket path */
+};
+
+struct vm_config {
+	char name[VM_NAME_MAX + 1];
+	char *kernel;
+	char *initrd;
+	char *cmdline;
+	uint64_t mem_bytes;
+	unsigned cpus;
+	char cpu_template[32];
+	enum boot_mode boot;
+	struct serial_cfg serial[2]; /* COM1, COM2 */
+	enum on_reboot on_reboot;
+	unsigned timeout_s; /* 0 = none */
+	enum log_level log_level;
+	bool check_only;
+	bool print_config;
+};
+
+/* A message naming the flag or field and the reason. */
+struct cfg_error {
+	char msg[512];
+};
+
+void config_defaults(struct vm_config *c);
+void config_free(struct vm_config *c);
+
+/* Result of config_parse_args. */
+enum { CFG_RUN = 0, CFG_HELP = 1, CFG_VERSION = 2 };
+
+/*
+ * Parse argv (a --config FILE is applied first; flags override it), then validate.
+ * Returns CFG_RUN/CFG_HELP/CFG_VERSION, or -EINVAL with err filled.
+ */
+int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_error *err);
+/* Apply a JSON document (object) to c. Unknown fields are errors. */
+int config_apply_json_text(struct vm_config *c, const char *text, const char *origin,
+			   struct cfg_error *err);
+/* Whole-config checks (required fields, ranges, conflicts). */
+int config_validate(const struct vm_config *c, struct cfg_error *err);
+/* The effective configuration as a JSON document (malloc'd string), in the config file format. */
+char *config_to_json(const struct vm_config *c);
+
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,258 @@
+/* berth-vmm: run one VM from flags or a JSON config; exit status tells how the guest ended. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "common/evloop.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "vmm/boot.h"
+#include "vmm/config.h"
+#include "vmm/exitcode.h"
+#include "vmm/layout.h"
+#include "vmm/vm.h"
+
+#ifndef BERTH_VERSION
+#define BERTH_VERSION "unknown"
+#endif
+
+struct runner {
+	struct vm *vm; /* the running VM, NULL between runs */
+	enum stop_reason pending; /* a stop that arrived while no VM ran */
+};
+
+static void request_stop(struct runner *rn, enum stop_reason why)
+{
+	if (rn->vm)
+		vm_request_stop(rn->vm, why);
+	else if (rn->pending == STOP_NONE)
+		rn->pending = why;
+}
+
+static void on_signal(void *opaque, int fd, uint32_t events)
+{
+	struct runner *rn = opaque;
+	struct signalfd_siginfo si;
+	(void)events;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	log_info(NULL, "stopping the VM: received %s", strsignal((int)si.ssi_signo));
+	request_stop(rn, STOP_SIGNAL);
+}
+
+static void on_timeout(void *opaque, int fd, uint32_t events)
+{
+	struct runner *rn = opaque;
+	uint64_t n;
+	(void)events;
+	if (read(fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	log_err(NULL, "stopping the VM: --timeout expired");
+	request_stop(rn, STOP_TIMEOUT);
+}
+
+static void on_console_quit(void *opaque)
+{
+	log_info(NULL, "stopping the VM: Ctrl-A x on the console");
+	request_stop(opaque, STOP_SIGNAL);
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+static int exit_status_of(enum stop_reason r)
+{
+	switch (r) {
+	case STOP_POWEROFF:
+		return EXIT_POWEROFF;
+	case STOP_REBOOT:
+		return EXIT_REBOOT;
+	case STOP_CRASH:
+		return EXIT_CRASH;
+	case STOP_KVM_ERROR:
+		return EXIT_KVM_ERROR;
+	case STOP_TIMEOUT:
+		return EXIT_TIMEOUT;
+	case STOP_SIGNAL:
+		return EXIT_SIGNAL;
+	default:
+		return EXIT_VMM_ERROR;
+	}
+}
+
+/* Create, load and run the VM until it stops; returns why it stopped. */
+static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
+				 const struct vm_config *cfg, const struct mem_layout *layout,
+				 const struct boot_image *img, struct serial_backend *be,
+				 struct evloop *loop)
+{
+	struct vm vm;
+	enum stop_reason why = STOP_VMM_ERROR;
+	if (vm_create(&vm, host, cfg, layout, be) || vm_load(&vm, img))
+		goto out;
+	evloop_rearm(loop);
+	rn->vm = &vm;
+	if (rn->pending != STOP_NONE)
+		vm_request_stop(&vm, rn->pending);
+	if (vm_start(&vm, loop) == 0) {
+		int r = evloop_run(loop);
+		if (r < 0) {
+			log_err(NULL, "event loop failed: %s", strerror(-r));
+			vm_request_stop(&vm, STOP_VMM_ERROR);
+		}
+	}
+	vm_stop_vcpus(&vm);
+	why = (enum stop_reason)vm.stop_reason;
+	rn->vm = NULL;
+out:
+	vm_destroy(&vm);
+	return why;
+}
+
+int main(int argc, char **argv)
+{
+	struct vm_config cfg;
+	struct cfg_error cerr;
+	struct boot_error berr;
+	struct mem_layout layout;
+	struct boot_image img;
+	struct kvm_host host = {.fd = -1};
+	struct serial_backend be[2];
+	struct evloop *loop = NULL;
+	struct runner rn = {0};
+	int status = EXIT_VMM_ERROR, sfd = -1, tfd = -1;
+	char msg[256];
+
+	log_init("berth-vmm", NULL, LOG_INFO);
+	config_defaults(&cfg);
+	int r = config_parse_args(&cfg, argc, argv, &cerr);
+	if (r == CFG_HELP) {
+		config_usage(stdout);
+		config_free(&cfg);
+		return 0;
+	}
+	if (r == CFG_VERSION) {
+		printf("berth-vmm %s\n", BERTH_VERSION);
+		config_free(&cfg);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "berth-vmm: error: %s\n", cerr.msg);
+		config_free(&cfg);
+		return EXIT_CONFIG;
+	}
+	log_init("berth-vmm", cfg.name, cfg.log_level);
+	if (layout_compute(cfg.mem_bytes, &layout)) {
+		fprintf(stderr, "berth-vmm: error: --memory: invalid size\n");
+		config_free(&cfg);
+		return EXIT_CONFIG;
+	}
+	if (boot_probe(&cfg, &layout, &img, &berr)) {
+		fprintf(stderr, "berth-vmm: error: %s\n", berr.msg);
+		config_free(&cfg);
+		return EXIT_CONFIG;
+	}
+	if (cfg.print_config) {
+		char *j = config_to_json(&cfg);
+		printf("%s\n", j ? j : "{}");
+		free(j);
+	}
+	if (cfg.check_only) {
+		printf("berth-vmm: configuration OK: %s kernel, %u vCPU(s), %llu MiB\n",
+		       img.mode == BOOT_LINUX ? "Linux bzImage" : "PVH ELF", cfg.cpus,
+		       (unsigned long long)(cfg.mem_bytes >> 20));
+		status = 0;
+		goto out_img;
+	}
+	if (cfg.print_config) {
+		status = 0;
+		goto out_img;
+	}
+
+	if (kvm_host_open(&host, msg, sizeof(msg))) {
+		log_err(NULL, "%s", msg);
+		goto out_img;
+	}
+	if ((int)cfg.cpus > host.max_vcpus) {
+		fprintf(stderr, "berth-vmm: error: --cpus %u: KVM on this host allows at most %d\n",
+			cfg.cpus, host.max_vcpus);
+		status = EXIT_CONFIG;
+		goto out_host;
+	}
+
+	/* Signals: SIGINT/SIGTERM/SIGHUP arrive through a signalfd; SIGUSR1 kicks vCPUs. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	struct sigaction sa = {.sa_handler = kick_handler};
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigdelset(&set, SIGUSR1);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	for (unsigned i = 0; i < 2; i++) {
+		if (serial_backend_open(&be[i], &cfg.serial[i], i ? "serial1" : "serial0")) {
+			fprintf(stderr, "berth-vmm: error: --serial%s: cannot open the backend\n",
+				i ? "2" : "");
+			if (i)
+				serial_backend_close(&be[0]);
+			status = EXIT_CONFIG;
+			goto out_host;
+		}
+		be[i].quit = on_console_quit;
+		be[i].quit_opaque = &rn;
+	}
+	if ((r = evloop_new(&loop)) || (sfd >= 0 && (r = evloop_add(loop, sfd, EPOLLIN, on_signal, &rn))) ||
+	    (r = serial_backend_attach(&be[0], loop)) || (r = serial_backend_attach(&be[1], loop))) {
+		log_err(NULL, "cannot set up the event loop: %s", strerror(-r));
+		goto out_serial;
+	}
+	if (cfg.timeout_s) {
+		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		struct itimerspec its = {.it_value.tv_sec = cfg.timeout_s};
+		if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0 ||
+		    evloop_add(loop, tfd, EPOLLIN, on_timeout, &rn) < 0) {
+			log_err(NULL, "cannot arm --timeout: %s", strerror(errno));
+			goto out_serial;
+		}
+	}
+
+	for (;;) {
+		enum stop_reason why = run_once(&rn, &host, &cfg, &layout, &img, be, loop);
+		if (why == STOP_REBOOT && cfg.on_reboot == ON_REBOOT_RESTART && rn.pending == STOP_NONE) {
+			log_info(NULL, "guest rebooted: restarting the VM (--on-reboot=restart)");
+			continue;
+		}
+		status = exit_status_of(why);
+		if (why == STOP_REBOOT)
+			log_info(NULL, "guest rebooted: exiting with status %d (--on-reboot=exit)", status);
+		break;
+	}
+
+out_serial:
+	serial_backend_close(&be[0]);
+	serial_backend_close(&be[1]);
+	evloop_free(loop);
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+out_host:
+	kvm_host_close(&host);
+out_img:
+	boot_image_free(&img);
+	config_free(&cfg);
+	return status;
+}

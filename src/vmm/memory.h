@@ -1,0 +1,41 @@
+/* Guest RAM (memfd-backed) and the one checked accessor from guest-physical address to host pointer. */
+#ifndef BERTH_MEMORY_H
+#define BERTH_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/layout.h"
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t file_offset; /* offset in the memfd */
+	uint8_t *host;
+};
+
+struct guest_mem {
+	struct mem_layout layout;
+	int fd; /* memfd holding all RAM, low part first */
+	uint8_t *base;
+	struct mem_region regions[2];
+	unsigned nregions;
+};
+
+/* Create the memfd and map it. -errno. */
+int guest_mem_init(struct guest_mem *m, const struct mem_layout *l, const char *name);
+void guest_mem_destroy(struct guest_mem *m);
+
+/*
+ * The only way to turn a guest-physical range into a host pointer: returns NULL unless
+ * [gpa, gpa+len) lies entirely inside one RAM region (overflow-checked). len 0 is treated as 1.
+ */
+void *gpa_to_hva(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
+/* Copy to/from guest memory through gpa_to_hva; -EFAULT if the range is not RAM. */
+int guest_write(const struct guest_mem *m, uint64_t gpa, const void *src, size_t len);
+int guest_read(const struct guest_mem *m, uint64_t gpa, void *dst, size_t len);
+int guest_zero(const struct guest_mem *m, uint64_t gpa, size_t len);
+
+#endif

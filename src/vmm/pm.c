@@ -1,0 +1,139 @@
+/* ACPI fixed hardware (PM1a event and control: SLP_EN with S5 powers off), reset control 0xCF9, i8042 reset. */
+#include "vmm/pm.h"
+
+#include <string.h>
+
+#include "common/log.h"
+#include "vmm/acpi.h"
+#include "vmm/vm.h"
+
+#define I8042_DATA 0x60
+#define I8042_CMD 0x64
+#define I8042_CMD_RESET 0xfe
+#define RST_CNT_SYS_RST 0x02
+#define RST_CNT_RST_CPU 0x04
+
+static uint64_t pm1_evt_read(void *opaque, uint64_t off, unsigned size)
+{
+	struct pm *pm = opaque;
+	pthread_mutex_lock(&pm->lock);
+	uint32_t v = pm->pm1_sts | (uint32_t)pm->pm1_en << 16;
+	pthread_mutex_unlock(&pm->lock);
+	v >>= 8 * off;
+	return size >= 4 ? v : v & ((1u << (8 * size)) - 1);
+}
+
+static void pm1_evt_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	struct pm *pm = opaque;
+	pthread_mutex_lock(&pm->lock);
+	for (unsigned i = 0; i < size && off + i < 4; i++) {
+		uint8_t b = (uint8_t)(val >> (8 * i));
+		unsigned at = (unsigned)off + i;
+		if (at < 2) /* status bits are write-one-to-clear */
+			pm->pm1_sts &= (uint16_t) ~((uint16_t)b << (8 * at));
+		else
+			pm->pm1_en = (uint16_t)((pm->pm1_en & ~(0xffu << (8 * (at - 2)))) |
+						(uint16_t)b << (8 * (at - 2)));
+	}
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static uint64_t pm1_cnt_read(void *opaque, uint64_t off, unsigned size)
+{
+	struct pm *pm = opaque;
+	pthread_mutex_lock(&pm->lock);
+	uint32_t v = (pm->pm1_cnt | ACPI_PM1_SCI_EN) >> (8 * off);
+	pthread_mutex_unlock(&pm->lock);
+	return size >= 2 ? v & 0xffff : v & 0xff;
+}
+
+static void pm1_cnt_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	struct pm *pm = opaque;
+	pthread_mutex_lock(&pm->lock);
+	uint16_t v = pm->pm1_cnt;
+	if (off == 0 && size >= 2)
+		v = (uint16_t)val;
+	else if (off == 0)
+		v = (uint16_t)((v & 0xff00) | (val & 0xff));
+	else
+		v = (uint16_t)((v & 0x00ff) | (val & 0xff) << 8);
+	pm->pm1_cnt = v & (uint16_t)~ACPI_PM1_SLP_EN; /* SLP_EN is write-only */
+	pthread_mutex_unlock(&pm->lock);
+	if (v & ACPI_PM1_SLP_EN) {
+		unsigned typ = (v >> 10) & 7;
+		if (typ == ACPI_SLP_TYP_S5) {
+			log_info("pm", "guest entered ACPI S5 (soft off)");
+			vm_request_stop(pm->vm, STOP_POWEROFF);
+		} else {
+			log_warn("pm", "guest asked for sleep type %u, which is not supported; ignored",
+				 typ);
+		}
+	}
+}
+
+static uint64_t rst_read(void *opaque, uint64_t off, unsigned size)
+{
+	struct pm *pm = opaque;
+	(void)off, (void)size;
+	return pm->rst_cnt;
+}
+
+static void rst_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	struct pm *pm = opaque;
+	(void)off, (void)size;
+	pm->rst_cnt = (uint8_t)(val & RST_CNT_SYS_RST);
+	if (val & RST_CNT_RST_CPU) {
+		log_info("pm", "guest reset through the reset control register (0xcf9)");
+		vm_request_stop(pm->vm, STOP_REBOOT);
+	}
+}
+
+/* Just enough of an 8042 for the classic "pulse reset line" reboot; no keyboard. */
+static uint64_t i8042_read(void *opaque, uint64_t off, unsigned size)
+{
+	(void)opaque, (void)off, (void)size;
+	return 0; /* status: output buffer empty, input buffer empty; data: 0 */
+}
+
+static void i8042_data_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	(void)opaque, (void)off, (void)size, (void)val;
+}
+
+static void i8042_cmd_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	struct pm *pm = opaque;
+	(void)size, (void)off;
+	if ((val & 0xff) == I8042_CMD_RESET) {
+		log_info("pm", "guest reset through the i8042 controller");
+		vm_request_stop(pm->vm, STOP_REBOOT);
+	}
+}
+
+static const struct bus_ops pm1_evt_ops = {pm1_evt_read, pm1_evt_write};
+static const struct bus_ops pm1_cnt_ops = {pm1_cnt_read, pm1_cnt_write};
+static const struct bus_ops rst_ops = {rst_read, rst_write};
+static const struct bus_ops i8042_data_ops = {i8042_read, i8042_data_write};
+static const struct bus_ops i8042_cmd_ops = {i8042_read, i8042_cmd_write};
+
+int pm_init(struct pm *pm, struct vm *vm)
+{
+	memset(pm, 0, sizeof(*pm));
+	pm->vm = vm;
+	pthread_mutex_init(&pm->lock, NULL);
+	int r = bus_register(&vm->pio, ACPI_PM1A_EVT_PORT, 4, &pm1_evt_ops, pm, "pm1-evt");
+	r = r ? r : bus_register(&vm->pio, ACPI_PM1A_CNT_PORT, 2, &pm1_cnt_ops, pm, "pm1-cnt");
+	r = r ? r : bus_register(&vm->pio, ACPI_RESET_PORT, 1, &rst_ops, pm, "reset");
+	/* 0x60..0x64, but 0x61 belongs to the in-kernel PIT's speaker port. */
+	r = r ? r : bus_register(&vm->pio, I8042_DATA, 1, &i8042_data_ops, pm, "i8042");
+	r = r ? r : bus_register(&vm->pio, I8042_CMD, 1, &i8042_cmd_ops, pm, "i8042");
+	return r;
+}
+
+void pm_destroy(struct pm *pm)
+{
+	pthread_mutex_destroy(&pm->lock);
+}

@@ -1,0 +1,21 @@
+/* Power management I/O: ACPI PM1 event/control registers (S5 power-off), reset register 0xCF9, i8042 reset. */
+#ifndef BERTH_PM_H
+#define BERTH_PM_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct vm;
+
+struct pm {
+	struct vm *vm;
+	pthread_mutex_t lock;
+	uint16_t pm1_sts, pm1_en, pm1_cnt;
+	uint8_t rst_cnt;
+};
+
+/* Registers PM1a event/control, 0xCF9 and the i8042 ports on the PIO bus. */
+int pm_init(struct pm *pm, struct vm *vm);
+void pm_destroy(struct pm *pm);
+
+#endif

@@ -1,0 +1,63 @@
+/* 8250/16550A UART (COM1/COM2) and its host backends: stdout, file, pty, unix socket. */
+#ifndef BERTH_SERIAL_H
+#define BERTH_SERIAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <termios.h>
+
+#include "vmm/config.h"
+
+struct evloop;
+
+/* The host side; lives across VM restarts so a pty or socket client stays connected. */
+struct serial_backend {
+	enum serial_kind kind;
+	char tag[16];
+	int in_fd;     /* input from the host: stdin, pty master, socket client; -1 if none */
+	int out_fd;    /* output: stdout, file, pty master, socket client; -1 to drop */
+	int listen_fd; /* unix socket server */
+	char *sock_path;
+	bool tty_raw; /* stdin is a terminal we put in raw mode */
+	struct termios saved;
+	bool escape; /* saw Ctrl-A */
+	struct evloop *loop;
+	void (*quit)(void *opaque); /* Ctrl-A x */
+	void *quit_opaque;
+	struct serial *dev; /* current device fed by input, may be NULL */
+};
+
+#define SERIAL_RX_BUF 4096
+
+struct serial {
+	pthread_mutex_t lock;
+	char tag[16];
+	struct serial_backend *be;
+	unsigned gsi;
+	void (*set_irq)(void *opaque, unsigned gsi, int level);
+	void *irq_opaque;
+	int irq_level;
+
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	bool thr_ipending;
+	uint8_t rx[SERIAL_RX_BUF];
+	unsigned rx_head, rx_count;
+};
+
+/* Open the backend (before the VM is created). -errno; the message goes to the log. */
+int serial_backend_open(struct serial_backend *be, const struct serial_cfg *cfg, const char *tag);
+/* Watch input/listen fds on the loop. */
+int serial_backend_attach(struct serial_backend *be, struct evloop *loop);
+void serial_backend_close(struct serial_backend *be);
+
+void serial_init(struct serial *s, const char *tag, struct serial_backend *be, unsigned gsi,
+		 void (*set_irq)(void *opaque, unsigned gsi, int level), void *irq_opaque);
+void serial_destroy(struct serial *s);
+/* Register access, offset 0..7. */
+uint64_t serial_read(void *opaque, uint64_t offset, unsigned size);
+void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t val);
+/* Bytes from the host into the receive buffer; returns how many were taken. */
+size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
+
+#endif

@@ -1,0 +1,381 @@
+/* VM lifecycle on KVM: capability checks, memory slots, irqchip/PIT, vCPU creation, loading, start/stop. */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/evloop.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "vmm/acpi.h"
+#include "vmm/boot.h"
+#include "vmm/cpuid.h"
+
+static const struct {
+	int cap;
+	const char *name;
+	const char *why;
+} required_caps[] = {
+	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", "guest memory"},
+	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "in-kernel PIC/IOAPIC/LAPIC"},
+	{KVM_CAP_PIT2, "KVM_CAP_PIT2", "in-kernel PIT"},
+	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", "x86 VM setup"},
+	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "CPUID templates"},
+	{KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "SMP start-up"},
+	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "stopping vCPUs without races"},
+	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "device doorbells"},
+	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts"},
+	{KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", "MSI routing"},
+	{KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", "kvmclock"},
+	{KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", "vCPU state"},
+};
+
+int kvm_host_open(struct kvm_host *h, char *msg, size_t msglen)
+{
+	memset(h, 0, sizeof(*h));
+	h->fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (h->fd < 0) {
+		int e = -errno;
+		snprintf(msg, msglen, "cannot open /dev/kvm: %s%s", strerror(errno),
+			 errno == ENOENT ? " (is KVM enabled and the kvm module loaded?)"
+			 : errno == EACCES ? " (add this user to the kvm group)" : "");
+		return e;
+	}
+	int api = ioctl(h->fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		snprintf(msg, msglen, "/dev/kvm speaks API version %d, berth needs %d", api,
+			 KVM_API_VERSION);
+		goto fail;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++) {
+		if (ioctl(h->fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			snprintf(msg, msglen, "KVM on this host lacks %s (needed for %s)",
+				 required_caps[i].name, required_caps[i].why);
+			goto fail;
+		}
+	}
+	h->max_vcpus = ioctl(h->fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (h->max_vcpus <= 0)
+		h->max_vcpus = ioctl(h->fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (h->max_vcpus <= 0)
+		h->max_vcpus = 4;
+	int rs = ioctl(h->fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (rs <= 0) {
+		snprintf(msg, msglen, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+		goto fail;
+	}
+	h->run_size = (size_t)rs;
+	for (unsigned n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+		if (!c)
+			break;
+		c->nent = n;
+		if (ioctl(h->fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			h->cpuid = c;
+			break;
+		}
+		free(c);
+		if (errno != E2BIG)
+			break;
+	}
+	if (!h->cpuid) {
+		snprintf(msg, msglen, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	close(h->fd);
+	h->fd = -1;
+	return -ENODEV;
+}
+
+void kvm_host_close(struct kvm_host *h)
+{
+	free(h->cpuid);
+	if (h->fd >= 0)
+		close(h->fd);
+	h->cpuid = NULL;
+	h->fd = -1;
+}
+
+void vm_set_irq(void *opaque, unsigned gsi, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
+	if (ioctl(vm->fd, KVM_IRQ_LINE, &irq) < 0)
+		log_warn(NULL, "KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
+}
+
+static int setup_msrs(struct vcpu *v)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[2];
+	} m = {.hdr.nmsrs = 2,
+	       .e = {{.index = 0x1a0, .data = 1},      /* IA32_MISC_ENABLE: fast strings */
+		     {.index = 0x2ff, .data = 0xc06}}}; /* MTRRdefType: enabled, write-back */
+	if (ioctl(v->fd, KVM_SET_MSRS, &m) != 2)
+		log_debug(v->tag, "KVM_SET_MSRS set fewer MSRs than asked");
+	return 0;
+}
+
+/* LINT0 = ExtINT (the 8259 behind the BSP), LINT1 = NMI, as firmware leaves them. */
+static int setup_lapic(struct vcpu *v)
+{
+	struct kvm_lapic_state l;
+	if (ioctl(v->fd, KVM_GET_LAPIC, &l) < 0)
+		return -errno;
+	uint32_t *lvt0 = (uint32_t *)&l.regs[0x350], *lvt1 = (uint32_t *)&l.regs[0x360];
+	*lvt0 = (*lvt0 & ~0x1ffffu) | 0x700;
+	*lvt1 = (*lvt1 & ~0x1ffffu) | 0x400;
+	if (ioctl(v->fd, KVM_SET_LAPIC, &l) < 0)
+		return -errno;
+	return 0;
+}
+
+static int create_vcpu(struct vm *vm, unsigned id)
+{
+	struct vcpu *v = &vm->vcpus[id];
+	const struct cpu_template *t = cpuid_template_find(vm->cfg->cpu_template);
+	int r;
+
+	v->vm = vm;
+	v->id = id;
+	snprintf(v->tag, sizeof(v->tag), "cpu%u", id);
+	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	if (v->fd < 0)
+		return -errno;
+	void *run = mmap(NULL, vm->host->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (run == MAP_FAILED)
+		return -errno;
+	v->run = run;
+
+	size_t n = vm->host->cpuid->nent;
+	struct kvm_cpuid2 *c = malloc(sizeof(*c) + n * sizeof(c->entries[0]));
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, vm->host->cpuid, sizeof(*c) + n * sizeof(c->entries[0]));
+	r = cpuid_apply(c->entries, c->nent, t, id, vm->ncpus);
+	if (r >= 0)
+		r = ioctl(v->fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
+	free(c);
+	if (r)
+		return r;
+	setup_msrs(v);
+	return setup_lapic(v);
+}
+
+static const struct bus_ops serial_ops = {serial_read, serial_write};
+
+static int add_serial(struct vm *vm, unsigned idx, struct serial_backend *be)
+{
+	static const uint16_t port[2] = {0x3f8, 0x2f8};
+	static const unsigned irq[2] = {4, 3};
+	char tag[16];
+	snprintf(tag, sizeof(tag), "serial%u", idx);
+	serial_init(&vm->com[idx], tag, be, irq[idx], vm_set_irq, vm);
+	vm->com_present[idx] = true;
+	return bus_register(&vm->pio, port[idx], 8, &serial_ops, &vm->com[idx],
+			    idx == 0 ? "serial0" : "serial1");
+}
+
+int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
+	      const struct mem_layout *layout, struct serial_backend *serial_be)
+{
+	int r;
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->host = h;
+	vm->fd = -1;
+	vm->ncpus = cfg->cpus;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+
+	vm->fd = ioctl(h->fd, KVM_CREATE_VM, 0);
+	if (vm->fd < 0) {
+		r = -errno;
+		log_err(NULL, "KVM_CREATE_VM: %s", strerror(errno));
+		return r;
+	}
+	if (ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+		r = -errno;
+		log_err(NULL, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+		return r;
+	}
+	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
+	if (ioctl(h->fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0 &&
+	    ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		log_warn(NULL, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		r = -errno;
+		log_err(NULL, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return r;
+	}
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0) {
+		r = -errno;
+		log_err(NULL, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return r;
+	}
+
+	if ((r = guest_mem_init(&vm->mem, layout, cfg->name))) {
+		log_err(NULL, "cannot allocate %llu MiB of guest memory: %s",
+			(unsigned long long)(layout->ram_bytes >> 20), strerror(-r));
+		return r;
+	}
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		const struct mem_region *mr = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region kr = {
+			.slot = i,
+			.guest_phys_addr = mr->gpa,
+			.memory_size = mr->size,
+			.userspace_addr = (uintptr_t)mr->host,
+		};
+		if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0) {
+			r = -errno;
+			log_err(NULL, "KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
+			return r;
+		}
+	}
+
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if ((r = create_vcpu(vm, i))) {
+			log_err(NULL, "cannot create vCPU %u: %s", i, strerror(-r));
+			return r;
+		}
+	}
+
+	for (unsigned i = 0; i < 2; i++) {
+		if (cfg->serial[i].kind == SERIAL_NONE)
+			continue;
+		if ((r = add_serial(vm, i, &serial_be[i]))) {
+			log_err(NULL, "cannot register COM%u: %s", i + 1, strerror(-r));
+			return r;
+		}
+	}
+	if ((r = pm_init(&vm->pm, vm))) {
+		log_err(NULL, "cannot register power management ports: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int vm_load(struct vm *vm, const struct boot_image *img)
+{
+	uint8_t acpi[BIOS_AREA_END - BIOS_AREA_START];
+	struct acpi_layout al;
+	struct acpi_params ap = {
+		.ncpus = vm->ncpus,
+		.ecam_base = PCI_ECAM_BASE,
+		.ecam_end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1),
+		.com1_irq = vm->com_present[0] ? 4 : 0,
+		.com2_irq = vm->com_present[1] ? 3 : 0,
+	};
+	int r = acpi_build(acpi, sizeof(acpi), ACPI_BASE, &ap, &al);
+	if (r) {
+		log_err("acpi", "cannot build ACPI tables: %s", strerror(-r));
+		return r;
+	}
+	if ((r = guest_write(&vm->mem, ACPI_BASE, acpi, al.size)))
+		return r;
+
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct vcpu *bsp = &vm->vcpus[0];
+	if (ioctl(bsp->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	if ((r = boot_load(img, &vm->mem, al.rsdp, &regs, &sregs))) {
+		log_err("boot", "cannot load the kernel into guest memory: %s", strerror(-r));
+		return r;
+	}
+	if (ioctl(bsp->fd, KVM_SET_SREGS, &sregs) < 0 || ioctl(bsp->fd, KVM_SET_REGS, &regs) < 0) {
+		r = -errno;
+		log_err("boot", "cannot set the boot CPU's registers: %s", strerror(errno));
+		return r;
+	}
+	log_debug("boot", "%s kernel entry 0x%llx, ACPI RSDP at 0x%llx",
+		  img->mode == BOOT_LINUX ? "Linux 64-bit" : "PVH", (unsigned long long)regs.rip,
+		  (unsigned long long)al.rsdp);
+	return 0;
+}
+
+void vm_request_stop(struct vm *vm, enum stop_reason reason)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	if (vm->stop_reason == STOP_NONE)
+		vm->stop_reason = reason;
+	pthread_mutex_unlock(&vm->stop_lock);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].thread_started)
+			vcpu_kick(&vm->vcpus[i]);
+	if (vm->loop)
+		evloop_stop(vm->loop);
+}
+
+int vm_start(struct vm *vm, struct evloop *loop)
+{
+	vm->loop = loop;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (r) {
+			log_err(NULL, "cannot start the thread of vCPU %u: %s", i, strerror(r));
+			vm_request_stop(vm, STOP_VMM_ERROR);
+			return -r;
+		}
+		v->thread_started = true;
+	}
+	return 0;
+}
+
+void vm_stop_vcpus(struct vm *vm)
+{
+	vm_request_stop(vm, STOP_VMM_ERROR); /* no-op on the reason if one is set */
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->thread_started)
+			continue;
+		pthread_join(v->thread, NULL);
+		v->thread_started = false;
+	}
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->vcpus) {
+		vm_stop_vcpus(vm);
+		for (unsigned i = 0; i < vm->ncpus; i++) {
+			struct vcpu *v = &vm->vcpus[i];
+			if (v->run)
+				munmap(v->run, vm->host->run_size);
+			if (v->fd >= 0)
+				close(v->fd);
+		}
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	for (unsigned i = 0; i < 2; i++)
+		if (vm->com_present[i])
+			serial_destroy(&vm->com[i]);
+	pm_destroy(&vm->pm);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	guest_mem_destroy(&vm->mem);
+	if (vm->fd >= 0)
+		close(vm->fd);
+	vm->fd = -1;
+	pthread_mutex_destroy(&vm->stop_lock);
+}

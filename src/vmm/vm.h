@@ -1,0 +1,94 @@
+/* A KVM virtual machine: /dev/kvm checks, memory slots, in-kernel irqchip and PIT, vCPUs, devices, stop. */
+#ifndef BERTH_VM_H
+#define BERTH_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/memory.h"
+#include "vmm/pm.h"
+#include "vmm/serial.h"
+
+struct evloop;
+struct boot_image;
+
+enum stop_reason {
+	STOP_NONE = 0,
+	STOP_POWEROFF,
+	STOP_REBOOT,
+	STOP_CRASH,
+	STOP_KVM_ERROR,
+	STOP_TIMEOUT,
+	STOP_SIGNAL,
+	STOP_VMM_ERROR,
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	char tag[16];
+};
+
+/* What the host's KVM offers; read once, before any VM exists. */
+struct kvm_host {
+	int fd;
+	int max_vcpus;
+	size_t run_size;
+	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	struct kvm_host *host;
+	int fd;
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	struct vcpu *vcpus;
+	unsigned ncpus;
+
+	struct serial com[2];
+	bool com_present[2];
+	struct pm pm;
+
+	pthread_mutex_t stop_lock;
+	volatile int stop_reason; /* enum stop_reason; the first reason wins */
+	struct evloop *loop;      /* woken when the VM stops */
+};
+
+/* Open /dev/kvm and check every capability berth needs; message on failure. */
+int kvm_host_open(struct kvm_host *h, char *msg, size_t msglen);
+void kvm_host_close(struct kvm_host *h);
+
+/* Create the VM, memory, irqchip, PIT, vCPUs (with CPUID) and devices. -errno, logged. */
+int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
+	      const struct mem_layout *layout, struct serial_backend *serial_be);
+/* Write ACPI tables and the boot image into memory and set the BSP's registers. */
+int vm_load(struct vm *vm, const struct boot_image *img);
+/* Start vCPU threads; vm_request_stop wakes loop when the VM stops. */
+int vm_start(struct vm *vm, struct evloop *loop);
+/* Ask the VM to stop (any thread). The first reason is kept. */
+void vm_request_stop(struct vm *vm, enum stop_reason reason);
+/* Kick and join vCPU threads. */
+void vm_stop_vcpus(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Raise/lower an interrupt line (GSI) on the in-kernel irqchip. */
+void vm_set_irq(void *opaque, unsigned gsi, int level);
+
+/* vcpu.c */
+void *vcpu_thread(void *arg);
+void vcpu_kick(struct vcpu *v);
+/* Log registers, segment state and the code bytes at RIP (crash reports). */
+void vcpu_dump(struct vcpu *v, const uint8_t *insn, unsigned insn_len);
+
+#endif
