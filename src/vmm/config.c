@@ -286,7 +286,7 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 				   o->json_type == ARG_INT ? "number" : "string");
 			goto out;
 		}
-		char what[80];
+		char what[400];
 		snprintf(what, sizeof(what), "%s: field '%s'", origin, key);
 		ret = o->set(c, s, what, err);
 		if (ret)

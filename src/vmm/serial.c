@@ -101,12 +101,8 @@ static void transmit(struct serial *s, uint8_t b)
 		push_rx(s, b);
 		return;
 	}
-	if (s->be && s->be->out_fd >= 0) {
-		ssize_t w;
-		do {
-			w = write(s->be->out_fd, &b, 1);
-		} while (w < 0 && errno == EINTR);
-	}
+	if (s->be)
+		serial_backend_output(s->be, &b, 1);
 }
 
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)

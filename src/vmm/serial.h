@@ -26,7 +26,16 @@ struct serial_backend {
 	void (*quit)(void *opaque); /* Ctrl-A x */
 	void *quit_opaque;
 	struct serial *dev; /* current device fed by input, may be NULL */
+	/* Socket backends keep the latest output and replay it to a client that connects later. */
+	pthread_mutex_t out_lock; /* history and out_fd: vCPU threads write, the event loop accepts */
+	uint8_t *history;
+	size_t hist_len, hist_head;
 };
+
+#define SERIAL_HISTORY 65536
+
+/* Send guest output to the backend (and its history). Called with the device lock held. */
+void serial_backend_output(struct serial_backend *be, const uint8_t *buf, size_t len);
 
 #define SERIAL_RX_BUF 4096
 

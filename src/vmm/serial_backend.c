@@ -11,6 +11,7 @@
 
 #include "common/evloop.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "vmm/serial.h"
 
 #define CTRL_A 0x01
@@ -18,6 +19,7 @@
 int serial_backend_open(struct serial_backend *be, const struct serial_cfg *cfg, const char *tag)
 {
 	memset(be, 0, sizeof(*be));
+	pthread_mutex_init(&be->out_lock, NULL);
 	be->kind = cfg->kind;
 	be->in_fd = be->out_fd = be->listen_fd = -1;
 	snprintf(be->tag, sizeof(be->tag), "%s", tag);
@@ -82,20 +84,41 @@ int serial_backend_open(struct serial_backend *be, const struct serial_cfg *cfg,
 		}
 		be->listen_fd = fd;
 		be->sock_path = strdup(cfg->path);
+		be->history = malloc(SERIAL_HISTORY);
 		return 0;
 	}
 	}
 	return -EINVAL;
 }
 
+void serial_backend_output(struct serial_backend *be, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_lock(&be->out_lock);
+	if (be->history) {
+		for (size_t i = 0; i < len; i++) {
+			be->history[(be->hist_head + be->hist_len) % SERIAL_HISTORY] = buf[i];
+			if (be->hist_len < SERIAL_HISTORY)
+				be->hist_len++;
+			else
+				be->hist_head = (be->hist_head + 1) % SERIAL_HISTORY;
+		}
+	}
+	ssize_t w = 0;
+	while (be->out_fd >= 0 && (w = write(be->out_fd, buf, len)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_unlock(&be->out_lock);
+}
+
 static void drop_client(struct serial_backend *be)
 {
+	pthread_mutex_lock(&be->out_lock);
 	if (be->in_fd >= 0) {
 		if (be->loop)
 			evloop_del(be->loop, be->in_fd);
 		close(be->in_fd);
 	}
 	be->in_fd = be->out_fd = -1;
+	pthread_mutex_unlock(&be->out_lock);
 }
 
 static void on_input(void *opaque, int fd, uint32_t events)
@@ -152,7 +175,20 @@ static void on_accept(void *opaque, int fd, uint32_t events)
 		close(c);
 		return;
 	}
+	/* Replay what the guest printed before this client came (blocking write, bounded size). */
+	pthread_mutex_lock(&be->out_lock);
+	if (be->hist_len) {
+		int fl = fcntl(c, F_GETFL);
+		fcntl(c, F_SETFL, fl & ~O_NONBLOCK);
+		size_t first = SERIAL_HISTORY - be->hist_head;
+		if (first > be->hist_len)
+			first = be->hist_len;
+		if (write_all(c, be->history + be->hist_head, first) == 0)
+			write_all(c, be->history, be->hist_len - first);
+		fcntl(c, F_SETFL, fl);
+	}
 	be->in_fd = be->out_fd = c;
+	pthread_mutex_unlock(&be->out_lock);
 	if (be->loop)
 		evloop_add(be->loop, c, EPOLLIN, on_input, be);
 }
@@ -183,10 +219,12 @@ void serial_backend_close(struct serial_backend *be)
 		close(be->out_fd);
 	if (be->listen_fd >= 0)
 		close(be->listen_fd);
+	free(be->history);
 	if (be->sock_path) {
 		unlink(be->sock_path);
 		free(be->sock_path);
 	}
+	pthread_mutex_destroy(&be->out_lock);
 	memset(be, 0, sizeof(*be));
 	be->in_fd = be->out_fd = be->listen_fd = -1;
 }
