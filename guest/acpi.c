@@ -1,4 +1,4 @@
-/* acpi.c — RSDP/XSDT/RSDT walk, MADT/FADT/MCFG parsing, _S5_ from the DSDT AML, S5 power-off and ACPI reset. */
+/* acpi.c — RSDP/XSDT/RSDT, MADT/FADT/MCFG, _S5_ from DSDT AML, S5 power-off, ACPI reset. */
 #include "guest.h"
 #include "x86.h"
 
@@ -48,18 +48,19 @@ static uint64_t rd64(const void *p, size_t off)
 
 static void acpi_error(const char *what, const char *sig, uint64_t addr)
 {
-	char sigs[5] = { 0 };
+	char sigs[5] = {0};
 
 	if (sig)
 		memcpy(sigs, sig, 4);
 	if (!acpi.errors)
-		snprintf(acpi.error, sizeof(acpi.error), "%s%s%s", what, sig ? " table=" : "", sigs);
+		snprintf(acpi.error, sizeof(acpi.error), "%s%s%s", what, sig ? " table=" : "",
+			 sigs);
 	acpi.errors++;
 	kprintf("berth-guest: acpi %s%s%s addr=0x%lx\n", what, sig ? " table=" : "", sigs, addr);
 }
 
-/* Validate a table's header and checksum; remember where it lives. A bad checksum is reported and the table
- * still used (as Linux does), so the rest of the guest keeps working. */
+/* Validate a table's header and checksum; remember where it lives. A bad checksum is reported and
+ * the table still used (as Linux does), so the rest of the guest keeps working. */
 static const struct sdt_header *table_at(uint64_t addr)
 {
 	const struct sdt_header *h = (const struct sdt_header *)addr;
@@ -126,7 +127,7 @@ static void parse_madt(const struct sdt_header *h)
 			flags = rd32(p, 8);
 			if (id > 254)
 				break;
-cpu:
+		cpu:
 			if ((flags & 1) && acpi.ncpus < MAX_CPUS)
 				acpi.apic_ids[acpi.ncpus++] = id;
 			break;
@@ -150,7 +151,8 @@ static size_t aml_pkglen(const uint8_t *p, size_t avail)
 	return n <= avail ? n : 0;
 }
 
-/* One integer element: ZeroOp, OneOp, BytePrefix nn, WordPrefix, DWordPrefix. Returns bytes consumed. */
+/* One integer element: ZeroOp, OneOp, BytePrefix nn, WordPrefix, DWordPrefix. Returns bytes
+ * consumed. */
 static size_t aml_int(const uint8_t *p, size_t avail, uint8_t *out)
 {
 	if (!avail)
@@ -180,8 +182,8 @@ static size_t aml_int(const uint8_t *p, size_t avail, uint8_t *out)
 	}
 }
 
-/* Find `Name(_S5_, Package(){a, b, ...})` in the DSDT: NameOp (0x08), optional root prefix '\', "_S5_",
- * PackageOp (0x12), PkgLength, NumElements, elements. */
+/* Find `Name(_S5_, Package(){a, b, ...})` in the DSDT: NameOp (0x08), optional root prefix '\',
+ * "_S5_", PackageOp (0x12), PkgLength, NumElements, elements. */
 static void parse_s5(const struct sdt_header *h)
 {
 	const uint8_t *p = (const uint8_t *)h;
@@ -190,7 +192,7 @@ static void parse_s5(const struct sdt_header *h)
 	for (size_t i = sizeof(*h) + 1; i + 4 < len; i++) {
 		size_t j, n;
 
-		if (memcmp(p + i, "_S5_", 4))
+		if (p[i] != '_' || p[i + 1] != 'S' || p[i + 2] != '5' || p[i + 3] != '_')
 			continue;
 		if (!(p[i - 1] == 0x08 || (p[i - 1] == '\\' && p[i - 2] == 0x08)))
 			continue;
@@ -271,7 +273,11 @@ static void parse_table(uint64_t addr)
 
 void gas_describe(const struct gas *g, char *buf, size_t n)
 {
-	snprintf(buf, n, "%s:0x%lx", g->space == 1 ? "io" : g->space == 0 ? "mem" : "other", g->address);
+	snprintf(buf, n, "%s:0x%lx",
+		 g->space == 1	 ? "io"
+		 : g->space == 0 ? "mem"
+				 : "other",
+		 g->address);
 }
 
 void acpi_init(void)
@@ -286,6 +292,8 @@ void acpi_init(void)
 		return;
 	}
 	rsdp = (const uint8_t *)acpi.rsdp;
+	acpi.tables[acpi.ntables++] =
+	    (struct mem_range){acpi.rsdp & ~4095ULL, (acpi.rsdp + 36 + 4095) & ~4095ULL};
 	acpi.revision = rsdp[15];
 	if (acpi.revision >= 2 && rd64(rsdp, 24))
 		root = table_at(rd64(rsdp, 24));
@@ -311,11 +319,12 @@ void acpi_init(void)
 		acpi_error("no-s5", NULL, acpi.dsdt);
 	gas_describe(&acpi.pm1a_cnt, pm1, sizeof(pm1));
 	gas_describe(&acpi.reset_reg, rst, sizeof(rst));
-	kprintf("berth-info acpi rsdp=0x%lx rev=%d cpus=%u lapic=0x%lx ioapic=0x%lx pm1a_cnt=%s reset=%s/0x%x "
+	kprintf("berth-info acpi rsdp=0x%lx rev=%d cpus=%u lapic=0x%lx ioapic=0x%lx pm1a_cnt=%s "
+		"reset=%s/0x%x "
 		"hw_reduced=%d s5=%d slp_typa=%u mcfg=0x%lx errors=%d\n",
 		acpi.rsdp, acpi.revision, acpi.ncpus, acpi.lapic_addr, acpi.ioapic_addr, pm1, rst,
-		acpi.reset_value, !!(acpi.fadt_flags & FADT_FLAG_HW_REDUCED), acpi.have_s5, acpi.slp_typa,
-		acpi.mcfg_base, acpi.errors);
+		acpi.reset_value, !!(acpi.fadt_flags & FADT_FLAG_HW_REDUCED), acpi.have_s5,
+		acpi.slp_typa, acpi.mcfg_base, acpi.errors);
 }
 
 static uint32_t gas_width(const struct gas *g)
@@ -332,7 +341,7 @@ static uint32_t gas_read(const struct gas *g)
 	if (g->space == 1)
 		return w == 32 ? inl(g->address) : w == 16 ? inw(g->address) : inb(g->address);
 	if (g->space == 0)
-		return w == 32 ? *(volatile uint32_t *)g->address
+		return w == 32	 ? *(volatile uint32_t *)g->address
 		       : w == 16 ? *(volatile uint16_t *)g->address
 				 : *(volatile uint8_t *)g->address;
 	return 0;

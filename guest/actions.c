@@ -1,4 +1,4 @@
-/* actions.c — command-line actions that end the run: poweroff, reboots, triple fault, halt, ring-0 popcnt. */
+/* actions.c — run-ending actions: poweroff, reboots, triple fault, halt, ring-0 popcnt. */
 #include "guest.h"
 #include "x86.h"
 
@@ -40,7 +40,7 @@ void action_triple_fault(void)
 	static const struct {
 		uint16_t limit;
 		uint64_t base;
-	} __attribute__((packed)) empty_idt = { 0, 0 };
+	} __attribute__((packed)) empty_idt = {0, 0};
 
 	kprintf("berth-test triple-fault PASS\n");
 	__asm__ volatile("lidt %0\n\tud2" : : "m"(empty_idt));
@@ -59,14 +59,16 @@ void action_ring0_popcnt(void)
 	struct expect *ex = &this_cpu()->expect;
 	uint64_t r;
 
-	/* ring0_popcnt_probe (trap.S) is the one place the kernel executes a forbidden ring-0 instruction, on
-	 * purpose: it exercises the VMM's emulation-failure report. The disassembly test skips exactly it. */
+	/* ring0_popcnt_probe (trap.S) is the one place the kernel executes a forbidden ring-0
+	 * instruction, on purpose: it exercises the VMM's emulation-failure report. The disassembly
+	 * test skips exactly it. */
 	kprintf("berth-info ring0-popcnt executing popcnt at ring 0\n");
 	expect_arm();
 	r = ring0_popcnt_probe(0xf0f0);
 	ex->armed = 0;
 	if (ex->hit)
-		kprintf("berth-test ring0-popcnt FAIL reason=\"exception vector=%lu\"\n", ex->vector);
+		kprintf("berth-test ring0-popcnt FAIL reason=\"exception vector=%lu\"\n",
+			ex->vector);
 	else
 		kprintf("berth-test ring0-popcnt PASS result=%lu\n", r);
 }

@@ -1,4 +1,4 @@
-/* clock.c — TSC frequency from kvmclock (pvclock mul/shift) or PIT channel 2 calibration; delays. */
+/* clock.c — TSC frequency from kvmclock (pvclock mul/shift) or PIT channel 2; delays. */
 #include "guest.h"
 #include "x86.h"
 
@@ -21,7 +21,8 @@ static struct pvclock_vcpu_time_info pvclock __attribute__((aligned(64)));
 uint64_t tsc_khz, apic_khz;
 const char *tsc_source = "none";
 
-/* KVM's leaves sit at 0x40000000 or, next to other hypervisors' leaves, at a multiple of 0x100 above it. */
+/* KVM's leaves sit at 0x40000000 or, next to other hypervisors' leaves, at a multiple of 0x100
+ * above it. */
 static uint32_t kvm_cpuid_base(void)
 {
 	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
@@ -102,7 +103,8 @@ void clock_init(void)
 		tsc_source = "guess";
 	}
 	apic_khz = apic_measure_khz();
-	kprintf("berth-info clock tsc_khz=%lu source=%s apic_khz=%lu\n", tsc_khz, tsc_source, apic_khz);
+	kprintf("berth-info clock tsc_khz=%lu source=%s apic_khz=%lu\n", tsc_khz, tsc_source,
+		apic_khz);
 }
 
 uint64_t tsc_after_us(uint64_t us)

@@ -1,4 +1,4 @@
-/* cpu.c — per-CPU GDT/TSS/IDT, control registers, PIC masking, and trap dispatch (exceptions, IRQs, syscalls). */
+/* cpu.c — per-CPU GDT/TSS/IDT, CR0/CR4, PIC masking, trap dispatch (faults, IRQs, syscalls) */
 #include "guest.h"
 #include "x86.h"
 
@@ -17,8 +17,8 @@ struct idt_gate {
 	uint32_t off_hi, reserved;
 } __attribute__((packed));
 
-static struct idt_gate idt[256] __attribute__((aligned(4096)));
-static volatile int idt_ready;
+/* One IDT per CPU (same gates everywhere; separate tables keep each CPU's state self-contained). */
+static struct idt_gate idts[MAX_CPUS][256] __attribute__((aligned(4096)));
 
 struct desc_ptr {
 	uint16_t limit;
@@ -30,7 +30,7 @@ struct percpu *cpu_percpu(unsigned int index)
 	return (struct percpu *)cpu_stacks[index];
 }
 
-static void idt_build(void)
+static void idt_build(struct idt_gate *idt)
 {
 	for (int v = 0; v < 256; v++) {
 		uint64_t a = trap_stubs[v];
@@ -38,7 +38,7 @@ static void idt_build(void)
 
 		g->off_lo = a & 0xffff;
 		g->sel = SEL_KCODE;
-		g->ist = v == 8 ? 1 : 0;		/* #DF on its own stack */
+		g->ist = v == 8 ? 1 : 0;	/* #DF on its own stack */
 		g->type = v == 3 ? 0xee : 0x8e; /* interrupt gates; int3 callable from ring 3 */
 		g->off_mid = (a >> 16) & 0xffff;
 		g->off_hi = a >> 32;
@@ -52,17 +52,15 @@ void pic_mask(void)
 	outb(0xa1, 0xff);
 }
 
-/* Load this CPU's GDT (with its TSS), the shared IDT, and set CR0/CR4 bits. Runs on the CPU's kernel stack. */
+/* Load this CPU's GDT (with its TSS) and IDT, and set CR0/CR4 bits. Runs on the CPU's kernel stack.
+ */
 void cpu_init(unsigned int index)
 {
 	struct percpu *pc = cpu_percpu(index);
 	uint64_t tss = (uint64_t)&pc->tss, cr0, cr4;
 	struct desc_ptr gdtr, idtr;
 
-	if (!idt_ready) {
-		idt_build();
-		idt_ready = 1;
-	}
+	idt_build(idts[index]);
 	pc->index = index;
 	memset(&pc->tss, 0, sizeof(pc->tss));
 	pc->tss.rsp0 = (uint64_t)cpu_stacks[index] + KSTACK_SIZE;
@@ -80,8 +78,8 @@ void cpu_init(unsigned int index)
 
 	gdtr.limit = sizeof(pc->gdt) - 1;
 	gdtr.base = (uint64_t)pc->gdt;
-	idtr.limit = sizeof(idt) - 1;
-	idtr.base = (uint64_t)idt;
+	idtr.limit = sizeof(idts[index]) - 1;
+	idtr.base = (uint64_t)idts[index];
 	__asm__ volatile("lgdt %0\n\t"
 			 "pushq %1\n\t"
 			 "lea 1f(%%rip), %%rax\n\t"
@@ -102,8 +100,8 @@ void cpu_init(unsigned int index)
 			 : "m"(gdtr), "i"(SEL_KCODE), "i"(SEL_KDATA), "i"(SEL_TSS), "m"(idtr)
 			 : "rax", "memory");
 
-	/* CR0: WP (ring-0 writes honour read-only pages), MP, no EM; CR4: OSFXSR/OSXMMEXCPT so ring-3
-	 * workloads may use SSE. The kernel itself never touches SSE state. */
+	/* CR0: WP (ring-0 writes honour read-only pages), MP, no EM; CR4: OSFXSR/OSXMMEXCPT so
+	 * ring-3 workloads may use SSE. The kernel itself never touches SSE state. */
 	__asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
 	cr0 = (cr0 | (1u << 16) | (1u << 1)) & ~(uint64_t)(1u << 2);
 	__asm__ volatile("mov %0, %%cr0" : : "r"(cr0));
@@ -124,7 +122,8 @@ void expect_arm(void)
 	struct percpu *pc = this_cpu();
 
 	pc->expect.hit = 0;
-	pc->expect.vector = pc->expect.err = pc->expect.cr2 = pc->expect.rip = pc->expect.cs = ~0ULL;
+	pc->expect.vector = pc->expect.err = pc->expect.cr2 = pc->expect.rip = pc->expect.cs =
+	    ~0ULL;
 	barrier();
 	pc->expect.armed = 1;
 }
@@ -132,9 +131,10 @@ void expect_arm(void)
 void fatal_exception(struct trap_frame *f)
 {
 	serial_force_unlock();
-	kprintf("berth-guest: unexpected exception vector=%lu rip=0x%lx err=0x%lx cr2=0x%lx cs=0x%lx "
-		"rsp=0x%lx\n",
-		f->vector, f->rip, f->err, read_cr2(), f->cs, f->rsp);
+	kprintf(
+	    "berth-guest: unexpected exception vector=%lu rip=0x%lx err=0x%lx cr2=0x%lx cs=0x%lx "
+	    "rsp=0x%lx\n",
+	    f->vector, f->rip, f->err, read_cr2(), f->cs, f->rsp);
 	acpi_poweroff();
 }
 

@@ -1,4 +1,4 @@
-/* entry.S — PVH ELF note and 32-bit entry: boot page tables (0-4 GiB, 2 MiB pages), long mode, kmain(). */
+/* entry.S — PVH ELF note, 32-bit entry, boot page tables (0-4 GiB), long mode, kmain(). */
 #include "guest.h"
 
 #define PTE_P 0x01

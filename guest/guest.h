@@ -1,4 +1,4 @@
-/* guest.h — shared constants, per-CPU state and cross-module declarations of the test guest kernel. */
+/* guest.h — shared constants, per-CPU state and cross-module declarations of the guest. */
 #ifndef GUEST_GUEST_H
 #define GUEST_GUEST_H
 
@@ -13,12 +13,13 @@
 #define SEL_UCODE 0x23
 #define SEL_TSS 0x28
 
-#define VEC_TIMER 0x40	  /* LAPIC timer during the timer test */
-#define VEC_WAKE 0x41	  /* IPI: work posted / work done / AP online */
-#define VEC_TICK 0x42	  /* LAPIC timer used only to bound hlt waits */
+#define VEC_TIMER 0x40 /* LAPIC timer during the timer test */
+#define VEC_WAKE 0x41  /* IPI: work posted / work done / AP online */
+#define VEC_TICK 0x42  /* LAPIC timer used only to bound hlt waits */
 #define VEC_SPURIOUS 0xff
 
-/* Ring 3 -> ring 0 system calls: `int3` with the number in rax, arguments in rdi/rsi, result in rax. */
+/* Ring 3 -> ring 0 system calls: `int3` with the number in rax, arguments in rdi/rsi, result in
+ * rax. */
 #define SYS_EXIT 0  /* rdi = value returned by user_call() */
 #define SYS_WRITE 1 /* rdi = buffer, rsi = length: write to the serial console */
 
@@ -228,9 +229,11 @@ void halt_forever(void) __attribute__((noreturn));
 
 /* user_entry.S, user_work.c: ring-3 code (section .user.text) */
 void user_entry(void);
-uint64_t u_probe_ud2(uint64_t), u_probe_div0(uint64_t), u_probe_read(uint64_t), u_probe_write(uint64_t);
+uint64_t u_probe_ud2(uint64_t), u_probe_div0(uint64_t), u_probe_read(uint64_t),
+    u_probe_write(uint64_t);
 uint64_t u_probe_hlt(uint64_t), u_probe_cli(uint64_t), u_probe_int3(uint64_t), u_probe_in(uint64_t);
-extern const char u_probe_ud2_insn[], u_probe_div0_insn[], u_probe_read_insn[], u_probe_write_insn[];
+extern const char u_probe_ud2_insn[], u_probe_div0_insn[], u_probe_read_insn[],
+    u_probe_write_insn[];
 extern const char u_probe_hlt_insn[], u_probe_cli_insn[], u_probe_int3_insn[], u_probe_in_insn[];
 uint64_t u_syscall(uint64_t nr, uint64_t a, uint64_t b);
 
@@ -246,6 +249,7 @@ struct mem_job {
 	struct mem_range r[MEM_JOB_RANGES];
 	uint64_t seed;
 	uint64_t bad_addr, bad_val, bad_expect;
+	uint64_t tsc[4]; /* start, after write, after verify+invert, after final verify */
 };
 uint64_t u_mem_job(uint64_t job);
 uint64_t u_spin_until(uint64_t tsc_deadline);

@@ -1,4 +1,4 @@
-/* lapic.c — local APIC (xAPIC MMIO): enable, IPIs, timer, rate measurement, and bounded hlt-based waits. */
+/* lapic.c — local APIC (xAPIC MMIO): enable, IPIs, timer, rate measurement, bounded waits. */
 #include "guest.h"
 #include "x86.h"
 
@@ -103,8 +103,9 @@ uint64_t apic_measure_khz(void)
 	return (uint64_t)(c0 - c1) * tsc_khz / (t1 - t0);
 }
 
-/* Sleep in `sti; hlt` until *flag is non-zero or the timeout passes. A 10 ms tick bounds each sleep, so a
- * CPU that never sends its wake-up IPI cannot hang us. Interrupts stay off outside the hlt. */
+/* Sleep in `sti; hlt` until *flag is non-zero or the timeout passes. A 10 ms tick bounds each
+ * sleep, so a CPU that never sends its wake-up IPI cannot hang us. Interrupts stay off outside the
+ * hlt. */
 static int wait_cond(volatile int *flag, volatile uint32_t *seq, uint32_t want, uint64_t timeout_us)
 {
 	uint64_t end = tsc_after_us(timeout_us);

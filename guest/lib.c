@@ -1,8 +1,8 @@
-/* lib.c — freestanding helpers: memset/memcpy/strlen..., and a small vsnprintf (%s %c %d %u %x %p, l, width). */
+/* lib.c — freestanding helpers: mem*, str*, a small vsnprintf (%s %c %d %u %x %p, l, width) */
 #include "guest.h"
 
-/* Plain loops rather than rep-string instructions: ring 0 is emulated per element on our hosts either way,
- * and 8-byte stores cut the count. */
+/* Plain loops rather than rep-string instructions: ring 0 is emulated per element on our hosts
+ * either way, and 8-byte stores cut the count. */
 void *memset(void *d, int c, size_t n)
 {
 	uint8_t *p = d;
@@ -124,7 +124,7 @@ static void put_num(struct out *o, uint64_t v, int base, int width, char pad, in
 
 int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 {
-	struct out o = { buf, size, 0 };
+	struct out o = {buf, size, 0};
 
 	for (; *fmt; fmt++) {
 		int width = 0, lng = 0;
@@ -158,10 +158,12 @@ int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 			break;
 		}
 		case 'u':
-			put_num(&o, lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned int), 10, width, pad, 0);
+			put_num(&o, lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned int), 10,
+				width, pad, 0);
 			break;
 		case 'x':
-			put_num(&o, lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned int), 16, width, pad, 0);
+			put_num(&o, lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned int), 16,
+				width, pad, 0);
 			break;
 		case 'p':
 			put(&o, '0');

@@ -1,4 +1,4 @@
-/* paging.c — refine the boot identity map from the memory map, map RAM above 4 GiB, build the test region. */
+/* paging.c — refine the boot identity map from the memmap, map RAM above 4 GiB, test region */
 #include "guest.h"
 #include "x86.h"
 
@@ -19,7 +19,7 @@ static uint64_t high_pd[MAX_MAPPED_GIB - 4][512] __attribute__((aligned(4096)));
 static uint64_t test_pdpt[512] __attribute__((aligned(4096)));
 static uint64_t test_pd[512] __attribute__((aligned(4096)));
 static uint64_t test_pt[512] __attribute__((aligned(4096)));
-static uint8_t test_ro_page[4096] __attribute__((aligned(4096))) = { 0x5a };
+static uint8_t test_ro_page[4096] __attribute__((aligned(4096))) = {0x5a};
 
 int ram_contains(uint64_t start, uint64_t end)
 {
@@ -32,7 +32,7 @@ int ram_contains(uint64_t start, uint64_t end)
 	return 0;
 }
 
-#define PDE_RAM (PTE_P | PTE_RW | PTE_U | PTE_PS)		/* write-back, user-accessible */
+#define PDE_RAM (PTE_P | PTE_RW | PTE_U | PTE_PS)	       /* write-back, user-accessible */
 #define PDE_MMIO (PTE_P | PTE_RW | PTE_PWT | PTE_PCD | PTE_PS) /* uncached, supervisor only */
 
 static uint64_t *pde_slot(uint64_t addr)
@@ -42,9 +42,9 @@ static uint64_t *pde_slot(uint64_t addr)
 	return g < 4 ? &boot_pd[g][(addr >> 21) & 511] : &high_pd[g - 4][(addr >> 21) & 511];
 }
 
-/* RAM is write-back and user-accessible (ring-3 workloads touch it directly); everything else below 4 GiB
- * (MMIO, LAPIC, IOAPIC, firmware holes) is uncached and supervisor-only. One pass per memory-map entry keeps
- * this cheap at emulated ring 0. */
+/* RAM is write-back and user-accessible (ring-3 workloads touch it directly); everything else below
+ * 4 GiB (MMIO, LAPIC, IOAPIC, firmware holes) is uncached and supervisor-only. One pass per
+ * memory-map entry keeps this cheap at emulated ring 0. */
 void paging_init(void)
 {
 	for (int g = 0; g < 4; g++)
@@ -63,7 +63,8 @@ void paging_init(void)
 			if (a >= 0xfec00000ULL && a < 0xff000000ULL)
 				continue; /* IOAPIC/LAPIC window stays uncached */
 			if (a >= 4 * GIB && !(boot_pdpt[a / GIB] & PTE_P))
-				boot_pdpt[a / GIB] = (uint64_t)high_pd[a / GIB - 4] | PTE_P | PTE_RW | PTE_U;
+				boot_pdpt[a / GIB] =
+				    (uint64_t)high_pd[a / GIB - 4] | PTE_P | PTE_RW | PTE_U;
 			*pde_slot(a) = a | PDE_RAM;
 		}
 	}

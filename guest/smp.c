@@ -1,4 +1,4 @@
-/* smp.c — AP bring-up (INIT/SIPI/SIPI through the LAPIC ICR, trampoline below 1 MiB) and work dispatch. */
+/* smp.c — AP bring-up (INIT/SIPI/SIPI via LAPIC ICR, trampoline below 1 MiB), work dispatch */
 #include "guest.h"
 #include "x86.h"
 
@@ -9,10 +9,10 @@ char smp_error[64];
 static int smp_tried;
 static uint32_t bsp_apic_id;
 
-#define TRAMP_FIELD(sym) ((volatile uint64_t *)(TRAMP_BASE + ((sym) - tramp_start)))
+#define TRAMP_FIELD(sym) ((volatile uint64_t *)(TRAMP_BASE + ((sym)-tramp_start)))
 
-/* AP: runs on its own kernel stack. Loads its GDT/TSS/IDT, enables its LAPIC, then waits for work in
- * `sti; hlt` (ring-0 spinning is emulated instruction by instruction on our hosts: avoid it). */
+/* AP: runs on its own kernel stack. Loads its GDT/TSS/IDT, enables its LAPIC, then waits for work
+ * in `sti; hlt` (ring-0 spinning is emulated instruction by instruction on our hosts: avoid it). */
 void ap_main(uint64_t index)
 {
 	struct percpu *pc = cpu_percpu(index);
@@ -64,7 +64,8 @@ static int boot_one(unsigned int index, uint32_t apic_id)
 	return wait_until(&pc->online, 2000000);
 }
 
-/* Start every enabled CPU from the MADT once. Returns 0, or -1 with smp_error naming the first failure. */
+/* Start every enabled CPU from the MADT once. Returns 0, or -1 with smp_error naming the first
+ * failure. */
 int smp_boot_aps(void)
 {
 	uint32_t self;

@@ -1,4 +1,4 @@
-/* start.c — kmain(): copy the PVH start info, bring up the BSP, parse the command line and run the tests. */
+/* start.c — kmain(): copy the PVH start info, bring up the BSP, parse the cmdline, run tests */
 #include "guest.h"
 #include "x86.h"
 
@@ -19,7 +19,8 @@ struct hvm_start_info {
 
 struct bootinfo bootinfo;
 
-/* Copy everything out of the start info first: the mem test may overwrite wherever the loader put it. */
+/* Copy everything out of the start info first: the mem test may overwrite wherever the loader put
+ * it. */
 static void bootinfo_copy(uint32_t paddr)
 {
 	const struct hvm_start_info *si = (const struct hvm_start_info *)(uint64_t)paddr;
@@ -43,7 +44,8 @@ static void bootinfo_copy(uint32_t paddr)
 	if (si->version >= 1 && si->memmap_paddr) {
 		uint32_t n = si->memmap_entries < MEMMAP_MAX ? si->memmap_entries : MEMMAP_MAX;
 
-		memcpy(bootinfo.memmap, (const void *)si->memmap_paddr, n * sizeof(struct memmap_entry));
+		memcpy(bootinfo.memmap, (const void *)si->memmap_paddr,
+		       n * sizeof(struct memmap_entry));
 		bootinfo.nmemmap = n;
 	}
 }
@@ -54,18 +56,18 @@ struct test {
 };
 
 static const struct test tests[] = {
-	{ "boot", test_boot },
-	{ "acpi", test_acpi },
-	{ "smp", test_smp },
-	{ "mem", test_mem },
-	{ "timer", test_timer },
-	{ "exceptions", test_exceptions },
-	{ "poweroff", action_poweroff },
-	{ "reboot-acpi", action_reboot_acpi },
-	{ "reboot-kbd", action_reboot_kbd },
-	{ "triple-fault", action_triple_fault },
-	{ "halt", action_halt },
-	{ "ring0-popcnt", action_ring0_popcnt },
+    {"boot", test_boot},
+    {"acpi", test_acpi},
+    {"smp", test_smp},
+    {"mem", test_mem},
+    {"timer", test_timer},
+    {"exceptions", test_exceptions},
+    {"poweroff", action_poweroff},
+    {"reboot-acpi", action_reboot_acpi},
+    {"reboot-kbd", action_reboot_kbd},
+    {"triple-fault", action_triple_fault},
+    {"halt", action_halt},
+    {"ring0-popcnt", action_ring0_popcnt},
 };
 
 static void run_test(const char *name, size_t len)
@@ -85,7 +87,8 @@ static void run_test(const char *name, size_t len)
 	kprintf("berth-test %s FAIL reason=unknown-test\n", buf);
 }
 
-/* Find `key=` as a whole word of the command line; returns the value and its length (up to a space). */
+/* Find `key=` as a whole word of the command line; returns the value and its length (up to a
+ * space). */
 static const char *cmdline_value(const char *key, size_t *len)
 {
 	const char *c = bootinfo.cmdline;

@@ -1,4 +1,4 @@
-/* tests_boot.c — `boot` (PVH start info, memory map, command line) and `acpi` (table walk results) tests. */
+/* tests_boot.c — `boot` (PVH start info, memory map, command line) and `acpi` tests. */
 #include "guest.h"
 
 void test_boot(void)
@@ -13,7 +13,8 @@ void test_boot(void)
 	for (uint32_t i = 0; i < bootinfo.nmemmap; i++) {
 		const struct memmap_entry *m = &bootinfo.memmap[i];
 
-		kprintf("berth-info memmap addr=0x%lx size=0x%lx type=%u\n", m->addr, m->size, m->type);
+		kprintf("berth-info memmap addr=0x%lx size=0x%lx type=%u\n", m->addr, m->size,
+			m->type);
 		if (m->type == 1 && m->size) {
 			ram += m->size;
 			ranges++;
@@ -36,7 +37,8 @@ void test_acpi(void)
 	char pm1[40], rst[40];
 
 	if (!acpi.found) {
-		kprintf("berth-test acpi FAIL reason=\"%s\"\n", acpi.errors ? acpi.error : "no-rsdp");
+		kprintf("berth-test acpi FAIL reason=\"%s\"\n",
+			acpi.errors ? acpi.error : "no-rsdp");
 		return;
 	}
 	if (acpi.errors) {

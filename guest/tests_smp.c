@@ -1,9 +1,10 @@
-/* tests_smp.c — `smp`: start all MADT CPUs, run a ring-3 counter loop on each concurrently, check progress. */
+/* tests_smp.c — `smp`: start all MADT CPUs, run a ring-3 counter loop on each at once. */
 #include "guest.h"
 #include "x86.h"
 
 #define RUN_US 200000
-#define MIN_COUNT 100000 /* iterations in 200 ms: far below native (~10^8), above a stalled vCPU */
+#define MIN_COUNT 100000 /* iterations in 200 ms: far below native (~10^8), above a stalled vCPU   \
+			  */
 
 static struct count_job jobs[MAX_CPUS];
 
@@ -26,7 +27,8 @@ void test_smp(void)
 	user_run(u_count_loop, (uint64_t)&jobs[0]);
 	for (uint32_t c = 1; c < smp_ncpus; c++) {
 		if (smp_wait(c, 5000000) < 0) {
-			kprintf("berth-test smp FAIL reason=\"work-timeout apic_id=%u\"\n", cpu_percpu(c)->apic_id);
+			kprintf("berth-test smp FAIL reason=\"work-timeout apic_id=%u\"\n",
+				cpu_percpu(c)->apic_id);
 			return;
 		}
 	}
@@ -50,5 +52,6 @@ void test_smp(void)
 		kprintf("berth-test smp FAIL reason=no-overlap\n");
 		return;
 	}
-	kprintf("berth-test smp PASS cpus=%u overlap_us=%lu\n", smp_ncpus, (min_last - max_first) * 1000 / tsc_khz);
+	kprintf("berth-test smp PASS cpus=%u overlap_us=%lu\n", smp_ncpus,
+		(min_last - max_first) * 1000 / tsc_khz);
 }

@@ -1,4 +1,4 @@
-/* trampoline.S — AP startup code copied to TRAMP_BASE: real mode -> protected mode -> long mode -> ap_main(). */
+/* trampoline.S — AP startup code copied to TRAMP_BASE: real -> protected -> long mode. */
 #include "guest.h"
 
 #define T(sym) (TRAMP_BASE + (sym) - tramp_start)

@@ -1,4 +1,4 @@
-/* trap.S — IDT entry stubs, the common trap path, ring-3 entry/exit (user_call/user_return), ring-0 probes. */
+/* trap.S — IDT stubs, common trap path, ring-3 entry/exit (user_call/user_return), probes. */
 #include "guest.h"
 
 	.text
@@ -8,7 +8,9 @@
 .macro TRAP_STUB vec
 	.balign 16
 trap_stub_\vec:
-	.if (\vec == 8) || ((\vec >= 10) && (\vec <= 14)) || (\vec == 17) || (\vec == 21) || (\vec == 29) || (\vec == 30)
+	/* vectors with a CPU-pushed error code: 8, 10-14, 17, 21, 29, 30 */
+	.if (\vec == 8) || ((\vec >= 10) && (\vec <= 14)) || (\vec == 17) || (\vec == 21) || \
+	    (\vec == 29) || (\vec == 30)
 	.else
 	push $0
 	.endif
@@ -141,8 +143,8 @@ user_return:
 	KPROBE k_probe_write, movq $0, (%rdi)
 	KPROBE k_probe_ud2, ud2
 
-/* Deliberately forbidden at ring 0 on our hosts (emulation failure): only the `ring0-popcnt` action calls it,
- * and test_guest_disasm.py exempts exactly this symbol. */
+/* Deliberately forbidden at ring 0 on our hosts (emulation failure): only the `ring0-popcnt`
+ * action calls it, and test_guest_disasm.py exempts exactly this symbol. */
 	KPROBE ring0_popcnt_probe, popcnt %rdi, %rax
 
 	.section .note.GNU-stack, "", @progbits

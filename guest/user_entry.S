@@ -1,4 +1,4 @@
-/* user_entry.S — ring-3 side: the entry trampoline used by user_call(), the int3 syscall stub, fault probes. */
+/* user_entry.S — ring-3 side: user_call() entry trampoline, int3 syscall stub, fault probes. */
 #include "guest.h"
 
 	.section .user.text, "ax"
@@ -24,8 +24,8 @@ u_syscall:
 	int3
 	ret
 
-/* Probes: load PROBE_MAGIC, fault (or trap) on the _insn instruction; the kernel resumes at the return
- * address, so user_call() returns PROBE_MAGIC when delivery and resumption both worked. */
+/* Probes: load PROBE_MAGIC, fault (or trap) on the _insn instruction; the kernel resumes at the
+ * return address, so user_call() returns PROBE_MAGIC when delivery and resumption both worked. */
 .macro UPROBE name, setup, insn:vararg
 	.global \name, \name\()_insn
 \name:

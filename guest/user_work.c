@@ -1,4 +1,4 @@
-/* user_work.c — ring-3 workloads (linked into .user.text): SMP counter loop, memory pattern test, spin. */
+/* user_work.c — ring-3 workloads (.user.text): SMP counter loop, memory patterns, spin. */
 #include "guest.h"
 
 static inline uint64_t u_rdtsc(void)
@@ -50,18 +50,21 @@ static uint64_t mem_fail(struct mem_job *job, volatile uint64_t *p, uint64_t wan
 	return 1;
 }
 
-/* Three passes over every range: write pattern; verify and write its inverse; verify the inverse. */
+/* Three passes over every range: write pattern; verify and write its inverse; verify the inverse.
+ */
 uint64_t u_mem_job(uint64_t arg)
 {
 	struct mem_job *job = (struct mem_job *)arg;
 	uint64_t seed = job->seed;
 
+	job->tsc[0] = u_rdtsc();
 	for (uint64_t i = 0; i < job->nranges; i++) {
 		uint64_t *p = (uint64_t *)job->r[i].start, *e = (uint64_t *)job->r[i].end;
 
 		for (; p < e; p++)
 			*p = pattern((uint64_t)p, seed);
 	}
+	job->tsc[1] = u_rdtsc();
 	for (uint64_t i = 0; i < job->nranges; i++) {
 		uint64_t *p = (uint64_t *)job->r[i].start, *e = (uint64_t *)job->r[i].end;
 
@@ -73,6 +76,7 @@ uint64_t u_mem_job(uint64_t arg)
 			*p = ~want;
 		}
 	}
+	job->tsc[2] = u_rdtsc();
 	for (uint64_t i = 0; i < job->nranges; i++) {
 		uint64_t *p = (uint64_t *)job->r[i].start, *e = (uint64_t *)job->r[i].end;
 
@@ -83,5 +87,6 @@ uint64_t u_mem_job(uint64_t arg)
 				return mem_fail(job, p, want);
 		}
 	}
+	job->tsc[3] = u_rdtsc();
 	return 0;
 }

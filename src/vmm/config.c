@@ -460,7 +460,7 @@ void config_usage(FILE *out)
 		"                               cmdline, memory, cpus, cpu_template, boot, serial, serial2,\n"
 		"                               on_reboot, timeout, name, log_level); flags override it\n"
 		"      --check                  validate the configuration and the boot files, then exit\n"
-		"      --print-config           print the effective configuration as JSON\n"
+		"      --print-config           validate, print the effective configuration as JSON, exit\n"
 		"  -h, --help                   show this help\n"
 		"      --version                show the version\n\n"
 		"Exit status: 0 guest powered off, 1 host or VMM error, 2 bad configuration or boot file,\n"

@@ -160,10 +160,12 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_CONFIG;
 	}
-	if (cfg.print_config) {
+	if (cfg.print_config) { /* validated like --check; stdout holds only the JSON */
 		char *j = config_to_json(&cfg);
 		printf("%s\n", j ? j : "{}");
 		free(j);
+		status = 0;
+		goto out_img;
 	}
 	if (cfg.check_only) {
 		printf("berth-vmm: configuration OK: %s kernel, %u vCPU(s), %llu MiB\n",
@@ -172,11 +174,6 @@ int main(int argc, char **argv)
 		status = 0;
 		goto out_img;
 	}
-	if (cfg.print_config) {
-		status = 0;
-		goto out_img;
-	}
-
 	if (kvm_host_open(&host, msg, sizeof(msg))) {
 		log_err(NULL, "%s", msg);
 		goto out_img;

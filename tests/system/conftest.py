@@ -29,7 +29,9 @@ class VmmResult:
         """{test: (PASS|FAIL, rest of line)} from 'berth-test <name> <PASS|FAIL> ...' lines."""
         res = {}
         for line in self.out.splitlines():
-            parts = line.strip().split(" ", 3)
+            if "berth-test " not in line:
+                continue
+            parts = line[line.index("berth-test "):].strip().split(" ", 3)
             if len(parts) >= 3 and parts[0] == "berth-test":
                 res[parts[1]] = (parts[2], parts[3] if len(parts) > 3 else "")
         return res

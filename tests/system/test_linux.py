@@ -7,6 +7,7 @@ on such hosts; there the test checks that berth gets that far and reports the fa
 """
 import os
 import re
+import shutil
 import subprocess
 import pytest
 from conftest import needs_kvm, run_vmm, ROOT, BUILD
@@ -63,3 +64,15 @@ def test_debian_kernel_boots_as_far_as_the_host_allows(images, kind):
     assert r.rc == 5, r
     assert "suberror 1 (emulation failure)" in r.err
     assert re.search(r"instruction bytes \(exit data, \d+\): f0 48 0f c7", r.err), r  # lock cmpxchg16b
+
+
+def test_guest_image_reaches_init_on_qemu_tcg(images):
+    """The initramfs itself works: QEMU (full emulation) boots it to /init and powers off."""
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 is not installed")
+    p = subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-m", "512M", "-nographic",
+                        "-no-reboot", "-kernel", images["vmlinuz"], "-initrd", images["initramfs.cpio.gz"],
+                        "-append", "console=ttyS0 berth.poweroff=1"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, errors="replace", timeout=300)
+    assert "berth-linux: init reached" in p.stdout, p.stdout[-3000:]
+    assert p.returncode == 0
