@@ -145,7 +145,7 @@ static size_t build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 	gas_io(t + 116, ACPI_RESET_PORT, 8);
 	t[128] = ACPI_RESET_VALUE;
 	t[131] = 0; /* FADT minor version */
-	put64(t + 132, facs);
+	/* X_FIRMWARE_CTRL stays 0: one FACS pointer, or Linux installs the FACS twice. */
 	put64(t + 140, dsdt);
 	gas_io(t + 148, ACPI_PM1A_EVT_PORT, 32);
 	gas_io(t + 172, ACPI_PM1A_CNT_PORT, 16);

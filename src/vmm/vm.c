@@ -123,6 +123,16 @@ static int setup_msrs(struct vcpu *v)
 		     {.index = 0x2ff, .data = 0xc06}}}; /* MTRRdefType: enabled, write-back */
 	if (ioctl(v->fd, KVM_SET_MSRS, &m) != 2)
 		log_debug(v->tag, "KVM_SET_MSRS set fewer MSRs than asked");
+	/* AMD: HWCR.TscFreqSel says the TSC counts at the P0 frequency, as on real parts. */
+	struct kvm_cpuid_entry2 *v0 = cpuid_find(v->vm->host->cpuid->entries, v->vm->host->cpuid->nent, 0, 0);
+	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */) {
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e[1];
+		} h = {.hdr.nmsrs = 1, .e = {{.index = 0xc0010015, .data = 1ULL << 24}}};
+		if (ioctl(v->fd, KVM_SET_MSRS, &h) != 1)
+			log_debug(v->tag, "KVM refused HWCR.TscFreqSel");
+	}
 	return 0;
 }
 
