@@ -1,4 +1,5 @@
-/* Logging to stderr: "<prog> <vm> <tag>: <level>: message", one write per line so threads don't interleave. */
+/* Logging to stderr: "<prog> <vm> <tag>: <level>: message", one write per line so threads don't
+ * interleave. */
 #include "common/log.h"
 
 #include <errno.h>

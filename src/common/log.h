@@ -15,7 +15,7 @@ int log_level_parse(const char *s, enum log_level *out);
 
 /* tag names the component ("serial0", "cpu1", "boot"); may be NULL. */
 void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void log_vmsg(enum log_level level, const char *tag, const char *fmt, va_list ap);
 
 #define log_err(tag, ...) log_msg(LOG_ERROR, tag, __VA_ARGS__)

@@ -13,14 +13,16 @@
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
 #define ALIGN_DOWN(x, a) ((x) & ~((uint64_t)(a)-1))
 
-/* "512M", "2G", "65536K", "1073741824" (bytes). Suffixes K/M/G/T, optional "iB"/"B". -EINVAL/-ERANGE. */
+/* "512M", "2G", "65536K", "1073741824" (bytes). Suffixes K/M/G/T, optional "iB"/"B".
+ * -EINVAL/-ERANGE. */
 int parse_size(const char *s, uint64_t *out);
 /* Decimal unsigned integer, whole string; -EINVAL or -ERANGE. */
 int parse_u64(const char *s, uint64_t *out);
 /* Format a byte count as "512M"/"4G" when exact, otherwise bytes. */
 void format_size(uint64_t v, char *buf, size_t len);
 
-/* Read a whole regular file (at most max bytes) into a malloc'd buffer; -errno, -EFBIG if larger. */
+/* Read a whole regular file (at most max bytes) into a malloc'd buffer; -errno, -EFBIG if larger.
+ */
 int read_file(const char *path, uint64_t max, uint8_t **data, size_t *len);
 
 /* Write all of buf to fd, retrying on EINTR/short writes; -errno. */

@@ -1,4 +1,5 @@
-/* Builds the ACPI tables a guest needs to find CPUs, interrupt routing, PCI ECAM, COM ports and S5. */
+/* Builds the ACPI tables a guest needs to find CPUs, interrupt routing, PCI ECAM, COM ports and S5.
+ */
 #include "vmm/acpi.h"
 
 #include <errno.h>
@@ -126,21 +127,21 @@ static size_t build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 	header(t, "FACP", len, 6);
 	put32(t + 36, (uint32_t)facs);
 	put32(t + 40, (uint32_t)dsdt);
-	t[45] = 0;                /* preferred PM profile: unspecified */
+	t[45] = 0; /* preferred PM profile: unspecified */
 	put16(t + 46, ACPI_SCI_IRQ);
-	put32(t + 48, 0);         /* SMI_CMD 0: ACPI mode is always on (SCI_EN reads 1) */
+	put32(t + 48, 0); /* SMI_CMD 0: ACPI mode is always on (SCI_EN reads 1) */
 	put32(t + 56, ACPI_PM1A_EVT_PORT);
 	put32(t + 64, ACPI_PM1A_CNT_PORT);
-	t[88] = 4;                /* PM1_EVT_LEN */
-	t[89] = 2;                /* PM1_CNT_LEN */
-	put16(t + 96, 101);       /* P_LVL2_LAT > 100: no C2 */
-	put16(t + 98, 1001);      /* P_LVL3_LAT > 1000: no C3 */
+	t[88] = 4;			   /* PM1_EVT_LEN */
+	t[89] = 2;			   /* PM1_CNT_LEN */
+	put16(t + 96, 101);		   /* P_LVL2_LAT > 100: no C2 */
+	put16(t + 98, 1001);		   /* P_LVL3_LAT > 1000: no C3 */
 	put16(t + 109, 1u << 2 | 1u << 5); /* IAPC_BOOT_ARCH: no VGA, no CMOS RTC; no 8042 */
-	uint32_t flags = 1u << 0   /* WBINVD works */
-			 | 1u << 2 /* C1 supported */
-			 | 1u << 4 /* no fixed power button */
-			 | 1u << 5 /* no fixed sleep button */
-			 | 1u << 10; /* RESET_REG supported */
+	uint32_t flags = 1u << 0	   /* WBINVD works */
+			 | 1u << 2	   /* C1 supported */
+			 | 1u << 4	   /* no fixed power button */
+			 | 1u << 5	   /* no fixed sleep button */
+			 | 1u << 10;	   /* RESET_REG supported */
 	put32(t + 112, flags);
 	gas_io(t + 116, ACPI_RESET_PORT, 8);
 	t[128] = ACPI_RESET_VALUE;
@@ -198,8 +199,8 @@ static size_t build_mcfg(uint8_t *t, const struct acpi_params *p)
 	memset(t, 0, len);
 	header(t, "MCFG", len, 1);
 	put64(t + 44, p->ecam_base);
-	put16(t + 52, 0);      /* segment */
-	t[54] = 0;             /* start bus */
+	put16(t + 52, 0); /* segment */
+	t[54] = 0;	  /* start bus */
 	t[55] = p->ecam_end_bus;
 	finish(t, len);
 	return len;

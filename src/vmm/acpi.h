@@ -1,4 +1,5 @@
-/* ACPI tables built by the VMM (RSDP, RSDT/XSDT, FADT+FACS, DSDT, MADT, MCFG) and their fixed I/O ports. */
+/* ACPI tables built by the VMM (RSDP, RSDT/XSDT, FADT+FACS, DSDT, MADT, MCFG) and their fixed I/O
+ * ports. */
 #ifndef BERTH_ACPI_H
 #define BERTH_ACPI_H
 
@@ -24,10 +25,11 @@ struct acpi_params {
 
 struct acpi_layout {
 	uint64_t rsdp, rsdt, xsdt, fadt, facs, dsdt, madt, mcfg; /* guest-physical addresses */
-	size_t size;                                            /* bytes used in buf */
+	size_t size;						 /* bytes used in buf */
 };
 
-/* Lay out and build every table into buf (to be copied to guest-physical base). -ENOSPC if cap is too small. */
+/* Lay out and build every table into buf (to be copied to guest-physical base). -ENOSPC if cap is
+ * too small. */
 int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params *p,
 	       struct acpi_layout *out);
 

@@ -86,7 +86,8 @@ void aml_namestring(struct aml *a, const char *name)
 
 void aml_eisaid(struct aml *a, const char *id)
 {
-	uint32_t v = (uint32_t)((id[0] - 0x40) & 0x1f) << 26 | (uint32_t)((id[1] - 0x40) & 0x1f) << 21 |
+	uint32_t v = (uint32_t)((id[0] - 0x40) & 0x1f) << 26 |
+		     (uint32_t)((id[1] - 0x40) & 0x1f) << 21 |
 		     (uint32_t)((id[2] - 0x40) & 0x1f) << 16;
 	for (int i = 3; i < 7; i++) {
 		char c = id[i];
@@ -158,8 +159,9 @@ void aml_buffer(struct aml *a, const struct aml *raw)
 
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len)
 {
-	uint8_t d[8] = {0x47, 0x01, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)base,
-			(uint8_t)(base >> 8), 0x01, len};
+	uint8_t d[8] = {
+	    0x47, 0x01, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)base, (uint8_t)(base >> 8),
+	    0x01, len};
 	aml_bytes(a, d, sizeof(d));
 }
 

@@ -1,4 +1,5 @@
-/* A tiny AML (ACPI Machine Language) emitter for the DSDT: names, packages, devices, resource templates. */
+/* A tiny AML (ACPI Machine Language) emitter for the DSDT: names, packages, devices, resource
+ * templates. */
 #ifndef BERTH_AML_H
 #define BERTH_AML_H
 

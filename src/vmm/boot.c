@@ -1,4 +1,5 @@
-/* Boot files: read and dispatch to the Linux or PVH loader; initrd placement, GDT and segment setup. */
+/* Boot files: read and dispatch to the Linux or PVH loader; initrd placement, GDT and segment
+ * setup. */
 #include "vmm/boot.h"
 
 #include <errno.h>
@@ -54,10 +55,11 @@ int boot_probe_buffers(struct boot_image *img, enum boot_mode want, const struct
 		if (img->kernel_len < 0x206)
 			return boot_err(err, "kernel '%s': truncated or not a kernel (%zu bytes)",
 					img->kernel_path, img->kernel_len);
-		return boot_err(err,
-				"kernel '%s': neither a bzImage (no 'HdrS' signature at 0x202) nor an "
-				"ELF with a PVH note",
-				img->kernel_path);
+		return boot_err(
+		    err,
+		    "kernel '%s': neither a bzImage (no 'HdrS' signature at 0x202) nor an "
+		    "ELF with a PVH note",
+		    img->kernel_path);
 	}
 	img->mode = BOOT_LINUX;
 	return linux_probe(img, l, err);
@@ -115,10 +117,8 @@ int boot_place_initrd(struct boot_image *img, const struct mem_layout *l, uint64
 int boot_write_gdt(const struct guest_mem *m, int long_mode)
 {
 	const uint64_t gdt[4] = {
-		0,
-		0,
-		long_mode ? 0x00af9b000000ffffULL : 0x00cf9b000000ffffULL, /* 0x10 code */
-		0x00cf93000000ffffULL,                                     /* 0x18 data */
+	    0, 0, long_mode ? 0x00af9b000000ffffULL : 0x00cf9b000000ffffULL, /* 0x10 code */
+	    0x00cf93000000ffffULL,					     /* 0x18 data */
 	};
 	return guest_write(m, BOOT_GDT_ADDR, gdt, sizeof(gdt));
 }
@@ -126,16 +126,16 @@ int boot_write_gdt(const struct guest_mem *m, int long_mode)
 void boot_set_flat_segments(struct kvm_sregs *s, int long_mode)
 {
 	struct kvm_segment code = {
-		.base = 0,
-		.limit = 0xffffffff,
-		.selector = 0x10,
-		.type = 0xb, /* execute/read, accessed */
-		.present = 1,
-		.dpl = 0,
-		.db = long_mode ? 0 : 1,
-		.s = 1,
-		.l = long_mode ? 1 : 0,
-		.g = 1,
+	    .base = 0,
+	    .limit = 0xffffffff,
+	    .selector = 0x10,
+	    .type = 0xb, /* execute/read, accessed */
+	    .present = 1,
+	    .dpl = 0,
+	    .db = long_mode ? 0 : 1,
+	    .s = 1,
+	    .l = long_mode ? 1 : 0,
+	    .g = 1,
 	};
 	struct kvm_segment data = code;
 	data.selector = 0x18;
@@ -144,8 +144,8 @@ void boot_set_flat_segments(struct kvm_sregs *s, int long_mode)
 	data.l = 0;
 	s->cs = code;
 	s->ds = s->es = s->fs = s->gs = s->ss = data;
-	s->tr = (struct kvm_segment){.base = 0, .limit = 0x67, .selector = 0, .type = 0xb,
-				     .present = 1, .s = 0};
+	s->tr = (struct kvm_segment){
+	    .base = 0, .limit = 0x67, .selector = 0, .type = 0xb, .present = 1, .s = 0};
 	s->ldt = (struct kvm_segment){.type = 0x2, .present = 1, .limit = 0xffff, .unusable = 0};
 	s->gdt.base = BOOT_GDT_ADDR;
 	s->gdt.limit = 4 * 8 - 1;

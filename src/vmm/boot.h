@@ -1,4 +1,5 @@
-/* Kernel boot: probe and validate boot files (before the VM exists), then load them and set the BSP. */
+/* Kernel boot: probe and validate boot files (before the VM exists), then load them and set the
+ * BSP. */
 #ifndef BERTH_BOOT_H
 #define BERTH_BOOT_H
 
@@ -30,10 +31,10 @@ struct boot_image {
 	size_t cmdline_len;
 
 	/* Linux boot protocol */
-	uint16_t protocol;    /* e.g. 0x020f */
-	size_t setup_len;     /* bytes of real-mode setup (incl. boot sector) in the file */
-	uint64_t load_addr;   /* where the protected-mode kernel goes */
-	uint64_t init_size;   /* memory the kernel needs from load_addr while booting */
+	uint16_t protocol;  /* e.g. 0x020f */
+	size_t setup_len;   /* bytes of real-mode setup (incl. boot sector) in the file */
+	uint64_t load_addr; /* where the protected-mode kernel goes */
+	uint64_t init_size; /* memory the kernel needs from load_addr while booting */
 
 	/* PVH */
 	uint32_t pvh_entry;
@@ -53,7 +54,8 @@ struct boot_error {
  */
 int boot_probe(const struct vm_config *c, const struct mem_layout *l, struct boot_image *img,
 	       struct boot_error *err);
-/* Same, from buffers already in memory (used by the probe and by unit tests). Takes no ownership. */
+/* Same, from buffers already in memory (used by the probe and by unit tests). Takes no ownership.
+ */
 int boot_probe_buffers(struct boot_image *img, enum boot_mode want, const struct mem_layout *l,
 		       struct boot_error *err);
 void boot_image_free(struct boot_image *img);

@@ -1,4 +1,5 @@
-/* Linux x86-64 boot protocol: bzImage header checks, zero page with e820, 64-bit entry with identity paging. */
+/* Linux x86-64 boot protocol: bzImage header checks, zero page with e820, 64-bit entry with
+ * identity paging. */
 #include <errno.h>
 #include <string.h>
 
@@ -78,12 +79,13 @@ int linux_probe(struct boot_image *img, const struct mem_layout *l, struct boot_
 				"berth needs protocol 2.12+ with XLF_KERNEL_64",
 				path, img->protocol >> 8, img->protocol & 0xff);
 	if (!(k[HDR_LOADFLAGS] & LOADED_HIGH))
-		return boot_err(err, "kernel '%s': a zImage (not loaded high); use a bzImage", path);
+		return boot_err(err, "kernel '%s': a zImage (not loaded high); use a bzImage",
+				path);
 	unsigned sects = k[HDR_SETUP_SECTS] ? k[HDR_SETUP_SECTS] : 4;
 	img->setup_len = (size_t)(sects + 1) * 512;
 	if (img->setup_len + 0x200 >= img->kernel_len)
-		return boot_err(err, "kernel '%s': truncated: %zu bytes, setup alone takes %zu", path,
-				img->kernel_len, img->setup_len);
+		return boot_err(err, "kernel '%s': truncated: %zu bytes, setup alone takes %zu",
+				path, img->kernel_len, img->setup_len);
 	uint64_t payload = img->kernel_len - img->setup_len;
 	img->init_size = rd32(k + HDR_INIT_SIZE);
 	if (img->init_size < payload)
@@ -97,9 +99,11 @@ int linux_probe(struct boot_image *img, const struct mem_layout *l, struct boot_
 	if (img->init_size > l->low_ram - img->load_addr) {
 		char mem[32];
 		format_size(l->ram_bytes, mem, sizeof(mem));
-		return boot_err(err, "kernel '%s': needs %llu MiB from 0x%llx to boot; --memory %s is too small",
-				path, (unsigned long long)(img->init_size >> 20),
-				(unsigned long long)img->load_addr, mem);
+		return boot_err(
+		    err,
+		    "kernel '%s': needs %llu MiB from 0x%llx to boot; --memory %s is too small",
+		    path, (unsigned long long)(img->init_size >> 20),
+		    (unsigned long long)img->load_addr, mem);
 	}
 
 	uint32_t cmdline_size = img->protocol >= 0x0206 ? rd32(k + HDR_CMDLINE_SIZE) : 255;
@@ -115,13 +119,14 @@ int linux_build_zero_page(const struct boot_image *img, const struct mem_layout 
 			  uint8_t *zp)
 {
 	memset(zp, 0, 4096);
-	/* Copy the setup header as the protocol says: from 0x1f1 to the end given by the jump at 0x200. */
+	/* Copy the setup header as the protocol says: from 0x1f1 to the end given by the jump at
+	 * 0x200. */
 	size_t hdr_end = 0x202 + img->kernel[HDR_JUMP + 1];
 	if (hdr_end > 0x290 || hdr_end > img->kernel_len)
 		hdr_end = img->kernel_len < 0x290 ? img->kernel_len : 0x290;
 	memcpy(zp + HDR_SETUP_SECTS, img->kernel + HDR_SETUP_SECTS, hdr_end - HDR_SETUP_SECTS);
 
-	zp[HDR_TYPE_OF_LOADER] = 0xff; /* undefined loader */
+	zp[HDR_TYPE_OF_LOADER] = 0xff;		   /* undefined loader */
 	zp[HDR_LOADFLAGS] &= (uint8_t) ~(1u << 5); /* QUIET_FLAG off: we want early messages */
 	wr32(zp + HDR_CMD_LINE_PTR, (uint32_t)CMDLINE_ADDR);
 	wr32(zp + BP_EXT_CMD_LINE_PTR, 0);
@@ -154,7 +159,8 @@ static int write_page_tables(const struct guest_mem *m)
 	r = r ? r : guest_write(m, BOOT_PDPT_ADDR, pdpt, sizeof(pdpt));
 	for (unsigned i = 0; i < 4 && !r; i++) {
 		for (unsigned j = 0; j < 512; j++)
-			pd[j] = ((uint64_t)i << 30 | (uint64_t)j << 21) | 0x83; /* present, rw, 2M */
+			pd[j] =
+			    ((uint64_t)i << 30 | (uint64_t)j << 21) | 0x83; /* present, rw, 2M */
 		r = guest_write(m, BOOT_PD_ADDR + i * 4096, pd, sizeof(pd));
 	}
 	return r;
@@ -166,8 +172,9 @@ int linux_load(const struct boot_image *img, const struct guest_mem *m, uint64_t
 	uint8_t zp[4096];
 	int r = linux_build_zero_page(img, &m->layout, rsdp, zp);
 	r = r ? r : guest_write(m, ZERO_PAGE_ADDR, zp, sizeof(zp));
-	r = r ? r : guest_write(m, img->load_addr, img->kernel + img->setup_len,
-				img->kernel_len - img->setup_len);
+	r = r ? r
+	      : guest_write(m, img->load_addr, img->kernel + img->setup_len,
+			    img->kernel_len - img->setup_len);
 	r = r ? r : guest_write(m, CMDLINE_ADDR, img->cmdline, img->cmdline_len + 1);
 	if (!r && img->initrd)
 		r = guest_write(m, img->initrd_addr, img->initrd, img->initrd_len);
@@ -179,7 +186,7 @@ int linux_load(const struct boot_image *img, const struct guest_mem *m, uint64_t
 	boot_set_flat_segments(sregs, 1);
 	sregs->cr0 = 0x80000011; /* PG | ET | PE */
 	sregs->cr3 = BOOT_PML4_ADDR;
-	sregs->cr4 = 0x20; /* PAE */
+	sregs->cr4 = 0x20;   /* PAE */
 	sregs->efer = 0x500; /* LMA | LME */
 	memset(regs, 0, sizeof(*regs));
 	regs->rflags = 0x2;

@@ -1,4 +1,5 @@
-/* PVH boot: ELF with XEN_ELFNOTE_PHYS32_ENTRY, hvm_start_info with command line, memory map and modules. */
+/* PVH boot: ELF with XEN_ELFNOTE_PHYS32_ENTRY, hvm_start_info with command line, memory map and
+ * modules. */
 #include <errno.h>
 #include <string.h>
 
@@ -53,10 +54,11 @@ static int find_entry_note(const uint8_t *p, uint64_t len, uint32_t *entry)
 		uint32_t type = (uint32_t)rd(p + off + 8, 4);
 		uint64_t name_off = off + 12;
 		uint64_t desc_off = name_off + ALIGN_UP(namesz, 4);
-		if (namesz > len || descsz > len || desc_off > len || ALIGN_UP(descsz, 4) > len - desc_off)
+		if (namesz > len || descsz > len || desc_off > len ||
+		    ALIGN_UP(descsz, 4) > len - desc_off)
 			return -EINVAL;
-		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 && !memcmp(p + name_off, "Xen", 4) &&
-		    (descsz == 4 || descsz == 8)) {
+		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
+		    !memcmp(p + name_off, "Xen", 4) && (descsz == 4 || descsz == 8)) {
 			*entry = (uint32_t)rd(p + desc_off, 4);
 			return 1;
 		}
@@ -98,12 +100,14 @@ int pvh_probe(struct boot_image *img, const struct mem_layout *l, struct boot_er
 		uint64_t filesz = is64 ? rd(ph + 32, 8) : rd(ph + 16, 4);
 		uint64_t memsz = is64 ? rd(ph + 40, 8) : rd(ph + 20, 4);
 		if ((ptype == PT_LOAD || ptype == PT_NOTE) && (off > len || filesz > len - off))
-			return boot_err(err, "kernel '%s': truncated: segment %llu lies beyond the file end",
-					path, (unsigned long long)i);
+			return boot_err(
+			    err, "kernel '%s': truncated: segment %llu lies beyond the file end",
+			    path, (unsigned long long)i);
 		if (ptype == PT_NOTE && !found) {
 			int r = find_entry_note(k + off, filesz, &img->pvh_entry);
 			if (r < 0)
-				return boot_err(err, "kernel '%s': malformed ELF note segment", path);
+				return boot_err(err, "kernel '%s': malformed ELF note segment",
+						path);
 			found = r;
 		}
 		if (ptype != PT_LOAD || memsz == 0)
@@ -112,11 +116,12 @@ int pvh_probe(struct boot_image *img, const struct mem_layout *l, struct boot_er
 		    memsz > l->low_ram - paddr) {
 			char mem[32];
 			format_size(l->ram_bytes, mem, sizeof(mem));
-			return boot_err(err,
-					"kernel '%s': segment at 0x%llx (+0x%llx) is outside RAM between "
-					"1 MiB and 0x%llx (--memory %s)",
-					path, (unsigned long long)paddr, (unsigned long long)memsz,
-					(unsigned long long)l->low_ram, mem);
+			return boot_err(
+			    err,
+			    "kernel '%s': segment at 0x%llx (+0x%llx) is outside RAM between "
+			    "1 MiB and 0x%llx (--memory %s)",
+			    path, (unsigned long long)paddr, (unsigned long long)memsz,
+			    (unsigned long long)l->low_ram, mem);
 		}
 		if (img->nseg == PVH_MAX_SEGMENTS)
 			return boot_err(err, "kernel '%s': more than %d loadable segments", path,
@@ -126,10 +131,11 @@ int pvh_probe(struct boot_image *img, const struct mem_layout *l, struct boot_er
 			img->image_end = paddr + memsz;
 	}
 	if (!found)
-		return boot_err(err,
-				"kernel '%s': ELF without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); "
-				"boot a bzImage instead",
-				path);
+		return boot_err(
+		    err,
+		    "kernel '%s': ELF without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); "
+		    "boot a bzImage instead",
+		    path);
 	if (img->nseg == 0)
 		return boot_err(err, "kernel '%s': no loadable segments", path);
 	int entry_ok = 0;
@@ -138,8 +144,8 @@ int pvh_probe(struct boot_image *img, const struct mem_layout *l, struct boot_er
 		    img->pvh_entry - img->seg[i].paddr < img->seg[i].filesz)
 			entry_ok = 1;
 	if (!entry_ok)
-		return boot_err(err, "kernel '%s': PVH entry 0x%x is not inside a loaded segment", path,
-				img->pvh_entry);
+		return boot_err(err, "kernel '%s': PVH entry 0x%x is not inside a loaded segment",
+				path, img->pvh_entry);
 	return boot_place_initrd(img, l, ALIGN_UP(img->image_end, 4096), UINT64_MAX, err);
 }
 
@@ -158,10 +164,10 @@ int pvh_load(const struct boot_image *img, const struct guest_mem *m, uint64_t r
 		return r;
 
 	struct hvm_start_info si = {
-		.magic = HVM_START_MAGIC,
-		.version = 1,
-		.cmdline_paddr = CMDLINE_ADDR,
-		.rsdp_paddr = rsdp,
+	    .magic = HVM_START_MAGIC,
+	    .version = 1,
+	    .cmdline_paddr = CMDLINE_ADDR,
+	    .rsdp_paddr = rsdp,
 	};
 	if (img->initrd) {
 		struct hvm_modlist_entry mod = {img->initrd_addr, img->initrd_len, 0, 0};

@@ -20,8 +20,8 @@ void bus_destroy(struct bus *b)
 	b->count = b->cap = 0;
 }
 
-int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops, void *opaque,
-		 const char *name)
+int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops,
+		 void *opaque, const char *name)
 {
 	if (!len || base + len - 1 < base)
 		return -EINVAL;

@@ -21,7 +21,7 @@ struct bus_range {
 };
 
 struct bus {
-	const char *name; /* "pio" or "mmio" */
+	const char *name;	  /* "pio" or "mmio" */
 	struct bus_range *ranges; /* sorted by base, non-overlapping */
 	unsigned count, cap;
 	uint64_t unhandled; /* accesses that hit nothing */
@@ -30,8 +30,8 @@ struct bus {
 void bus_init(struct bus *b, const char *name);
 void bus_destroy(struct bus *b);
 /* -EEXIST if the range overlaps one already registered, -EINVAL if empty or wrapping, -ENOMEM. */
-int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops, void *opaque,
-		 const char *name);
+int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops,
+		 void *opaque, const char *name);
 const struct bus_range *bus_find(const struct bus *b, uint64_t addr);
 
 /*

@@ -1,4 +1,5 @@
-/* berth-vmm configuration: flags and the equivalent JSON file, parsed and validated before anything starts. */
+/* berth-vmm configuration: flags and the equivalent JSON file, parsed and validated before anything
+ * starts. */
 #include "vmm/config.h"
 
 #include <ctype.h>
@@ -34,7 +35,8 @@ static int set_str(char **dst, const char *val)
 }
 
 /* Each setter gets the value as text and "what" = "--flag" or "field" for error messages. */
-typedef int (*setter_fn)(struct vm_config *c, const char *v, const char *what, struct cfg_error *err);
+typedef int (*setter_fn)(struct vm_config *c, const char *v, const char *what,
+			 struct cfg_error *err);
 
 static int set_name(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
@@ -43,8 +45,9 @@ static int set_name(struct vm_config *c, const char *v, const char *what, struct
 		return fail(err, "%s: must be 1..%d characters", what, VM_NAME_MAX);
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)v[i]) && !strchr("._-", v[i]))
-			return fail(err, "%s '%s': only letters, digits, '.', '_' and '-' are allowed", what,
-				    v);
+			return fail(err,
+				    "%s '%s': only letters, digits, '.', '_' and '-' are allowed",
+				    what, v);
 	memcpy(c->name, v, n + 1);
 	return 0;
 }
@@ -69,8 +72,8 @@ static int set_initrd(struct vm_config *c, const char *v, const char *what, stru
 static int set_cmdline(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (strlen(v) >= CMDLINE_MAX)
-		return fail(err, "%s: command line is %zu bytes, the limit is %llu", what, strlen(v),
-			    CMDLINE_MAX - 1);
+		return fail(err, "%s: command line is %zu bytes, the limit is %llu", what,
+			    strlen(v), CMDLINE_MAX - 1);
 	return set_str(&c->cmdline, v) ? fail(err, "%s: out of memory", what) : 0;
 }
 
@@ -82,8 +85,8 @@ static int set_memory(struct vm_config *c, const char *v, const char *what, stru
 	if (r == 0 && isdigit((unsigned char)v[strlen(v) - 1]))
 		r = bytes > UINT64_MAX / MiB ? -ERANGE : 0, bytes *= MiB;
 	if (r)
-		return fail(err, "%s '%s': not a size (use e.g. 512M or 4G; a bare number is MiB)", what,
-			    v);
+		return fail(err, "%s '%s': not a size (use e.g. 512M or 4G; a bare number is MiB)",
+			    what, v);
 	if (bytes < VM_MEM_MIN || bytes > VM_MEM_MAX)
 		return fail(err, "%s '%s': must be between 64M and 64G", what, v);
 	if (bytes % MiB)
@@ -96,7 +99,8 @@ static int set_cpus(struct vm_config *c, const char *v, const char *what, struct
 {
 	uint64_t n;
 	if (parse_u64(v, &n) || n < 1 || n > VM_CPUS_MAX)
-		return fail(err, "%s '%s': must be a whole number from 1 to %d", what, v, VM_CPUS_MAX);
+		return fail(err, "%s '%s': must be a whole number from 1 to %d", what, v,
+			    VM_CPUS_MAX);
 	c->cpus = (unsigned)n;
 	return 0;
 }
@@ -125,7 +129,8 @@ static int set_boot(struct vm_config *c, const char *v, const char *what, struct
 	return 0;
 }
 
-static int parse_serial(struct serial_cfg *s, const char *v, const char *what, struct cfg_error *err)
+static int parse_serial(struct serial_cfg *s, const char *v, const char *what,
+			struct cfg_error *err)
 {
 	const char *path = NULL;
 	enum serial_kind kind;
@@ -140,11 +145,13 @@ static int parse_serial(struct serial_cfg *s, const char *v, const char *what, s
 	else if (!strncmp(v, "unix:", 5))
 		kind = SERIAL_UNIX, path = v + 5;
 	else
-		return fail(err, "%s '%s': must be stdout, none, pty, file:PATH or unix:PATH", what, v);
+		return fail(err, "%s '%s': must be stdout, none, pty, file:PATH or unix:PATH", what,
+			    v);
 	if (path && !*path)
 		return fail(err, "%s '%s': the path is empty", what, v);
 	if (kind == SERIAL_UNIX && strlen(path) >= 108)
-		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what, v);
+		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what,
+			    v);
 	free(s->path);
 	s->path = path ? strdup(path) : NULL;
 	s->kind = kind;
@@ -161,7 +168,8 @@ static int set_serial2(struct vm_config *c, const char *v, const char *what, str
 	return parse_serial(&c->serial[1], v, what, err);
 }
 
-static int set_on_reboot(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+static int set_on_reboot(struct vm_config *c, const char *v, const char *what,
+			 struct cfg_error *err)
 {
 	if (!strcmp(v, "exit"))
 		c->on_reboot = ON_REBOOT_EXIT;
@@ -176,12 +184,14 @@ static int set_timeout(struct vm_config *c, const char *v, const char *what, str
 {
 	uint64_t n;
 	if (parse_u64(v, &n) || n > 10 * 365 * 86400ULL)
-		return fail(err, "%s '%s': must be a whole number of seconds (0 = no timeout)", what, v);
+		return fail(err, "%s '%s': must be a whole number of seconds (0 = no timeout)",
+			    what, v);
 	c->timeout_s = (unsigned)n;
 	return 0;
 }
 
-static int set_log_level(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+static int set_log_level(struct vm_config *c, const char *v, const char *what,
+			 struct cfg_error *err)
 {
 	if (log_level_parse(v, &c->log_level))
 		return fail(err, "%s '%s': must be error, warn, info or debug", what, v);
@@ -194,7 +204,7 @@ struct option_def {
 	const char *flag;  /* long flag without "--" */
 	char short_flag;   /* 0 if none */
 	const char *field; /* JSON field, NULL if flag only */
-	int json_type;     /* ARG_STR, or ARG_INT for fields that are numbers in JSON */
+	int json_type;	   /* ARG_STR, or ARG_INT for fields that are numbers in JSON */
 	setter_fn set;
 	const char *arg;
 	const char *help;
@@ -202,26 +212,27 @@ struct option_def {
 
 /* The flags and the config fields they match. Order is the --help order. */
 static const struct option_def options[] = {
-	{"kernel", 'k', "kernel", ARG_STR, set_kernel, "FILE",
-	 "kernel to boot: a bzImage (Linux boot protocol) or an ELF with a PVH entry note"},
-	{"initrd", 'i', "initrd", ARG_STR, set_initrd, "FILE", "initial ramdisk (PVH: module 0)"},
-	{"cmdline", 'a', "cmdline", ARG_STR, set_cmdline, "TEXT", "kernel command line"},
-	{"memory", 'm', "memory", ARG_STR, set_memory, "SIZE",
-	 "guest RAM, 64M..64G (default 512M; a bare number is MiB)"},
-	{"cpus", 'c', "cpus", ARG_INT, set_cpus, "N", "number of vCPUs (default 1)"},
-	{"cpu-template", 0, "cpu_template", ARG_STR, set_template, "NAME",
-	 "CPUID template: host or baseline (default host)"},
-	{"boot", 0, "boot", ARG_STR, set_boot, "MODE", "auto (default), linux or pvh"},
-	{"serial", 0, "serial", ARG_STR, set_serial, "BACKEND",
-	 "COM1: stdout (default), none, pty, file:PATH, unix:PATH"},
-	{"serial2", 0, "serial2", ARG_STR, set_serial2, "BACKEND", "COM2, same backends (default none)"},
-	{"on-reboot", 0, "on_reboot", ARG_STR, set_on_reboot, "ACTION",
-	 "when the guest reboots: exit (status 3, default) or restart"},
-	{"timeout", 0, "timeout", ARG_INT, set_timeout, "SECONDS",
-	 "stop the VM after this long (exit status 6); 0 = never (default)"},
-	{"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
-	{"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
-	 "error, warn, info (default) or debug"},
+    {"kernel", 'k', "kernel", ARG_STR, set_kernel, "FILE",
+     "kernel to boot: a bzImage (Linux boot protocol) or an ELF with a PVH entry note"},
+    {"initrd", 'i', "initrd", ARG_STR, set_initrd, "FILE", "initial ramdisk (PVH: module 0)"},
+    {"cmdline", 'a', "cmdline", ARG_STR, set_cmdline, "TEXT", "kernel command line"},
+    {"memory", 'm', "memory", ARG_STR, set_memory, "SIZE",
+     "guest RAM, 64M..64G (default 512M; a bare number is MiB)"},
+    {"cpus", 'c', "cpus", ARG_INT, set_cpus, "N", "number of vCPUs (default 1)"},
+    {"cpu-template", 0, "cpu_template", ARG_STR, set_template, "NAME",
+     "CPUID template: host or baseline (default host)"},
+    {"boot", 0, "boot", ARG_STR, set_boot, "MODE", "auto (default), linux or pvh"},
+    {"serial", 0, "serial", ARG_STR, set_serial, "BACKEND",
+     "COM1: stdout (default), none, pty, file:PATH, unix:PATH"},
+    {"serial2", 0, "serial2", ARG_STR, set_serial2, "BACKEND",
+     "COM2, same backends (default none)"},
+    {"on-reboot", 0, "on_reboot", ARG_STR, set_on_reboot, "ACTION",
+     "when the guest reboots: exit (status 3, default) or restart"},
+    {"timeout", 0, "timeout", ARG_INT, set_timeout, "SECONDS",
+     "stop the VM after this long (exit status 6); 0 = never (default)"},
+    {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
+    {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
+     "error, warn, info (default) or debug"},
 };
 
 void config_defaults(struct vm_config *c)
@@ -252,7 +263,8 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 	json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 	int ret = 0;
 	if (!root)
-		return fail(err, "%s:%d:%d: invalid JSON: %s", origin, jerr.line, jerr.column, jerr.text);
+		return fail(err, "%s:%d:%d: invalid JSON: %s", origin, jerr.line, jerr.column,
+			    jerr.text);
 	if (!json_is_object(root)) {
 		ret = fail(err, "%s: the top level must be an object", origin);
 		goto out;
@@ -276,7 +288,8 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 		} else if (json_is_integer(val) &&
 			   (o->json_type == ARG_INT || !strcmp(o->field, "memory"))) {
 			if (json_integer_value(val) < 0) {
-				ret = fail(err, "%s: field '%s': must not be negative", origin, key);
+				ret =
+				    fail(err, "%s: field '%s': must not be negative", origin, key);
 				goto out;
 			}
 			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
@@ -303,7 +316,8 @@ static int apply_config_file(struct vm_config *c, const char *path, struct cfg_e
 	size_t len;
 	int r = read_file(path, 1 << 20, &data, &len);
 	if (r)
-		return fail(err, "--config '%s': %s", path, r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		return fail(err, "--config '%s': %s", path,
+			    r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 	char *text = realloc(data, len + 1);
 	if (!text) {
 		free(data);
@@ -323,7 +337,8 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 	char shortopts[64] = "+:h";
 	size_t n = 0, sl = strlen(shortopts);
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
-		longopts[n++] = (struct option){options[i].flag, required_argument, NULL, OPT_BASE + (int)i};
+		longopts[n++] =
+		    (struct option){options[i].flag, required_argument, NULL, OPT_BASE + (int)i};
 		if (options[i].short_flag) {
 			shortopts[sl++] = options[i].short_flag;
 			shortopts[sl++] = ':';
@@ -344,7 +359,8 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 		int ch, longidx;
 		while ((ch = getopt_long(argc, argv, shortopts, longopts, &longidx)) != -1) {
 			if (ch == '?')
-				return fail(err, "unknown option '%s' (see --help)", argv[optind - 1]);
+				return fail(err, "unknown option '%s' (see --help)",
+					    argv[optind - 1]);
 			if (ch == ':')
 				return fail(err, "option '%s' needs a value", argv[optind - 1]);
 			if (ch == 'h' || ch == OPT_HELP)
@@ -368,7 +384,8 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 			}
 			const struct option_def *o = NULL;
 			for (size_t i = 0; i < ARRAY_SIZE(options); i++)
-				if ((ch < OPT_BASE && options[i].short_flag == ch) || ch == OPT_BASE + (int)i)
+				if ((ch < OPT_BASE && options[i].short_flag == ch) ||
+				    ch == OPT_BASE + (int)i)
 					o = &options[i];
 			if (!o)
 				return fail(err, "internal: unhandled option %d", ch);
@@ -378,7 +395,8 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 				return -EINVAL;
 		}
 		if (pass == 2 && optind < argc)
-			return fail(err, "unexpected argument '%s' (options start with --; see --help)",
+			return fail(err,
+				    "unexpected argument '%s' (options start with --; see --help)",
 				    argv[optind]);
 	}
 	return config_validate(c, err) ? -EINVAL : CFG_RUN;
@@ -450,21 +468,30 @@ void config_usage(FILE *out)
 		const struct option_def *o = &options[i];
 		char left[64];
 		if (o->short_flag)
-			snprintf(left, sizeof(left), "-%c, --%s %s", o->short_flag, o->flag, o->arg);
+			snprintf(left, sizeof(left), "-%c, --%s %s", o->short_flag, o->flag,
+				 o->arg);
 		else
 			snprintf(left, sizeof(left), "    --%s %s", o->flag, o->arg);
 		fprintf(out, "  %-28s %s\n", left, o->help);
 	}
-	fprintf(out,
-		"      --config FILE            JSON file with the same settings (fields: kernel, initrd,\n"
-		"                               cmdline, memory, cpus, cpu_template, boot, serial, serial2,\n"
-		"                               on_reboot, timeout, name, log_level); flags override it\n"
-		"      --check                  validate the configuration and the boot files, then exit\n"
-		"      --print-config           validate, print the effective configuration as JSON, exit\n"
-		"  -h, --help                   show this help\n"
-		"      --version                show the version\n\n"
-		"Exit status: 0 guest powered off, 1 host or VMM error, 2 bad configuration or boot file,\n"
-		"3 guest rebooted (--on-reboot=exit), 4 guest crashed (triple fault), 5 KVM internal error\n"
-		"or emulation failure, 6 --timeout expired, 7 stopped by SIGINT/SIGTERM or Ctrl-A x.\n"
-		"See berth-vmm(1).\n");
+	fprintf(
+	    out,
+	    "      --config FILE            JSON file with the same settings (fields: kernel, "
+	    "initrd,\n"
+	    "                               cmdline, memory, cpus, cpu_template, boot, serial, "
+	    "serial2,\n"
+	    "                               on_reboot, timeout, name, log_level); flags override "
+	    "it\n"
+	    "      --check                  validate the configuration and the boot files, then "
+	    "exit\n"
+	    "      --print-config           validate, print the effective configuration as JSON, "
+	    "exit\n"
+	    "  -h, --help                   show this help\n"
+	    "      --version                show the version\n\n"
+	    "Exit status: 0 guest powered off, 1 host or VMM error, 2 bad configuration or boot "
+	    "file,\n"
+	    "3 guest rebooted (--on-reboot=exit), 4 guest crashed (triple fault), 5 KVM internal "
+	    "error\n"
+	    "or emulation failure, 6 --timeout expired, 7 stopped by SIGINT/SIGTERM or Ctrl-A x.\n"
+	    "See berth-vmm(1).\n");
 }

@@ -1,4 +1,5 @@
-/* berth-vmm configuration: one struct filled from a JSON file and/or flags, validated before anything runs. */
+/* berth-vmm configuration: one struct filled from a JSON file and/or flags, validated before
+ * anything runs. */
 #ifndef BERTH_CONFIG_H
 #define BERTH_CONFIG_H
 

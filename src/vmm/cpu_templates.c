@@ -4,6 +4,7 @@
 
 #include "vmm/cpuid.h"
 
+/* clang-format off */
 #define F(n, l, s, r, b) {n, l, s, r, b}
 
 const struct cpu_feature cpu_features[] = {
@@ -94,9 +95,11 @@ static const char *const baseline_remove[] = {
 	"perfctr_core", "perfctr_nb", "extapic", "pdpe1gb", "3dnowext", "3dnow", "clzero",
 	"wbnoinvd", NULL};
 
+/* clang-format on */
+
 static const struct cpu_template templates[] = {
-	{"host", "all features this host's KVM supports", host_remove},
-	{"baseline", "portable x86-64-v2 + AES, PCLMULQDQ, XSAVE, RDRAND", baseline_remove},
+    {"host", "all features this host's KVM supports", host_remove},
+    {"baseline", "portable x86-64-v2 + AES, PCLMULQDQ, XSAVE, RDRAND", baseline_remove},
 };
 
 const struct cpu_template *cpuid_template_find(const char *name)
@@ -112,7 +115,8 @@ void cpuid_template_names(char *buf, size_t len)
 	size_t off = 0;
 	buf[0] = 0;
 	for (size_t i = 0; i < sizeof(templates) / sizeof(templates[0]) && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", templates[i].name);
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
+					templates[i].name);
 }
 
 const struct cpu_feature *cpuid_feature_find(const char *name)

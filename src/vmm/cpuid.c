@@ -1,4 +1,5 @@
-/* Per-vCPU CPUID: template filtering, XSAVE consistency, topology leaves, hypervisor and KVM leaves. */
+/* Per-vCPU CPUID: template filtering, XSAVE consistency, topology leaves, hypervisor and KVM
+ * leaves. */
 #include "vmm/cpuid.h"
 
 #include <errno.h>
@@ -84,7 +85,8 @@ static void fix_xsave(struct kvm_cpuid_entry2 *e, unsigned n)
 	d0->eax &= (uint32_t)keep;
 	d0->edx &= (uint32_t)(keep >> 32);
 	for (unsigned i = 0; i < n; i++) {
-		if (e[i].function == 0xd && e[i].index >= 2 && e[i].index < 64 && (drop >> e[i].index & 1))
+		if (e[i].function == 0xd && e[i].index >= 2 && e[i].index < 64 &&
+		    (drop >> e[i].index & 1))
 			e[i].eax = e[i].ebx = e[i].ecx = e[i].edx = 0;
 	}
 }
@@ -92,13 +94,15 @@ static void fix_xsave(struct kvm_cpuid_entry2 *e, unsigned n)
 /* Features that make no sense without another. */
 static void fix_dependencies(struct kvm_cpuid_entry2 *e, unsigned n)
 {
-	static const char *const avx_users[] = {"avx2", "fma", "f16c", "avx512f", "vaes",
-						"vpclmulqdq", "avx_vnni", NULL};
+	static const char *const avx_users[] = {"avx2", "fma",	      "f16c",	  "avx512f",
+						"vaes", "vpclmulqdq", "avx_vnni", NULL};
 	static const char *const avx512[] = {
-		"avx512dq", "avx512ifma", "avx512pf", "avx512er", "avx512cd", "avx512bw", "avx512vl",
-		"avx512vbmi", "avx512_vbmi2", "avx512_vnni", "avx512_bitalg", "avx512_vpopcntdq",
-		"avx512_4vnniw", "avx512_4fmaps", "avx512_vp2intersect", "avx512_fp16", "avx512_bf16",
-		NULL};
+	    "avx512dq",	     "avx512ifma",    "avx512pf",
+	    "avx512er",	     "avx512cd",      "avx512bw",
+	    "avx512vl",	     "avx512vbmi",    "avx512_vbmi2",
+	    "avx512_vnni",   "avx512_bitalg", "avx512_vpopcntdq",
+	    "avx512_4vnniw", "avx512_4fmaps", "avx512_vp2intersect",
+	    "avx512_fp16",   "avx512_bf16",   NULL};
 	if (!cpuid_has(e, n, "avx"))
 		for (unsigned i = 0; avx_users[i]; i++)
 			clear_feature(e, n, avx_users[i]);
@@ -108,8 +112,8 @@ static void fix_dependencies(struct kvm_cpuid_entry2 *e, unsigned n)
 	if (!cpuid_has(e, n, "pku"))
 		clear_feature(e, n, "ospke");
 	if (!cpuid_has(e, n, "xsave"))
-		for (const char *const *p = (const char *const[]){"xsaveopt", "xsavec", "xgetbv1",
-								   "xsaves", NULL};
+		for (const char *const *p =
+			 (const char *const[]){"xsaveopt", "xsavec", "xgetbv1", "xsaves", NULL};
 		     *p; p++)
 			clear_feature(e, n, *p);
 }
@@ -126,7 +130,8 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 		else
 			x->edx &= ~(1u << 28);
 		x->ecx |= 1u << 31; /* running under a hypervisor */
-		x->ecx &= ~(1u << 27); /* OSXSAVE reflects the guest's CR4; KVM sets it dynamically */
+		x->ecx &=
+		    ~(1u << 27); /* OSXSAVE reflects the guest's CR4; KVM sets it dynamically */
 	}
 	for (unsigned i = 0; i < n; i++) {
 		if (e[i].function == 4) { /* deterministic cache parameters (Intel) */
@@ -134,7 +139,8 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 			uint32_t share = level >= 3 ? (1u << core_bits) - 1 : 0;
 			if (!(e[i].eax & 0x1f))
 				continue;
-			e[i].eax = (e[i].eax & 0x3fff) | share << 14 | ((1u << core_bits) - 1) << 26;
+			e[i].eax =
+			    (e[i].eax & 0x3fff) | share << 14 | ((1u << core_bits) - 1) << 26;
 		}
 		if (e[i].function == 0xb || e[i].function == 0x1f) { /* extended topology */
 			e[i].edx = id;
@@ -163,7 +169,7 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 	if ((x = cpuid_find(e, n, 0x8000001e, 0))) {
 		x->eax = id;
 		x->ebx = id & 0xff; /* core id; threads per core - 1 = 0 */
-		x->ecx = 0;         /* one node */
+		x->ecx = 0;	    /* one node */
 	}
 }
 

@@ -1,4 +1,5 @@
-/* CPUID for vCPUs: named CPU templates filter KVM's supported CPUID; topology and KVM leaves per vCPU. */
+/* CPUID for vCPUs: named CPU templates filter KVM's supported CPUID; topology and KVM leaves per
+ * vCPU. */
 #ifndef BERTH_CPUID_H
 #define BERTH_CPUID_H
 

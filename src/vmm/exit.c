@@ -1,4 +1,5 @@
-/* KVM exit dispatch: one table indexed by exit reason; PIO/MMIO go to the buses, failures are reported. */
+/* KVM exit dispatch: one table indexed by exit reason; PIO/MMIO go to the buses, failures are
+ * reported. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -86,8 +87,9 @@ static int exit_internal_error(struct vcpu *v)
 	} else {
 		size_t off = 0;
 		for (uint32_t i = 0; i < run->internal.ndata && i < 16 && off < sizeof(extra); i++)
-			off += (size_t)snprintf(extra + off, sizeof(extra) - off, " data[%u]=0x%llx", i,
-						(unsigned long long)run->internal.data[i]);
+			off +=
+			    (size_t)snprintf(extra + off, sizeof(extra) - off, " data[%u]=0x%llx",
+					     i, (unsigned long long)run->internal.data[i]);
 	}
 	log_err(v->tag, "KVM internal error (KVM_EXIT_INTERNAL_ERROR): suberror %u (%s)%s", sub,
 		internal_suberror(sub), extra);
@@ -128,11 +130,11 @@ static int exit_system_event(struct vcpu *v)
 static int exit_unexpected(struct vcpu *v)
 {
 	static const char *const names[] = {
-		[KVM_EXIT_UNKNOWN] = "KVM_EXIT_UNKNOWN",
-		[KVM_EXIT_EXCEPTION] = "KVM_EXIT_EXCEPTION",
-		[KVM_EXIT_HYPERCALL] = "KVM_EXIT_HYPERCALL",
-		[KVM_EXIT_DEBUG] = "KVM_EXIT_DEBUG",
-		[KVM_EXIT_HLT] = "KVM_EXIT_HLT",
+	    [KVM_EXIT_UNKNOWN] = "KVM_EXIT_UNKNOWN",
+	    [KVM_EXIT_EXCEPTION] = "KVM_EXIT_EXCEPTION",
+	    [KVM_EXIT_HYPERCALL] = "KVM_EXIT_HYPERCALL",
+	    [KVM_EXIT_DEBUG] = "KVM_EXIT_DEBUG",
+	    [KVM_EXIT_HLT] = "KVM_EXIT_HLT",
 	};
 	uint32_t r = v->run->exit_reason;
 	const char *name = r < sizeof(names) / sizeof(names[0]) && names[r] ? names[r] : "unknown";
@@ -147,14 +149,14 @@ static int exit_unexpected(struct vcpu *v)
 }
 
 static const exit_handler_fn exit_table[] = {
-	[KVM_EXIT_IO] = exit_io,
-	[KVM_EXIT_MMIO] = exit_mmio,
-	[KVM_EXIT_IRQ_WINDOW_OPEN] = exit_continue,
-	[KVM_EXIT_INTR] = exit_continue,
-	[KVM_EXIT_SHUTDOWN] = exit_shutdown,
-	[KVM_EXIT_INTERNAL_ERROR] = exit_internal_error,
-	[KVM_EXIT_FAIL_ENTRY] = exit_fail_entry,
-	[KVM_EXIT_SYSTEM_EVENT] = exit_system_event,
+    [KVM_EXIT_IO] = exit_io,
+    [KVM_EXIT_MMIO] = exit_mmio,
+    [KVM_EXIT_IRQ_WINDOW_OPEN] = exit_continue,
+    [KVM_EXIT_INTR] = exit_continue,
+    [KVM_EXIT_SHUTDOWN] = exit_shutdown,
+    [KVM_EXIT_INTERNAL_ERROR] = exit_internal_error,
+    [KVM_EXIT_FAIL_ENTRY] = exit_fail_entry,
+    [KVM_EXIT_SYSTEM_EVENT] = exit_system_event,
 };
 
 int exit_dispatch(struct vcpu *v)

@@ -1,4 +1,5 @@
-/* The guest-physical address map of a berth VM: RAM, the 32-bit PCI hole, fixed boot structures, e820. */
+/* The guest-physical address map of a berth VM: RAM, the 32-bit PCI hole, fixed boot structures,
+ * e820. */
 #ifndef BERTH_LAYOUT_H
 #define BERTH_LAYOUT_H
 
@@ -9,7 +10,8 @@
 #define VM_MEM_MIN (64ULL << 20)
 #define VM_MEM_MAX (64ULL << 30)
 
-/* RAM below 4 GiB ends here; [LOWMEM_LIMIT, 4 GiB) is the PCI hole; the rest of RAM starts at 4 GiB. */
+/* RAM below 4 GiB ends here; [LOWMEM_LIMIT, 4 GiB) is the PCI hole; the rest of RAM starts at 4
+ * GiB. */
 #define LOWMEM_LIMIT 0xC0000000ULL
 #define HIGHMEM_BASE 0x100000000ULL
 
@@ -21,7 +23,7 @@
 #define IOAPIC_BASE 0xFEC00000ULL
 #define LAPIC_BASE 0xFEE00000ULL
 #define KVM_IDENTITY_MAP_ADDR 0xFFFBC000ULL /* one page, needed by VMX */
-#define KVM_TSS_ADDR 0xFFFBD000ULL          /* three pages, needed by VMX */
+#define KVM_TSS_ADDR 0xFFFBD000ULL	    /* three pages, needed by VMX */
 
 /* Fixed structures in low memory (below 1 MiB). */
 #define BOOT_GDT_ADDR 0x500ULL
@@ -52,13 +54,15 @@ struct mem_layout {
 	uint64_t high_ram; /* RAM at [HIGHMEM_BASE, HIGHMEM_BASE + high_ram) */
 };
 
-/* Split ram_bytes around the PCI hole. -EINVAL if outside VM_MEM_MIN..VM_MEM_MAX or not 1 MiB aligned. */
+/* Split ram_bytes around the PCI hole. -EINVAL if outside VM_MEM_MIN..VM_MEM_MAX or not 1 MiB
+ * aligned. */
 int layout_compute(uint64_t ram_bytes, struct mem_layout *out);
 
 /* Fill the e820 map (sorted, non-overlapping); returns the number of entries or -ENOSPC. */
 int layout_e820(const struct mem_layout *l, struct e820_entry *out, size_t max);
 
-/* Highest address + 1 of usable RAM below 4 GiB (where boot loaders may put kernels and initrds). */
+/* Highest address + 1 of usable RAM below 4 GiB (where boot loaders may put kernels and initrds).
+ */
 static inline uint64_t layout_low_end(const struct mem_layout *l)
 {
 	return l->low_ram;

@@ -23,7 +23,7 @@
 #endif
 
 struct runner {
-	struct vm *vm; /* the running VM, NULL between runs */
+	struct vm *vm;		  /* the running VM, NULL between runs */
 	enum stop_reason pending; /* a stop that arrived while no VM ran */
 };
 
@@ -211,8 +211,10 @@ int main(int argc, char **argv)
 		be[i].quit = on_console_quit;
 		be[i].quit_opaque = &rn;
 	}
-	if ((r = evloop_new(&loop)) || (sfd >= 0 && (r = evloop_add(loop, sfd, EPOLLIN, on_signal, &rn))) ||
-	    (r = serial_backend_attach(&be[0], loop)) || (r = serial_backend_attach(&be[1], loop))) {
+	if ((r = evloop_new(&loop)) ||
+	    (sfd >= 0 && (r = evloop_add(loop, sfd, EPOLLIN, on_signal, &rn))) ||
+	    (r = serial_backend_attach(&be[0], loop)) ||
+	    (r = serial_backend_attach(&be[1], loop))) {
 		log_err(NULL, "cannot set up the event loop: %s", strerror(-r));
 		goto out_serial;
 	}
@@ -228,13 +230,15 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		enum stop_reason why = run_once(&rn, &host, &cfg, &layout, &img, be, loop);
-		if (why == STOP_REBOOT && cfg.on_reboot == ON_REBOOT_RESTART && rn.pending == STOP_NONE) {
+		if (why == STOP_REBOOT && cfg.on_reboot == ON_REBOOT_RESTART &&
+		    rn.pending == STOP_NONE) {
 			log_info(NULL, "guest rebooted: restarting the VM (--on-reboot=restart)");
 			continue;
 		}
 		status = exit_status_of(why);
 		if (why == STOP_REBOOT)
-			log_info(NULL, "guest rebooted: exiting with status %d (--on-reboot=exit)", status);
+			log_info(NULL, "guest rebooted: exiting with status %d (--on-reboot=exit)",
+				 status);
 		break;
 	}
 

@@ -1,4 +1,5 @@
-/* Guest RAM: one memfd mapped shared, split into KVM regions around the PCI hole; checked gpa access. */
+/* Guest RAM: one memfd mapped shared, split into KVM regions around the PCI hole; checked gpa
+ * access. */
 #include "vmm/memory.h"
 
 #include <errno.h>
@@ -23,7 +24,8 @@ int guest_mem_init(struct guest_mem *m, const struct mem_layout *l, const char *
 		ret = -errno;
 		goto fail;
 	}
-	void *p = mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, m->fd, 0);
+	void *p =
+	    mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, m->fd, 0);
 	if (p == MAP_FAILED) {
 		ret = -errno;
 		goto fail;

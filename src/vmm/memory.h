@@ -1,4 +1,5 @@
-/* Guest RAM (memfd-backed) and the one checked accessor from guest-physical address to host pointer. */
+/* Guest RAM (memfd-backed) and the one checked accessor from guest-physical address to host
+ * pointer. */
 #ifndef BERTH_MEMORY_H
 #define BERTH_MEMORY_H
 

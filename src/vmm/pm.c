@@ -1,4 +1,5 @@
-/* ACPI fixed hardware (PM1a event and control: SLP_EN with S5 powers off), reset control 0xCF9, i8042 reset. */
+/* ACPI fixed hardware (PM1a event and control: SLP_EN with S5 powers off), reset control 0xCF9,
+ * i8042 reset. */
 #include "vmm/pm.h"
 
 #include <string.h>
@@ -67,7 +68,8 @@ static void pm1_cnt_write(void *opaque, uint64_t off, unsigned size, uint64_t va
 			log_info("pm", "guest entered ACPI S5 (soft off)");
 			vm_request_stop(pm->vm, STOP_POWEROFF);
 		} else {
-			log_warn("pm", "guest asked for sleep type %u, which is not supported; ignored",
+			log_warn("pm",
+				 "guest asked for sleep type %u, which is not supported; ignored",
 				 typ);
 		}
 	}

@@ -1,4 +1,5 @@
-/* Power management I/O: ACPI PM1 event/control registers (S5 power-off), reset register 0xCF9, i8042 reset. */
+/* Power management I/O: ACPI PM1 event/control registers (S5 power-off), reset register 0xCF9,
+ * i8042 reset. */
 #ifndef BERTH_PM_H
 #define BERTH_PM_H
 

@@ -27,7 +27,8 @@ struct serial_backend {
 	void *quit_opaque;
 	struct serial *dev; /* current device fed by input, may be NULL */
 	/* Socket backends keep the latest output and replay it to a client that connects later. */
-	pthread_mutex_t out_lock; /* history and out_fd: vCPU threads write, the event loop accepts */
+	pthread_mutex_t
+	    out_lock; /* history and out_fd: vCPU threads write, the event loop accepts */
 	uint8_t *history;
 	size_t hist_len, hist_head;
 };

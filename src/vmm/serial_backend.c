@@ -1,4 +1,5 @@
-/* Host side of a serial port: stdout/stdin (raw tty, Ctrl-A x quits), file, pty, unix socket server. */
+/* Host side of a serial port: stdout/stdin (raw tty, Ctrl-A x quits), file, pty, unix socket
+ * server. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -39,10 +40,12 @@ int serial_backend_open(struct serial_backend *be, const struct serial_cfg *cfg,
 		}
 		return 0;
 	case SERIAL_FILE:
-		be->out_fd = open(cfg->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
+		be->out_fd =
+		    open(cfg->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
 		if (be->out_fd < 0) {
 			int e = -errno;
-			log_err(tag, "cannot open serial file '%s': %s", cfg->path, strerror(errno));
+			log_err(tag, "cannot open serial file '%s': %s", cfg->path,
+				strerror(errno));
 			return e;
 		}
 		return 0;

@@ -1,4 +1,5 @@
-/* vCPU threads: the KVM_RUN loop, kicking a vCPU out of the guest, and register dumps for crash reports. */
+/* vCPU threads: the KVM_RUN loop, kicking a vCPU out of the guest, and register dumps for crash
+ * reports. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

@@ -1,4 +1,5 @@
-/* VM lifecycle on KVM: capability checks, memory slots, irqchip/PIT, vCPU creation, loading, start/stop. */
+/* VM lifecycle on KVM: capability checks, memory slots, irqchip/PIT, vCPU creation, loading,
+ * start/stop. */
 #include "vmm/vm.h"
 
 #include <errno.h>
@@ -23,18 +24,18 @@ static const struct {
 	const char *name;
 	const char *why;
 } required_caps[] = {
-	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", "guest memory"},
-	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "in-kernel PIC/IOAPIC/LAPIC"},
-	{KVM_CAP_PIT2, "KVM_CAP_PIT2", "in-kernel PIT"},
-	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", "x86 VM setup"},
-	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "CPUID templates"},
-	{KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "SMP start-up"},
-	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "stopping vCPUs without races"},
-	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "device doorbells"},
-	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts"},
-	{KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", "MSI routing"},
-	{KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", "kvmclock"},
-	{KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", "vCPU state"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", "guest memory"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", "in-kernel PIC/IOAPIC/LAPIC"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2", "in-kernel PIT"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", "x86 VM setup"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "CPUID templates"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "SMP start-up"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", "stopping vCPUs without races"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", "device doorbells"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD", "device interrupts"},
+    {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", "MSI routing"},
+    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", "kvmclock"},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", "vCPU state"},
 };
 
 int kvm_host_open(struct kvm_host *h, char *msg, size_t msglen)
@@ -44,8 +45,9 @@ int kvm_host_open(struct kvm_host *h, char *msg, size_t msglen)
 	if (h->fd < 0) {
 		int e = -errno;
 		snprintf(msg, msglen, "cannot open /dev/kvm: %s%s", strerror(errno),
-			 errno == ENOENT ? " (is KVM enabled and the kvm module loaded?)"
-			 : errno == EACCES ? " (add this user to the kvm group)" : "");
+			 errno == ENOENT   ? " (is KVM enabled and the kvm module loaded?)"
+			 : errno == EACCES ? " (add this user to the kvm group)"
+					   : "");
 		return e;
 	}
 	int api = ioctl(h->fd, KVM_GET_API_VERSION, 0);
@@ -119,12 +121,13 @@ static int setup_msrs(struct vcpu *v)
 		struct kvm_msrs hdr;
 		struct kvm_msr_entry e[2];
 	} m = {.hdr.nmsrs = 2,
-	       .e = {{.index = 0x1a0, .data = 1},      /* IA32_MISC_ENABLE: fast strings */
+	       .e = {{.index = 0x1a0, .data = 1},	/* IA32_MISC_ENABLE: fast strings */
 		     {.index = 0x2ff, .data = 0xc06}}}; /* MTRRdefType: enabled, write-back */
 	if (ioctl(v->fd, KVM_SET_MSRS, &m) != 2)
 		log_debug(v->tag, "KVM_SET_MSRS set fewer MSRs than asked");
 	/* AMD: HWCR.TscFreqSel says the TSC counts at the P0 frequency, as on real parts. */
-	struct kvm_cpuid_entry2 *v0 = cpuid_find(v->vm->host->cpuid->entries, v->vm->host->cpuid->nent, 0, 0);
+	struct kvm_cpuid_entry2 *v0 =
+	    cpuid_find(v->vm->host->cpuid->entries, v->vm->host->cpuid->nent, 0, 0);
 	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */) {
 		struct {
 			struct kvm_msrs hdr;
@@ -244,10 +247,10 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct mem_region *mr = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region kr = {
-			.slot = i,
-			.guest_phys_addr = mr->gpa,
-			.memory_size = mr->size,
-			.userspace_addr = (uintptr_t)mr->host,
+		    .slot = i,
+		    .guest_phys_addr = mr->gpa,
+		    .memory_size = mr->size,
+		    .userspace_addr = (uintptr_t)mr->host,
 		};
 		if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0) {
 			r = -errno;
@@ -288,11 +291,11 @@ int vm_load(struct vm *vm, const struct boot_image *img)
 	uint8_t acpi[BIOS_AREA_END - BIOS_AREA_START];
 	struct acpi_layout al;
 	struct acpi_params ap = {
-		.ncpus = vm->ncpus,
-		.ecam_base = PCI_ECAM_BASE,
-		.ecam_end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1),
-		.com1_irq = vm->com_present[0] ? 4 : 0,
-		.com2_irq = vm->com_present[1] ? 3 : 0,
+	    .ncpus = vm->ncpus,
+	    .ecam_base = PCI_ECAM_BASE,
+	    .ecam_end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1),
+	    .com1_irq = vm->com_present[0] ? 4 : 0,
+	    .com2_irq = vm->com_present[1] ? 3 : 0,
 	};
 	int r = acpi_build(acpi, sizeof(acpi), ACPI_BASE, &ap, &al);
 	if (r) {

@@ -1,4 +1,5 @@
-/* A KVM virtual machine: /dev/kvm checks, memory slots, in-kernel irqchip and PIT, vCPUs, devices, stop. */
+/* A KVM virtual machine: /dev/kvm checks, memory slots, in-kernel irqchip and PIT, vCPUs, devices,
+ * stop. */
 #ifndef BERTH_VM_H
 #define BERTH_VM_H
 
@@ -62,7 +63,7 @@ struct vm {
 
 	pthread_mutex_t stop_lock;
 	volatile int stop_reason; /* enum stop_reason; the first reason wins */
-	struct evloop *loop;      /* woken when the VM stops */
+	struct evloop *loop;	  /* woken when the VM stops */
 };
 
 /* Open /dev/kvm and check every capability berth needs; message on failure. */
