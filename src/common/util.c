@@ -10,15 +10,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int parse_u64(const char *s, uint64_t *out)
+/* Leading decimal digits of s; *end points after them. */
+static int parse_digits(const char *s, unsigned long long *v, char **end)
 {
 	if (!s || !*s || !isdigit((unsigned char)s[0]))
 		return -EINVAL;
 	errno = 0;
+	*v = strtoull(s, end, 10);
+	return errno == ERANGE ? -ERANGE : 0;
+}
+
+int parse_u64(const char *s, uint64_t *out)
+{
+	unsigned long long v;
 	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
+	int r = parse_digits(s, &v, &end);
+	if (r)
+		return r;
 	if (*end)
 		return -EINVAL;
 	*out = v;
@@ -27,13 +35,11 @@ int parse_u64(const char *s, uint64_t *out)
 
 int parse_size(const char *s, uint64_t *out)
 {
-	if (!s || !*s || !isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
+	unsigned long long v;
 	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
+	int r = parse_digits(s, &v, &end);
+	if (r)
+		return r;
 	uint64_t mult = 1;
 	switch (toupper((unsigned char)*end)) {
 	case '\0':

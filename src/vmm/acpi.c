@@ -206,6 +206,22 @@ static size_t build_mcfg(uint8_t *t, const struct acpi_params *p)
 	return len;
 }
 
+/* RSDT (4-byte entries) or XSDT (8-byte entries) listing the tables. */
+static size_t build_sdt(uint8_t *t, const char *sig, const uint64_t *tables, unsigned n,
+			unsigned entry_size)
+{
+	uint32_t len = 36 + entry_size * n;
+	header(t, sig, len, 1);
+	for (unsigned i = 0; i < n; i++) {
+		if (entry_size == 4)
+			put32(t + 36 + 4 * i, (uint32_t)tables[i]);
+		else
+			put64(t + 36 + 8 * i, tables[i]);
+	}
+	finish(t, len);
+	return len;
+}
+
 int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params *p,
 	       struct acpi_layout *out)
 {
@@ -259,19 +275,11 @@ int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params
 
 	PLACE(8, 36 + 4 * nt);
 	size_t rsdt_off = off;
-	header(buf + off, "RSDT", 36 + 4 * nt, 1);
-	for (unsigned i = 0; i < nt; i++)
-		put32(buf + off + 36 + 4 * i, (uint32_t)tables[i]);
-	finish(buf + off, 36 + 4 * nt);
-	off += 36 + 4 * nt;
+	off += build_sdt(buf + off, "RSDT", tables, nt, 4);
 
 	PLACE(8, 36 + 8 * nt);
 	size_t xsdt_off = off;
-	header(buf + off, "XSDT", 36 + 8 * nt, 1);
-	for (unsigned i = 0; i < nt; i++)
-		put64(buf + off + 36 + 8 * i, tables[i]);
-	finish(buf + off, 36 + 8 * nt);
-	off += 36 + 8 * nt;
+	off += build_sdt(buf + off, "XSDT", tables, nt, 8);
 #undef PLACE
 
 	uint8_t *r = buf + rsdp_off;

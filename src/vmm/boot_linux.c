@@ -91,12 +91,13 @@ int linux_probe(struct boot_image *img, const struct mem_layout *l, struct boot_
 	if (img->init_size < payload)
 		img->init_size = payload;
 
-	/* The preferred address avoids a self-relocation; 1 MiB is where any bzImage may go. */
+	/*
+	 * The kernel decompresses itself to pref_address (when it is above 1 MiB) wherever it is
+	 * loaded, and needs init_size bytes from there: load it there so nothing moves twice.
+	 */
 	uint64_t pref = rd64(k + HDR_PREF_ADDRESS);
-	img->load_addr = KERNEL_MIN_ADDR;
-	if (pref >= KERNEL_MIN_ADDR && pref < l->low_ram && img->init_size <= l->low_ram - pref)
-		img->load_addr = pref;
-	if (img->init_size > l->low_ram - img->load_addr) {
+	img->load_addr = pref >= KERNEL_MIN_ADDR ? pref : KERNEL_MIN_ADDR;
+	if (img->load_addr >= l->low_ram || img->init_size > l->low_ram - img->load_addr) {
 		char mem[32];
 		format_size(l->ram_bytes, mem, sizeof(mem));
 		return boot_err(

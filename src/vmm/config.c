@@ -437,11 +437,12 @@ char *config_to_json(const struct vm_config *c)
 {
 	static const char *const boot[] = {"auto", "linux", "pvh"};
 	static const char *const levels[] = {"error", "warn", "info", "debug"};
-	char mem[32], s1[200], s2[200];
+	char mem[32], s1[4200], s2[4200]; /* "unix:" or "file:" + PATH_MAX */
 	format_size(c->mem_bytes, mem, sizeof(mem));
 	json_t *o = json_object();
 	json_object_set_new(o, "name", json_string(c->name));
-	json_object_set_new(o, "kernel", json_string(c->kernel ? c->kernel : ""));
+	if (c->kernel)
+		json_object_set_new(o, "kernel", json_string(c->kernel));
 	if (c->initrd)
 		json_object_set_new(o, "initrd", json_string(c->initrd));
 	json_object_set_new(o, "cmdline", json_string(c->cmdline ? c->cmdline : ""));

@@ -93,6 +93,7 @@ static const char *const baseline_remove[] = {
 	"xsaveopt", "xsavec", "xgetbv1", "xsaves", "abm", "sse4a", "misalignsse", "3dnowprefetch",
 	"osvw", "ibs", "xop", "skinit", "wdt", "lwp", "fma4", "tce", "tbm", "topoext",
 	"perfctr_core", "perfctr_nb", "extapic", "pdpe1gb", "3dnowext", "3dnow", "clzero",
+	"mmxext", "fxsr_opt", "cr8_legacy", /* AMD-only: Intel hosts lack them */
 	"wbnoinvd", NULL};
 
 /* clang-format on */

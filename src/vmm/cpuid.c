@@ -65,11 +65,13 @@ static void fix_xsave(struct kvm_cpuid_entry2 *e, unsigned n)
 	struct kvm_cpuid_entry2 *d0 = cpuid_find(e, n, 0xd, 0);
 	if (!d0)
 		return;
-	uint64_t keep = 0x3; /* x87, SSE */
-	if (!cpuid_has(e, n, "xsave")) {
-		clear_feature(e, n, "avx");
-		keep = 0;
+	if (!cpuid_has(e, n, "xsave")) { /* no XSAVE: no state components at all */
+		for (unsigned i = 0; i < n; i++)
+			if (e[i].function == 0xd)
+				e[i].eax = e[i].ebx = e[i].ecx = e[i].edx = 0;
+		return;
 	}
+	uint64_t keep = 0x3; /* x87, SSE */
 	if (cpuid_has(e, n, "avx"))
 		keep |= 1u << 2;
 	if (cpuid_has(e, n, "mpx"))
@@ -103,6 +105,8 @@ static void fix_dependencies(struct kvm_cpuid_entry2 *e, unsigned n)
 	    "avx512_vnni",   "avx512_bitalg", "avx512_vpopcntdq",
 	    "avx512_4vnniw", "avx512_4fmaps", "avx512_vp2intersect",
 	    "avx512_fp16",   "avx512_bf16",   NULL};
+	if (!cpuid_has(e, n, "xsave")) /* AVX state needs XSAVE */
+		clear_feature(e, n, "avx");
 	if (!cpuid_has(e, n, "avx"))
 		for (unsigned i = 0; avx_users[i]; i++)
 			clear_feature(e, n, avx_users[i]);
@@ -124,7 +128,7 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 	struct kvm_cpuid_entry2 *x;
 
 	if ((x = cpuid_find(e, n, 1, 0))) {
-		x->ebx = (x->ebx & 0x0000ffff) | (id << 24) | ((1u << core_bits) & 0xff) << 16;
+		x->ebx = (x->ebx & 0x0000ffff) | (id << 24) | (ncpus > 1 ? ((1u << core_bits) > 255 ? 255u : (1u << core_bits)) : 1u) << 16;
 		if (ncpus > 1)
 			x->edx |= 1u << 28; /* HTT: more than one logical processor per package */
 		else

@@ -115,28 +115,31 @@ void vm_set_irq(void *opaque, unsigned gsi, int level)
 		log_warn(NULL, "KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
 
-static int setup_msrs(struct vcpu *v)
+static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
 {
-	struct {
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[2];
-	} m = {.hdr.nmsrs = 2,
-	       .e = {{.index = 0x1a0, .data = 1},	/* IA32_MISC_ENABLE: fast strings */
-		     {.index = 0x2ff, .data = 0xc06}}}; /* MTRRdefType: enabled, write-back */
-	if (ioctl(v->fd, KVM_SET_MSRS, &m) != 2)
-		log_debug(v->tag, "KVM_SET_MSRS set fewer MSRs than asked");
+		uint8_t raw[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+	} m;
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = 1;
+	m.hdr.entries[0].index = index;
+	m.hdr.entries[0].data = value;
+	return ioctl(v->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -EINVAL;
+}
+
+/* Firmware-like MSR defaults; KVM may refuse some on some hosts, which is harmless. */
+static void setup_msrs(struct vcpu *v)
+{
+	if (set_msr(v, 0x1a0, 1)) /* IA32_MISC_ENABLE: fast strings */
+		log_debug(v->tag, "KVM refused IA32_MISC_ENABLE");
+	if (set_msr(v, 0x2ff, 0xc06)) /* MTRRdefType: enabled, write-back */
+		log_debug(v->tag, "KVM refused MTRRdefType");
 	/* AMD: HWCR.TscFreqSel says the TSC counts at the P0 frequency, as on real parts. */
-	struct kvm_cpuid_entry2 *v0 =
-	    cpuid_find(v->vm->host->cpuid->entries, v->vm->host->cpuid->nent, 0, 0);
-	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */) {
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e[1];
-		} h = {.hdr.nmsrs = 1, .e = {{.index = 0xc0010015, .data = 1ULL << 24}}};
-		if (ioctl(v->fd, KVM_SET_MSRS, &h) != 1)
-			log_debug(v->tag, "KVM refused HWCR.TscFreqSel");
-	}
-	return 0;
+	const struct kvm_cpuid2 *c = v->vm->host->cpuid;
+	struct kvm_cpuid_entry2 *v0 = cpuid_find((struct kvm_cpuid_entry2 *)c->entries, c->nent, 0, 0);
+	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */ && set_msr(v, 0xc0010015, 1ULL << 24))
+		log_debug(v->tag, "KVM refused HWCR.TscFreqSel");
 }
 
 /* LINT0 = ExtINT (the 8259 behind the BSP), LINT1 = NMI, as firmware leaves them. */
