@@ -132,8 +132,17 @@ static void parse_madt(const struct sdt_header *h)
 				acpi.apic_ids[acpi.ncpus++] = id;
 			break;
 		case 1: /* I/O APIC */
-			if (p[1] >= 12 && !acpi.ioapic_addr)
+			if (p[1] >= 12 && !acpi.ioapic_addr) {
 				acpi.ioapic_addr = rd32(p, 4);
+				acpi.ioapic_gsi_base = rd32(p, 8);
+			}
+			break;
+		case 2: /* Interrupt Source Override: ISA IRQ p[3] is GSI rd32(p, 4), MPS flags */
+			if (p[1] >= 10 && p[2] == 0 && p[3] < 16) {
+				acpi.isa_irq[p[3]].overridden = 1;
+				acpi.isa_irq[p[3]].gsi = rd32(p, 4);
+				acpi.isa_irq[p[3]].flags = (uint16_t)(p[8] | p[9] << 8);
+			}
 			break;
 		case 5: /* Local APIC address override */
 			if (p[1] >= 12)

@@ -195,6 +195,9 @@ void trap_dispatch(struct trap_frame *f)
 	case VEC_TICK:
 		lapic_eoi();
 		break;
+	case VEC_UART:
+		uart_irq(); /* EOIs */
+		break;
 	case VEC_SPURIOUS:
 		break; /* no EOI for spurious interrupts */
 	default:

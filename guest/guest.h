@@ -16,6 +16,7 @@
 #define VEC_TIMER 0x40 /* LAPIC timer during the timer test */
 #define VEC_WAKE 0x41  /* IPI: work posted / work done / AP online */
 #define VEC_TICK 0x42  /* LAPIC timer used only to bound hlt waits */
+#define VEC_UART 0x43  /* 16550 interrupts through the IOAPIC (uart and echo tests) */
 #define VEC_SPURIOUS 0xff
 
 /* Ring 3 -> ring 0 system calls: `int3` with the number in rax, arguments in rdi/rsi, result in
@@ -107,6 +108,7 @@ void serial_init(void);
 void serial_write(const char *s, size_t n);
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void serial_force_unlock(void);
+void uart_setup(uint16_t base);
 
 /* start.c: boot information copied out of the PVH start info */
 #define MEMMAP_MAX 128
@@ -171,6 +173,12 @@ struct acpi_info {
 	uint32_t ncpus;
 	uint32_t apic_ids[MAX_CPUS];
 	uint64_t lapic_addr, ioapic_addr;
+	uint32_t ioapic_gsi_base;
+	struct {
+		int overridden; /* a MADT Interrupt Source Override names this ISA IRQ */
+		uint32_t gsi;
+		uint16_t flags; /* MPS INTI flags: bits 1:0 polarity, 3:2 trigger mode */
+	} isa_irq[16];
 	int have_fadt;
 	uint32_t fadt_flags;
 	struct gas pm1a_cnt, pm1b_cnt, reset_reg, sleep_ctl;
@@ -204,6 +212,11 @@ void lapic_timer_periodic(uint8_t vector, uint32_t count);
 void lapic_timer_stop(void);
 int wait_until(volatile int *flag, uint64_t timeout_us);
 int wait_seq(volatile uint32_t *seq, uint32_t want, uint64_t timeout_us);
+int wait_count(volatile uint32_t *count, uint32_t min, uint64_t timeout_us);
+
+/* ioapic.c */
+int ioapic_route_isa(unsigned int irq, uint8_t vector, uint32_t apic_id, uint32_t *gsi);
+void ioapic_mask(uint32_t gsi);
 
 /* smp.c */
 extern uint32_t smp_ncpus; /* CPUs online, BSP included */
@@ -219,6 +232,10 @@ void test_smp(void);
 void test_mem(void);
 void test_timer(void);
 void test_exceptions(void);
+void test_uart(void);
+void test_uart_ext(void);
+void test_echo(void);
+void uart_irq(void);
 void action_poweroff(void) __attribute__((noreturn));
 void action_reboot_acpi(void) __attribute__((noreturn));
 void action_reboot_kbd(void) __attribute__((noreturn));

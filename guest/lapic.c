@@ -103,10 +103,14 @@ uint64_t apic_measure_khz(void)
 	return (uint64_t)(c0 - c1) * tsc_khz / (t1 - t0);
 }
 
-/* Sleep in `sti; hlt` until *flag is non-zero or the timeout passes. A 10 ms tick bounds each
- * sleep, so a CPU that never sends its wake-up IPI cannot hang us. Interrupts stay off outside the
- * hlt. */
-static int wait_cond(volatile int *flag, volatile uint32_t *seq, uint32_t want, uint64_t timeout_us)
+/* What a bounded wait waits for. */
+enum wait_kind { WAIT_FLAG, WAIT_SEQ_EQ, WAIT_COUNT_GE };
+
+/* Sleep in `sti; hlt` until the condition holds or the timeout passes. A 10 ms tick bounds each
+ * sleep, so a CPU that never sends its wake-up IPI (or a device that never interrupts) cannot hang
+ * us. Interrupts stay off outside the hlt. */
+static int wait_cond(enum wait_kind kind, volatile int *flag, volatile uint32_t *seq, uint32_t want,
+		     uint64_t timeout_us)
 {
 	uint64_t end = tsc_after_us(timeout_us);
 	uint32_t tick = apic_khz ? apic_khz * 10 : 10000000;
@@ -115,7 +119,9 @@ static int wait_cond(volatile int *flag, volatile uint32_t *seq, uint32_t want, 
 	lapic_timer_periodic(VEC_TICK, tick);
 	for (;;) {
 		cli();
-		ok = flag ? *flag != 0 : *seq == want;
+		ok = kind == WAIT_FLAG	   ? *flag != 0
+		     : kind == WAIT_SEQ_EQ ? *seq == want
+					   : (int32_t)(*seq - want) >= 0;
 		if (ok || rdtsc() >= end)
 			break;
 		sti_hlt();
@@ -127,10 +133,16 @@ static int wait_cond(volatile int *flag, volatile uint32_t *seq, uint32_t want, 
 
 int wait_until(volatile int *flag, uint64_t timeout_us)
 {
-	return wait_cond(flag, NULL, 0, timeout_us);
+	return wait_cond(WAIT_FLAG, flag, NULL, 0, timeout_us);
 }
 
 int wait_seq(volatile uint32_t *seq, uint32_t want, uint64_t timeout_us)
 {
-	return wait_cond(NULL, seq, want, timeout_us);
+	return wait_cond(WAIT_SEQ_EQ, NULL, seq, want, timeout_us);
+}
+
+/* Wait until an event counter reaches at least `min` (wrap-safe). */
+int wait_count(volatile uint32_t *count, uint32_t min, uint64_t timeout_us)
+{
+	return wait_cond(WAIT_COUNT_GE, NULL, count, min, timeout_us);
 }

@@ -96,13 +96,13 @@ static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 {
 	struct vm vm;
 	enum stop_reason why = STOP_VMM_ERROR;
-	if (vm_create(&vm, host, cfg, layout, be) || vm_load(&vm, img))
+	if (vm_create(&vm, host, cfg, layout, be, loop) || vm_load(&vm, img))
 		goto out;
 	evloop_rearm(loop);
 	rn->vm = &vm;
 	if (rn->pending != STOP_NONE)
 		vm_request_stop(&vm, rn->pending);
-	if (vm_start(&vm, loop) == 0) {
+	if (vm_start(&vm) == 0) {
 		int r = evloop_run(loop);
 		if (r < 0) {
 			log_err(NULL, "event loop failed: %s", strerror(-r));

@@ -1,11 +1,16 @@
-/* 8250/16550A UART as Linux's 8250 driver expects: FIFO, IER/IIR interrupts, loopback, scratch. */
+/* 8250/16550A UART: 16-byte receive FIFO with trigger levels and character timeout, overrun,
+ * loopback, all four interrupt sources. */
 #include "vmm/serial.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "common/evloop.h"
 #include "common/log.h"
 
 enum {
@@ -25,12 +30,17 @@ enum {
 #define IER_RLSI 0x04
 #define IER_MSI 0x08
 #define IIR_NONE 0x01
+#define IIR_MSI 0x00
 #define IIR_THRI 0x02
 #define IIR_RDI 0x04
+#define IIR_RLSI 0x06
+#define IIR_TIMEOUT 0x0c
 #define IIR_FIFO 0xc0
 #define FCR_ENABLE 0x01
 #define FCR_CLEAR_RX 0x02
 #define LSR_DR 0x01
+#define LSR_OE 0x02
+#define LSR_ERRORS 0x1e /* OE, PE, FE, BI */
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 #define MCR_DTR 0x01
@@ -42,41 +52,50 @@ enum {
 #define MSR_DSR 0x20
 #define MSR_RI 0x40
 #define MSR_DCD 0x80
+#define MSR_LINES_CONNECTED (MSR_DCD | MSR_DSR | MSR_CTS)
 
-void serial_init(struct serial *s, const char *tag, struct serial_backend *be, unsigned gsi,
-		 void (*set_irq)(void *opaque, unsigned gsi, int level), void *irq_opaque)
+static const unsigned trigger_levels[4] = {1, 4, 8, 14};
+
+static unsigned fifo_depth(const struct serial *s)
 {
-	memset(s, 0, sizeof(*s));
-	pthread_mutex_init(&s->lock, NULL);
-	snprintf(s->tag, sizeof(s->tag), "%s", tag);
-	s->be = be;
-	s->gsi = gsi;
-	s->set_irq = set_irq;
-	s->irq_opaque = irq_opaque;
-	s->lsr = LSR_THRE | LSR_TEMT;
-	s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
-	s->mcr = MCR_OUT2;
-	if (be) {
-		pthread_mutex_lock(&s->lock);
-		be->dev = s;
-		pthread_mutex_unlock(&s->lock);
-	}
+	return (s->fcr & FCR_ENABLE) ? SERIAL_FIFO : 1;
 }
 
-void serial_destroy(struct serial *s)
+static unsigned trigger_level(const struct serial *s)
 {
-	if (s->be && s->be->dev == s)
-		s->be->dev = NULL;
-	pthread_mutex_destroy(&s->lock);
+	return (s->fcr & FCR_ENABLE) ? trigger_levels[s->fcr >> 6] : 1;
+}
+
+/* The modem-status lines (MSR bits 7:4): from MCR in loopback, otherwise a connected peer. */
+static uint8_t modem_lines(uint8_t mcr)
+{
+	if (!(mcr & MCR_LOOP))
+		return MSR_LINES_CONNECTED;
+	uint8_t m = 0;
+	if (mcr & MCR_RTS)
+		m |= MSR_CTS;
+	if (mcr & MCR_DTR)
+		m |= MSR_DSR;
+	if (mcr & MCR_OUT1)
+		m |= MSR_RI;
+	if (mcr & MCR_OUT2)
+		m |= MSR_DCD;
+	return m;
 }
 
 /* Highest-priority pending interrupt, as IIR reports it. */
 static uint8_t pending_iir(const struct serial *s)
 {
-	if ((s->ier & IER_RDI) && s->rx_count)
+	if ((s->ier & IER_RLSI) && (s->lsr & LSR_ERRORS))
+		return IIR_RLSI;
+	if ((s->ier & IER_RDI) && s->fifo_count >= trigger_level(s))
 		return IIR_RDI;
+	if ((s->ier & IER_RDI) && s->timeout_ipending && s->fifo_count)
+		return IIR_TIMEOUT;
 	if ((s->ier & IER_THRI) && s->thr_ipending)
 		return IIR_THRI;
+	if ((s->ier & IER_MSI) && s->msr_delta)
+		return IIR_MSI;
 	return IIR_NONE;
 }
 
@@ -90,25 +109,133 @@ static void update_irq(struct serial *s)
 	}
 }
 
-static void push_rx(struct serial *s, uint8_t b)
+/* Four character times at the programmed line settings, in nanoseconds. */
+static uint64_t char_timeout_ns(const struct serial *s)
 {
-	if (s->rx_count == SERIAL_RX_BUF) {
-		s->lsr |= 0x02; /* overrun */
+	unsigned divisor = (unsigned)s->dlm << 8 | s->dll;
+	unsigned bits =
+	    1 + 5 + (s->lcr & 3) + ((s->lcr & 0x08) ? 1 : 0) + ((s->lcr & 0x04) ? 2 : 1);
+	if (!divisor)
+		divisor = 1;
+	return 4ULL * bits * divisor * 1000000000ULL / 115200;
+}
+
+/* Restart the character-timeout timer after FIFO activity (or stop it when it cannot fire). */
+static void rearm_timeout(struct serial *s)
+{
+	s->timeout_ipending = false;
+	if (s->timer_fd < 0)
 		return;
+	struct itimerspec its = {0};
+	if ((s->fcr & FCR_ENABLE) && s->fifo_count && s->fifo_count < trigger_level(s)) {
+		uint64_t ns = char_timeout_ns(s);
+		its.it_value.tv_sec = (time_t)(ns / 1000000000ULL);
+		its.it_value.tv_nsec = (long)(ns % 1000000000ULL);
 	}
-	s->rx[(s->rx_head + s->rx_count) % SERIAL_RX_BUF] = b;
-	s->rx_count++;
+	timerfd_settime(s->timer_fd, 0, &its, NULL);
+}
+
+static void on_timeout(void *opaque, int fd, uint32_t events)
+{
+	struct serial *s = opaque;
+	uint64_t n;
+	(void)events;
+	if (read(fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (s->fifo_count) {
+		s->timeout_ipending = true;
+		update_irq(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A character arrives on the wire (host input or loopback). */
+static void rx_char(struct serial *s, uint8_t b)
+{
+	if (s->fifo_count >= fifo_depth(s)) {
+		s->lsr |= LSR_OE;
+		if (!(s->fcr & FCR_ENABLE)) /* the holding register is overwritten */
+			s->fifo[s->fifo_head] = b;
+		return; /* with FIFOs the character in the shift register is lost */
+	}
+	s->fifo[(s->fifo_head + s->fifo_count) % SERIAL_FIFO] = b;
+	s->fifo_count++;
 	s->lsr |= LSR_DR;
 }
 
-static void transmit(struct serial *s, uint8_t b)
+/* Move queued host input into the FIFO while it has room (the host side never overruns). */
+static void fill_from_host(struct serial *s)
 {
-	if (s->mcr & MCR_LOOP) {
-		push_rx(s, b);
-		return;
+	bool moved = false;
+	while (s->hostq_count && s->fifo_count < fifo_depth(s) && !(s->mcr & MCR_LOOP)) {
+		rx_char(s, s->hostq[s->hostq_head]);
+		s->hostq_head = (s->hostq_head + 1) % SERIAL_HOSTQ;
+		s->hostq_count--;
+		moved = true;
 	}
-	if (s->be)
-		serial_backend_output(s->be, &b, 1);
+	if (moved)
+		rearm_timeout(s);
+}
+
+static void clear_rx(struct serial *s)
+{
+	s->fifo_head = s->fifo_count = 0;
+	s->lsr &= (uint8_t)~LSR_DR;
+	s->timeout_ipending = false;
+}
+
+int serial_init(struct serial *s, const char *tag, struct serial_backend *be, unsigned gsi,
+		void (*set_irq)(void *opaque, unsigned gsi, int level), void *irq_opaque,
+		struct evloop *loop)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	snprintf(s->tag, sizeof(s->tag), "%s", tag);
+	s->be = be;
+	s->gsi = gsi;
+	s->set_irq = set_irq;
+	s->irq_opaque = irq_opaque;
+	s->lsr = LSR_THRE | LSR_TEMT;
+	s->mcr = MCR_OUT2;
+	s->dll = 1;    /* 115200 baud */
+	s->lcr = 0x03; /* 8N1 */
+	s->timer_fd = -1;
+	s->hostq = malloc(SERIAL_HOSTQ);
+	if (!s->hostq)
+		return -ENOMEM;
+	if (loop) {
+		s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (s->timer_fd < 0)
+			return -errno;
+		int r = evloop_add(loop, s->timer_fd, EPOLLIN, on_timeout, s);
+		if (r)
+			return r;
+		s->loop = loop;
+	}
+	if (be) {
+		pthread_mutex_lock(&s->lock);
+		be->dev = s;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return 0;
+}
+
+void serial_destroy(struct serial *s)
+{
+	if (s->be && s->be->dev == s)
+		s->be->dev = NULL;
+	if (s->timer_fd >= 0) {
+		if (s->loop)
+			evloop_del(s->loop, s->timer_fd);
+		close(s->timer_fd);
+	}
+	if (s->dropped)
+		log_warn(s->tag, "%llu input bytes were dropped: the guest did not read them",
+			 (unsigned long long)s->dropped);
+	free(s->hostq);
+	s->hostq = NULL;
+	pthread_mutex_destroy(&s->lock);
 }
 
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
@@ -119,25 +246,26 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 		pthread_mutex_unlock(&s->lock);
 		return len;
 	}
-	for (i = 0; i < len && s->rx_count < SERIAL_RX_BUF; i++)
-		push_rx(s, buf[i]);
+	for (i = 0; i < len && s->hostq_count < SERIAL_HOSTQ; i++) {
+		s->hostq[(s->hostq_head + s->hostq_count) % SERIAL_HOSTQ] = buf[i];
+		s->hostq_count++;
+	}
+	s->dropped += len - i;
+	fill_from_host(s);
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return i;
 }
 
-static uint8_t loop_msr(uint8_t mcr)
+static void transmit(struct serial *s, uint8_t b)
 {
-	uint8_t m = 0;
-	if (mcr & MCR_RTS)
-		m |= MSR_CTS;
-	if (mcr & MCR_DTR)
-		m |= MSR_DSR;
-	if (mcr & MCR_OUT1)
-		m |= MSR_RI;
-	if (mcr & MCR_OUT2)
-		m |= MSR_DCD;
-	return m;
+	if (s->mcr & MCR_LOOP) {
+		rx_char(s, b);
+		rearm_timeout(s);
+		return;
+	}
+	if (s->be)
+		serial_backend_output(s->be, &b, 1);
 }
 
 uint64_t serial_read(void *opaque, uint64_t offset, unsigned size)
@@ -153,13 +281,15 @@ uint64_t serial_read(void *opaque, uint64_t offset, unsigned size)
 			break;
 		}
 		v = 0;
-		if (s->rx_count) {
-			v = s->rx[s->rx_head];
-			s->rx_head = (s->rx_head + 1) % SERIAL_RX_BUF;
-			s->rx_count--;
+		if (s->fifo_count) {
+			v = s->fifo[s->fifo_head];
+			s->fifo_head = (s->fifo_head + 1) % SERIAL_FIFO;
+			s->fifo_count--;
 		}
-		if (!s->rx_count)
+		if (!s->fifo_count)
 			s->lsr &= (uint8_t)~LSR_DR;
+		rearm_timeout(s);
+		fill_from_host(s);
 		break;
 	case REG_IER:
 		v = (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
@@ -179,10 +309,11 @@ uint64_t serial_read(void *opaque, uint64_t offset, unsigned size)
 		break;
 	case REG_LSR:
 		v = s->lsr;
-		s->lsr &= (uint8_t)~0x1e; /* error bits clear on read */
+		s->lsr &= (uint8_t)~LSR_ERRORS; /* error bits clear on read */
 		break;
 	case REG_MSR:
-		v = (s->mcr & MCR_LOOP) ? loop_msr(s->mcr) : s->msr;
+		v = modem_lines(s->mcr) | s->msr_delta;
+		s->msr_delta = 0;
 		break;
 	case REG_SCR:
 		v = s->scr;
@@ -222,18 +353,31 @@ void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t val)
 		s->ier = v & (IER_RDI | IER_THRI | IER_RLSI | IER_MSI);
 		break;
 	case REG_IIR_FCR:
-		if (v & FCR_CLEAR_RX) {
-			s->rx_head = s->rx_count = 0;
-			s->lsr &= (uint8_t)~LSR_DR;
-		}
+		/* Switching the FIFOs on or off, or the clear bit, empties the receiver. */
+		if ((v ^ s->fcr) & FCR_ENABLE || (v & FCR_CLEAR_RX))
+			clear_rx(s);
 		s->fcr = v & 0xc9; /* enable, DMA mode, trigger level; clear bits self-reset */
+		fill_from_host(s);
+		rearm_timeout(s);
 		break;
 	case REG_LCR:
 		s->lcr = v;
 		break;
-	case REG_MCR:
+	case REG_MCR: {
+		uint8_t before = modem_lines(s->mcr);
 		s->mcr = v & 0x1f;
+		uint8_t after = modem_lines(s->mcr), changed = before ^ after;
+		if (changed & MSR_CTS)
+			s->msr_delta |= 0x01;
+		if (changed & MSR_DSR)
+			s->msr_delta |= 0x02;
+		if ((before & MSR_RI) && !(after & MSR_RI)) /* trailing edge of RI */
+			s->msr_delta |= 0x04;
+		if (changed & MSR_DCD)
+			s->msr_delta |= 0x08;
+		fill_from_host(s); /* leaving loopback reconnects the host */
 		break;
+	}
 	case REG_LSR:
 	case REG_MSR:
 		break; /* read-only */

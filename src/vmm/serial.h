@@ -38,7 +38,8 @@ struct serial_backend {
 /* Send guest output to the backend (and its history). Called with the device lock held. */
 void serial_backend_output(struct serial_backend *be, const uint8_t *buf, size_t len);
 
-#define SERIAL_RX_BUF 4096
+#define SERIAL_FIFO 16	   /* the 16550A's receive FIFO */
+#define SERIAL_HOSTQ 65536 /* host input waiting for room in the FIFO */
 
 struct serial {
 	pthread_mutex_t lock;
@@ -48,11 +49,17 @@ struct serial {
 	void (*set_irq)(void *opaque, unsigned gsi, int level);
 	void *irq_opaque;
 	int irq_level;
+	struct evloop *loop;
+	int timer_fd; /* character timeout */
 
-	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	uint8_t ier, lcr, mcr, lsr, msr_delta, scr, dll, dlm, fcr;
 	bool thr_ipending;
-	uint8_t rx[SERIAL_RX_BUF];
-	unsigned rx_head, rx_count;
+	bool timeout_ipending;
+	uint8_t fifo[SERIAL_FIFO]; /* receive FIFO (depth 1 with FIFOs disabled) */
+	unsigned fifo_head, fifo_count;
+	uint8_t *hostq; /* bytes from the host not yet in the FIFO (the line is flow-controlled) */
+	unsigned hostq_head, hostq_count;
+	uint64_t dropped; /* host bytes lost because hostq was full */
 };
 
 /* Open the backend (before the VM is created). -errno; the message goes to the log. */
@@ -61,13 +68,15 @@ int serial_backend_open(struct serial_backend *be, const struct serial_cfg *cfg,
 int serial_backend_attach(struct serial_backend *be, struct evloop *loop);
 void serial_backend_close(struct serial_backend *be);
 
-void serial_init(struct serial *s, const char *tag, struct serial_backend *be, unsigned gsi,
-		 void (*set_irq)(void *opaque, unsigned gsi, int level), void *irq_opaque);
+int serial_init(struct serial *s, const char *tag, struct serial_backend *be, unsigned gsi,
+		void (*set_irq)(void *opaque, unsigned gsi, int level), void *irq_opaque,
+		struct evloop *loop);
 void serial_destroy(struct serial *s);
 /* Register access, offset 0..7. */
 uint64_t serial_read(void *opaque, uint64_t offset, unsigned size);
 void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t val);
-/* Bytes from the host into the receive buffer; returns how many were taken. */
+/* Bytes from the host: queued, then fed to the FIFO as the guest reads. Returns how many were
+ * taken. */
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 
 #endif

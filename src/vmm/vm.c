@@ -137,7 +137,8 @@ static void setup_msrs(struct vcpu *v)
 		log_debug(v->tag, "KVM refused MTRRdefType");
 	/* AMD: HWCR.TscFreqSel says the TSC counts at the P0 frequency, as on real parts. */
 	const struct kvm_cpuid2 *c = v->vm->host->cpuid;
-	struct kvm_cpuid_entry2 *v0 = cpuid_find((struct kvm_cpuid_entry2 *)c->entries, c->nent, 0, 0);
+	struct kvm_cpuid_entry2 *v0 =
+	    cpuid_find((struct kvm_cpuid_entry2 *)c->entries, c->nent, 0, 0);
 	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */ && set_msr(v, 0xc0010015, 1ULL << 24))
 		log_debug(v->tag, "KVM refused HWCR.TscFreqSel");
 }
@@ -196,17 +197,21 @@ static int add_serial(struct vm *vm, unsigned idx, struct serial_backend *be)
 	static const unsigned irq[2] = {4, 3};
 	char tag[16];
 	snprintf(tag, sizeof(tag), "serial%u", idx);
-	serial_init(&vm->com[idx], tag, be, irq[idx], vm_set_irq, vm);
+	int r = serial_init(&vm->com[idx], tag, be, irq[idx], vm_set_irq, vm, vm->loop);
 	vm->com_present[idx] = true;
+	if (r)
+		return r;
 	return bus_register(&vm->pio, port[idx], 8, &serial_ops, &vm->com[idx],
 			    idx == 0 ? "serial0" : "serial1");
 }
 
 int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
-	      const struct mem_layout *layout, struct serial_backend *serial_be)
+	      const struct mem_layout *layout, struct serial_backend *serial_be,
+	      struct evloop *loop)
 {
 	int r;
 	memset(vm, 0, sizeof(*vm));
+	vm->loop = loop;
 	vm->cfg = cfg;
 	vm->host = h;
 	vm->fd = -1;
@@ -341,9 +346,8 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason)
 		evloop_stop(vm->loop);
 }
 
-int vm_start(struct vm *vm, struct evloop *loop)
+int vm_start(struct vm *vm)
 {
-	vm->loop = loop;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		int r = pthread_create(&v->thread, NULL, vcpu_thread, v);

@@ -72,11 +72,12 @@ void kvm_host_close(struct kvm_host *h);
 
 /* Create the VM, memory, irqchip, PIT, vCPUs (with CPUID) and devices. -errno, logged. */
 int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
-	      const struct mem_layout *layout, struct serial_backend *serial_be);
+	      const struct mem_layout *layout, struct serial_backend *serial_be,
+	      struct evloop *loop);
 /* Write ACPI tables and the boot image into memory and set the BSP's registers. */
 int vm_load(struct vm *vm, const struct boot_image *img);
-/* Start vCPU threads; vm_request_stop wakes loop when the VM stops. */
-int vm_start(struct vm *vm, struct evloop *loop);
+/* Start vCPU threads; vm_request_stop wakes the VM's loop when the VM stops. */
+int vm_start(struct vm *vm);
 /* Ask the VM to stop (any thread). The first reason is kept. */
 void vm_request_stop(struct vm *vm, enum stop_reason reason);
 /* Kick and join vCPU threads. */
