@@ -1,5 +1,8 @@
 """How a berth-vmm run ends: reboot, crash, emulation failure, timeout, signals; serial backends."""
 import os
+import pty
+import select
+import termios
 import re
 import signal
 import socket
@@ -119,3 +122,42 @@ def test_pty_backend_carries_output(vmm, guest):
     finally:
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=20)
+
+
+def _read_until(fd, needle, timeout=20):
+    data = b""
+    deadline = time.monotonic() + timeout
+    while needle not in data and time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                data += os.read(fd, 4096)
+            except OSError:
+                break
+    return data
+
+
+def test_terminal_console_is_raw_and_ctrl_a_x_quits(vmm, guest):
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = subprocess.Popen([VMM, "--kernel", GUEST, "--cmdline", "test=echo,halt", "--timeout", "30"],
+                         stdin=slave, stdout=slave, stderr=subprocess.PIPE, text=True)
+    try:
+        assert b"echo ready" in _read_until(master, b"echo ready")
+        # Raw mode: the bytes reach the guest unchanged, Ctrl-A Ctrl-A sends one Ctrl-A.
+        os.write(master, b"ab\x01\x01c\n")
+        out = _read_until(master, b"berth-test echo")
+        out += _read_until(master, b"\n", 5)
+        # the guest prints control characters as '?': 5 bytes arrived, one of them Ctrl-A
+        assert b'berth-test echo PASS got="ab?c"' in out, out
+        assert b"bytes=5" in out, out
+        os.write(master, b"\x01x")
+        _, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 7, err
+    assert "Ctrl-A x" in err
+    assert termios.tcgetattr(slave)[3] == before[3], "terminal modes are restored on exit"
+    os.close(slave)
+    os.close(master)
