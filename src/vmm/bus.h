@@ -22,6 +22,7 @@ struct bus_range {
 
 struct bus {
 	const char *name;	  /* "pio" or "mmio" */
+	pthread_rwlock_t lock;	  /* ranges change at run time (PCI BARs move) */
 	struct bus_range *ranges; /* sorted by base, non-overlapping */
 	unsigned count, cap;
 	uint64_t unhandled; /* accesses that hit nothing */
@@ -32,10 +33,14 @@ void bus_destroy(struct bus *b);
 /* -EEXIST if the range overlaps one already registered, -EINVAL if empty or wrapping, -ENOMEM. */
 int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops,
 		 void *opaque, const char *name);
-const struct bus_range *bus_find(const struct bus *b, uint64_t addr);
+/* Remove the range registered at exactly base with this opaque; -ENOENT if there is none. */
+int bus_unregister(struct bus *b, uint64_t base, void *opaque);
+/* Copy of the range containing addr; false if none. */
+bool bus_find(struct bus *b, uint64_t addr, struct bus_range *out);
 
 /*
- * Dispatch one access. Reads of unclaimed addresses return all-ones (like a master abort);
+ * Dispatch one access (the device is called without the bus lock held, so it may (un)register
+ * ranges itself). Reads of unclaimed addresses return all-ones (like a master abort);
  * writes to them are dropped. Returns true if a device claimed the address.
  */
 bool bus_access(struct bus *b, uint64_t addr, unsigned size, bool is_write, uint64_t *val);

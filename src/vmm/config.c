@@ -190,6 +190,22 @@ static int set_timeout(struct vm_config *c, const char *v, const char *what, str
 	return 0;
 }
 
+static int set_bool(bool *dst, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!strcmp(v, "true"))
+		*dst = true;
+	else if (!strcmp(v, "false"))
+		*dst = false;
+	else
+		return fail(err, "%s '%s': must be true or false", what, v);
+	return 0;
+}
+
+static int set_rng(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	return set_bool(&c->rng, v, what, err);
+}
+
 static int set_log_level(struct vm_config *c, const char *v, const char *what,
 			 struct cfg_error *err)
 {
@@ -198,7 +214,7 @@ static int set_log_level(struct vm_config *c, const char *v, const char *what,
 	return 0;
 }
 
-enum { ARG_NONE, ARG_STR, ARG_INT };
+enum { ARG_NONE, ARG_STR, ARG_INT, ARG_BOOL };
 
 struct option_def {
 	const char *flag;  /* long flag without "--" */
@@ -230,6 +246,7 @@ static const struct option_def options[] = {
      "when the guest reboots: exit (status 3, default) or restart"},
     {"timeout", 0, "timeout", ARG_INT, set_timeout, "SECONDS",
      "stop the VM after this long (exit status 6); 0 = never (default)"},
+    {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
      "error, warn, info (default) or debug"},
@@ -283,7 +300,14 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 		}
 		char buf[32];
 		const char *s;
-		if (json_is_string(val)) {
+		if (o->json_type == ARG_BOOL) {
+			if (!json_is_boolean(val)) {
+				ret =
+				    fail(err, "%s: field '%s': must be true or false", origin, key);
+				goto out;
+			}
+			s = json_is_true(val) ? "true" : "false";
+		} else if (json_is_string(val)) {
 			s = json_string_value(val);
 		} else if (json_is_integer(val) &&
 			   (o->json_type == ARG_INT || !strcmp(o->field, "memory"))) {
@@ -337,8 +361,10 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 	char shortopts[64] = "+:h";
 	size_t n = 0, sl = strlen(shortopts);
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
-		longopts[n++] =
-		    (struct option){options[i].flag, required_argument, NULL, OPT_BASE + (int)i};
+		longopts[n++] = (struct option){
+		    options[i].flag,
+		    options[i].json_type == ARG_BOOL ? no_argument : required_argument, NULL,
+		    OPT_BASE + (int)i};
 		if (options[i].short_flag) {
 			shortopts[sl++] = options[i].short_flag;
 			shortopts[sl++] = ':';
@@ -391,7 +417,7 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 				return fail(err, "internal: unhandled option %d", ch);
 			char what[48];
 			snprintf(what, sizeof(what), "--%s", o->flag);
-			if (o->set(c, optarg, what, err))
+			if (o->set(c, o->json_type == ARG_BOOL ? "true" : optarg, what, err))
 				return -EINVAL;
 		}
 		if (pass == 2 && optind < argc)
@@ -455,6 +481,7 @@ char *config_to_json(const struct vm_config *c)
 	json_object_set_new(o, "on_reboot",
 			    json_string(c->on_reboot == ON_REBOOT_RESTART ? "restart" : "exit"));
 	json_object_set_new(o, "timeout", json_integer(c->timeout_s));
+	json_object_set_new(o, "rng", json_boolean(c->rng));
 	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
 	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);

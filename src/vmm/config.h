@@ -33,6 +33,7 @@ struct vm_config {
 	struct serial_cfg serial[2]; /* COM1, COM2 */
 	enum on_reboot on_reboot;
 	unsigned timeout_s; /* 0 = none */
+	bool rng;	    /* a virtio-rng device */
 	enum log_level log_level;
 	bool check_only;
 	bool print_config;

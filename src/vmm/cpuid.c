@@ -128,7 +128,9 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 	struct kvm_cpuid_entry2 *x;
 
 	if ((x = cpuid_find(e, n, 1, 0))) {
-		x->ebx = (x->ebx & 0x0000ffff) | (id << 24) | (ncpus > 1 ? ((1u << core_bits) > 255 ? 255u : (1u << core_bits)) : 1u) << 16;
+		x->ebx = (x->ebx & 0x0000ffff) | (id << 24) |
+			 (ncpus > 1 ? ((1u << core_bits) > 255 ? 255u : (1u << core_bits)) : 1u)
+			     << 16;
 		if (ncpus > 1)
 			x->edx |= 1u << 28; /* HTT: more than one logical processor per package */
 		else

@@ -25,6 +25,9 @@
 #define KVM_IDENTITY_MAP_ADDR 0xFFFBC000ULL /* one page, needed by VMX */
 #define KVM_TSS_ADDR 0xFFFBD000ULL	    /* three pages, needed by VMX */
 
+/* 64-bit PCI window: above the end of RAM, 1 GiB aligned. */
+#define PCI_MMIO64_SIZE (32ULL << 30)
+
 /* Fixed structures in low memory (below 1 MiB). */
 #define BOOT_GDT_ADDR 0x500ULL
 #define PVH_START_INFO_ADDR 0x6000ULL /* start info, modlist, memmap: one page */
@@ -66,6 +69,11 @@ int layout_e820(const struct mem_layout *l, struct e820_entry *out, size_t max);
 static inline uint64_t layout_low_end(const struct mem_layout *l)
 {
 	return l->low_ram;
+}
+
+static inline uint64_t layout_mmio64_base(const struct mem_layout *l)
+{
+	return (HIGHMEM_BASE + l->high_ram + (1ULL << 30) - 1) & ~((1ULL << 30) - 1);
 }
 
 #endif

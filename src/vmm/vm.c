@@ -18,6 +18,8 @@
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"
+#include "vmm/virtio_devices.h"
+#include "vmm/virtio_pci.h"
 
 static const struct {
 	int cap;
@@ -105,6 +107,86 @@ void kvm_host_close(struct kvm_host *h)
 		close(h->fd);
 	h->cpuid = NULL;
 	h->fd = -1;
+}
+
+#define VM_MAX_ROUTES 1024
+#define FIRST_MSI_GSI 24 /* 0..23 are the IOAPIC pins (0..15 also the PICs) */
+
+/* KVM's default routes, which KVM_SET_GSI_ROUTING would otherwise replace. */
+static int init_routes(struct vm *vm)
+{
+	vm->routes =
+	    calloc(1, sizeof(*vm->routes) + VM_MAX_ROUTES * sizeof(vm->routes->entries[0]));
+	if (!vm->routes)
+		return -ENOMEM;
+	pthread_mutex_init(&vm->irq_lock, NULL);
+	struct kvm_irq_routing_entry *e = vm->routes->entries;
+	unsigned n = 0;
+	for (unsigned gsi = 0; gsi < 16; gsi++) {
+		e[n++] = (struct kvm_irq_routing_entry){
+		    .gsi = gsi,
+		    .type = KVM_IRQ_ROUTING_IRQCHIP,
+		    .u.irqchip = {gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+				  gsi % 8}};
+	}
+	for (unsigned gsi = 0; gsi < 24; gsi++)
+		e[n++] = (struct kvm_irq_routing_entry){.gsi = gsi,
+							.type = KVM_IRQ_ROUTING_IRQCHIP,
+							.u.irqchip = {KVM_IRQCHIP_IOAPIC, gsi}};
+	vm->routes->nr = n;
+	vm->next_gsi = FIRST_MSI_GSI;
+	return 0;
+}
+
+int vm_alloc_gsi(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->irq_lock);
+	int g = vm->routes->nr < VM_MAX_ROUTES ? (int)vm->next_gsi++ : -ENOSPC;
+	pthread_mutex_unlock(&vm->irq_lock);
+	return g;
+}
+
+int vm_set_msi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	int r = 0;
+	pthread_mutex_lock(&vm->irq_lock);
+	struct kvm_irq_routing_entry *e = NULL;
+	for (unsigned i = 0; i < vm->routes->nr; i++)
+		if (vm->routes->entries[i].gsi == gsi)
+			e = &vm->routes->entries[i];
+	if (!e) {
+		if (vm->routes->nr == VM_MAX_ROUTES) {
+			r = -ENOSPC;
+			goto out;
+		}
+		e = &vm->routes->entries[vm->routes->nr++];
+	}
+	*e = (struct kvm_irq_routing_entry){.gsi = gsi,
+					    .type = KVM_IRQ_ROUTING_MSI,
+					    .u.msi = {.address_lo = (uint32_t)addr,
+						      .address_hi = (uint32_t)(addr >> 32),
+						      .data = data}};
+	if (ioctl(vm->fd, KVM_SET_GSI_ROUTING, vm->routes) < 0) {
+		r = -errno;
+		log_warn(NULL, "KVM_SET_GSI_ROUTING (gsi %u): %s", gsi, strerror(errno));
+	}
+out:
+	pthread_mutex_unlock(&vm->irq_lock);
+	return r;
+}
+
+int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign)
+{
+	struct kvm_irqfd f = {
+	    .fd = (uint32_t)efd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
+	return ioctl(vm->fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, unsigned len, bool assign)
+{
+	struct kvm_ioeventfd io = {
+	    .addr = addr, .len = len, .fd = efd, .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+	return ioctl(vm->fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
 void vm_set_irq(void *opaque, unsigned gsi, int level)
@@ -291,6 +373,15 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 		log_err(NULL, "cannot register power management ports: %s", strerror(-r));
 		return r;
 	}
+	if ((r = init_routes(vm)))
+		return r;
+	if ((r = pci_bus_init(&vm->pci, &vm->pio, &vm->mmio, layout_mmio64_base(layout),
+			      PCI_MMIO64_SIZE))) {
+		log_err(NULL, "cannot set up the PCI bus: %s", strerror(-r));
+		return r;
+	}
+	if (cfg->rng && (r = virtio_rng_create(vm)))
+		return r;
 	return 0;
 }
 
@@ -387,6 +478,15 @@ void vm_destroy(struct vm *vm)
 		free(vm->vcpus);
 		vm->vcpus = NULL;
 	}
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		virtio_pci_destroy(vm->virtio[i]);
+	vm->nvirtio = 0;
+	if (vm->routes) {
+		free(vm->routes);
+		vm->routes = NULL;
+		pthread_mutex_destroy(&vm->irq_lock);
+	}
+	pci_bus_destroy(&vm->pci);
 	for (unsigned i = 0; i < 2; i++)
 		if (vm->com_present[i])
 			serial_destroy(&vm->com[i]);

@@ -11,11 +11,13 @@
 #include "vmm/bus.h"
 #include "vmm/config.h"
 #include "vmm/memory.h"
+#include "vmm/pci.h"
 #include "vmm/pm.h"
 #include "vmm/serial.h"
 
 struct evloop;
 struct boot_image;
+struct virtio_pci;
 
 enum stop_reason {
 	STOP_NONE = 0,
@@ -57,6 +59,15 @@ struct vm {
 	struct vcpu *vcpus;
 	unsigned ncpus;
 
+	struct pci_bus pci;
+	struct virtio_pci *virtio[PCI_MAX_SLOTS];
+	unsigned nvirtio;
+
+	/* GSI routing: the default irqchip routes plus one MSI route per allocated GSI. */
+	pthread_mutex_t irq_lock;
+	struct kvm_irq_routing *routes;
+	unsigned next_gsi;
+
 	struct serial com[2];
 	bool com_present[2];
 	struct pm pm;
@@ -83,6 +94,12 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason);
 /* Kick and join vCPU threads. */
 void vm_stop_vcpus(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/* MSI plumbing for devices: a fresh GSI, its MSI route, an irqfd on it; doorbells by ioeventfd. */
+int vm_alloc_gsi(struct vm *vm);
+int vm_set_msi_route(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign);
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, unsigned len, bool assign);
 
 /* Raise/lower an interrupt line (GSI) on the in-kernel irqchip. */
 void vm_set_irq(void *opaque, unsigned gsi, int level);

@@ -76,17 +76,17 @@ static void test_register_invalid(void **state)
 	assert_int_equal(b.count, 0);
 	/* Ending exactly at the top of the address space is allowed. */
 	assert_int_equal(bus_register(&b, UINT64_MAX - 0xf, 0x10, &dev_ops, NULL, "top"), 0);
-	assert_non_null(bus_find(&b, UINT64_MAX));
-	assert_null(bus_find(&b, UINT64_MAX - 0x10));
+	assert_true(bus_find(&b, UINT64_MAX, &(struct bus_range){0}));
+	assert_false(bus_find(&b, UINT64_MAX - 0x10, &(struct bus_range){0}));
 	assert_int_equal(bus_register(&b, UINT64_MAX, 1, &dev_ops, NULL, "x"), -EEXIST);
 	bus_destroy(&b);
 
 	/* The whole space but the last byte. */
 	bus_init(&b, "mmio");
 	assert_int_equal(bus_register(&b, 0, UINT64_MAX, &dev_ops, NULL, "all"), 0);
-	assert_non_null(bus_find(&b, 0));
-	assert_non_null(bus_find(&b, UINT64_MAX - 1));
-	assert_null(bus_find(&b, UINT64_MAX));
+	assert_true(bus_find(&b, 0, &(struct bus_range){0}));
+	assert_true(bus_find(&b, UINT64_MAX - 1, &(struct bus_range){0}));
+	assert_false(bus_find(&b, UINT64_MAX, &(struct bus_range){0}));
 	assert_int_equal(bus_register(&b, UINT64_MAX, 1, &dev_ops, NULL, "last"), 0);
 	assert_int_equal(bus_register(&b, 12345, 1, &dev_ops, NULL, "x"), -EEXIST);
 	bus_destroy(&b);
@@ -162,7 +162,7 @@ static void test_unclaimed(void **state)
 
 	/* An empty bus claims nothing. */
 	bus_init(&b, "mmio");
-	assert_null(bus_find(&b, 0));
+	assert_false(bus_find(&b, 0, &(struct bus_range){0}));
 	assert_false(bus_access(&b, 0xfee00000, 4, false, &v));
 	assert_int_equal(v, 0xffffffff);
 	assert_int_equal(b.unhandled, 1);
@@ -189,14 +189,13 @@ static void test_many_ranges(void **state)
 		assert_true(b.ranges[i - 1].base + b.ranges[i - 1].len <= b.ranges[i].base);
 	for (unsigned i = 0; i < N; i++) {
 		uint64_t base = 0x10000 + (uint64_t)i * 0x1000;
-		const struct bus_range *r = bus_find(&b, base);
-		assert_non_null(r);
-		assert_ptr_equal(r->opaque, &devs[i]);
-		r = bus_find(&b, base + 0x100 + i - 1);
-		assert_non_null(r);
-		assert_ptr_equal(r->opaque, &devs[i]);
-		assert_null(bus_find(&b, base + 0x100 + i));
-		assert_null(bus_find(&b, base - 1));
+		struct bus_range r;
+		assert_true(bus_find(&b, base, &r));
+		assert_ptr_equal(r.opaque, &devs[i]);
+		assert_true(bus_find(&b, base + 0x100 + i - 1, &r));
+		assert_ptr_equal(r.opaque, &devs[i]);
+		assert_false(bus_find(&b, base + 0x100 + i, &(struct bus_range){0}));
+		assert_false(bus_find(&b, base - 1, &(struct bus_range){0}));
 		uint64_t v;
 		assert_true(bus_access(&b, base + 3, 4, false, &v));
 		assert_int_equal(v, (uint64_t)i << 32 | 3 << 8 | 4);

@@ -671,6 +671,7 @@ static void assert_config_equal(const struct vm_config *a, const struct vm_confi
 	}
 	assert_int_equal(a->on_reboot, b->on_reboot);
 	assert_int_equal(a->timeout_s, b->timeout_s);
+	assert_int_equal(a->rng, b->rng);
 	assert_int_equal(a->log_level, b->log_level);
 }
 
@@ -702,7 +703,7 @@ static void test_golden_config(void **state)
 		      "console=ttyS0 \"quoted\" \\ tab\t", "--memory", "1536", "--cpus", "12",
 		      "--cpu-template", "baseline", "--boot", "linux", "--serial", "file:/l/1",
 		      "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120",
-		      "--name", "golden", "--log-level", "debug");
+		      "--name", "golden", "--log-level", "debug", "--rng");
 	assert_int_equal(r, CFG_RUN);
 	static const char golden[] =
 	    "{\n"
@@ -718,6 +719,7 @@ static void test_golden_config(void **state)
 	    "  \"serial2\": \"unix:/s/2\",\n"
 	    "  \"on_reboot\": \"restart\",\n"
 	    "  \"timeout\": 120,\n"
+	    "  \"rng\": true,\n"
 	    "  \"log_level\": \"debug\"\n"
 	    "}";
 	char *j = config_to_json(&c);

@@ -1,0 +1,571 @@
+/* virtio modern PCI transport: BAR 0 holds common config, ISR, device config, doorbells and the
+ * MSI-X table. */
+#include "vmm/virtio_pci.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "vmm/vm.h"
+
+/* Capability types (virtio 1.2, 4.1.4). */
+enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4, CAP_PCI_CFG = 5 };
+
+/* Common configuration layout (4.1.4.3). */
+enum {
+	C_DFSELECT = 0x00,
+	C_DF = 0x04,
+	C_GFSELECT = 0x08,
+	C_GF = 0x0c,
+	C_MSIX = 0x10,
+	C_NUMQ = 0x12,
+	C_STATUS = 0x14,
+	C_CFGGEN = 0x15,
+	C_QSEL = 0x16,
+	C_QSIZE = 0x18,
+	C_QMSIX = 0x1a,
+	C_QENABLE = 0x1c,
+	C_QNOFF = 0x1e,
+	C_QDESC = 0x20,
+	C_QDRIVER = 0x28,
+	C_QDEVICE = 0x30,
+	C_QNDATA = 0x38,
+	C_QRESET = 0x3a,
+	C_END = 0x3c,
+};
+
+#define TRANSPORT_FEATURES                                                                         \
+	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_RING_INDIRECT_DESC |                        \
+	 1ULL << VIRTIO_F_RING_EVENT_IDX)
+
+static void raise_intx(struct virtio_pci *vp)
+{
+	if (!vp->intx_level) {
+		vp->intx_level = true;
+		vm_set_irq(vp->vm, vp->pci.cfg[PCI_INTERRUPT_LINE], 1);
+	}
+}
+
+static void lower_intx(struct virtio_pci *vp)
+{
+	if (vp->intx_level) {
+		vp->intx_level = false;
+		vm_set_irq(vp->vm, vp->pci.cfg[PCI_INTERRUPT_LINE], 0);
+	}
+}
+
+/* Deliver an interrupt: MSI-X vector if enabled, else INTx with the ISR bit (lock held). */
+static void interrupt(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+{
+	if (msix_enabled(&vp->msix)) {
+		if (vector != MSIX_NO_VECTOR)
+			msix_notify(&vp->msix, vector);
+		return;
+	}
+	vp->isr |= isr_bit;
+	if (!(pci_get16(&vp->pci, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE))
+		raise_intx(vp);
+}
+
+void virtio_queue_interrupt(struct virtio_pci *vp, unsigned q)
+{
+	if (vq_need_interrupt(&vp->q[q].vq))
+		interrupt(vp, vp->q[q].vector, 1);
+}
+
+void virtio_config_changed(struct virtio_pci *vp)
+{
+	vp->config_gen++;
+	interrupt(vp, vp->config_vector, 2);
+}
+
+void virtio_needs_reset(struct virtio_pci *vp, const char *why)
+{
+	if (vp->broken)
+		return;
+	log_warn(vp->tag, "device needs reset: %s", why);
+	vp->broken = true;
+	vp->status |= VIRTIO_STATUS_NEEDS_RESET;
+	if (vp->status & VIRTIO_STATUS_DRIVER_OK)
+		virtio_config_changed(vp);
+}
+
+static void device_reset(struct virtio_pci *vp)
+{
+	if (vp->ops->reset)
+		vp->ops->reset(vp);
+	vp->status = 0;
+	vp->guest_features = 0;
+	vp->dfselect = vp->gfselect = 0;
+	vp->isr = 0;
+	vp->config_vector = MSIX_NO_VECTOR;
+	vp->queue_sel = 0;
+	vp->broken = false;
+	for (unsigned i = 0; i < vp->ops->num_queues; i++) {
+		struct virtio_queue_state *q = &vp->q[i];
+		q->size = vp->ops->queue_max;
+		q->vector = MSIX_NO_VECTOR;
+		q->enabled = 0;
+		q->ready = false;
+		q->desc = q->driver = q->device = 0;
+	}
+	lower_intx(vp);
+}
+
+static struct virtio_queue_state *selected(struct virtio_pci *vp)
+{
+	return vp->queue_sel < vp->ops->num_queues ? &vp->q[vp->queue_sel] : NULL;
+}
+
+static void enable_queue(struct virtio_pci *vp, struct virtio_queue_state *q)
+{
+	if (q->enabled)
+		return;
+	q->enabled = 1;
+	int r = vq_init(&q->vq, &vp->vm->mem, q->size, q->desc, q->driver, q->device,
+			virtio_has(vp, VIRTIO_F_RING_INDIRECT_DESC),
+			virtio_has(vp, VIRTIO_F_RING_EVENT_IDX));
+	if (r) {
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "queue %u: size %u or ring addresses (0x%llx 0x%llx 0x%llx) are invalid",
+			 (unsigned)(q - vp->q), q->size, (unsigned long long)q->desc,
+			 (unsigned long long)q->driver, (unsigned long long)q->device);
+		virtio_needs_reset(vp, why);
+		return;
+	}
+	q->ready = true;
+}
+
+static void set_status(struct virtio_pci *vp, uint8_t v)
+{
+	if (v == 0) {
+		device_reset(vp);
+		return;
+	}
+	uint8_t old = vp->status;
+	/* NEEDS_RESET is the device's to set; keep it until reset. */
+	v = (uint8_t)((v & ~VIRTIO_STATUS_NEEDS_RESET) | (old & VIRTIO_STATUS_NEEDS_RESET));
+	if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
+		bool ok = !(vp->guest_features & ~vp->host_features) &&
+			  virtio_has(vp, VIRTIO_F_VERSION_1);
+		if (!ok)
+			v &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK; /* the driver sees it did not
+								     stick */
+	}
+	vp->status = v;
+	if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) && !vp->broken) {
+		if (!(v & VIRTIO_STATUS_FEATURES_OK)) {
+			virtio_needs_reset(vp, "DRIVER_OK without FEATURES_OK");
+			return;
+		}
+		if (vp->ops->activate && vp->ops->activate(vp))
+			virtio_needs_reset(vp, "the device could not start");
+	}
+}
+
+static uint64_t common_read(struct virtio_pci *vp, unsigned off, unsigned size)
+{
+	struct virtio_queue_state *q = selected(vp);
+	uint64_t v = 0;
+	switch (off) {
+	case C_DFSELECT:
+		return vp->dfselect;
+	case C_DF:
+		return vp->dfselect < 2 ? (uint32_t)(vp->host_features >> (32 * vp->dfselect)) : 0;
+	case C_GFSELECT:
+		return vp->gfselect;
+	case C_GF:
+		return vp->gfselect < 2 ? (uint32_t)(vp->guest_features >> (32 * vp->gfselect)) : 0;
+	case C_MSIX:
+		return vp->config_vector;
+	case C_NUMQ:
+		return vp->ops->num_queues;
+	case C_STATUS:
+		return vp->status;
+	case C_CFGGEN:
+		return vp->config_gen;
+	case C_QSEL:
+		return vp->queue_sel;
+	case C_QSIZE:
+		return q ? q->size : 0;
+	case C_QMSIX:
+		return q ? q->vector : MSIX_NO_VECTOR;
+	case C_QENABLE:
+		return q ? q->enabled : 0;
+	case C_QNOFF:
+		return vp->queue_sel;
+	case C_QDESC:
+	case C_QDESC + 4:
+		v = q ? q->desc : 0;
+		break;
+	case C_QDRIVER:
+	case C_QDRIVER + 4:
+		v = q ? q->driver : 0;
+		break;
+	case C_QDEVICE:
+	case C_QDEVICE + 4:
+		v = q ? q->device : 0;
+		break;
+	default:
+		return 0;
+	}
+	if (off & 4)
+		return v >> 32;
+	return size == 8 ? v : (uint32_t)v;
+}
+
+static void set_half(uint64_t *field, unsigned off, unsigned size, uint64_t val)
+{
+	if (size == 8)
+		*field = val;
+	else if (off & 4)
+		*field = (*field & 0xffffffffULL) | (val & 0xffffffffULL) << 32;
+	else
+		*field = (*field & ~0xffffffffULL) | (val & 0xffffffffULL);
+}
+
+static void common_write(struct virtio_pci *vp, unsigned off, unsigned size, uint64_t val)
+{
+	struct virtio_queue_state *q = selected(vp);
+	switch (off) {
+	case C_DFSELECT:
+		vp->dfselect = (uint32_t)val;
+		break;
+	case C_GFSELECT:
+		vp->gfselect = (uint32_t)val;
+		break;
+	case C_GF:
+		if (vp->gfselect < 2 && !(vp->status & VIRTIO_STATUS_FEATURES_OK)) {
+			unsigned sh = 32 * vp->gfselect;
+			vp->guest_features = (vp->guest_features & ~(0xffffffffULL << sh)) |
+					     (val & 0xffffffffULL) << sh;
+		}
+		break;
+	case C_MSIX:
+		vp->config_vector = val < vp->msix.nvec ? (uint16_t)val : MSIX_NO_VECTOR;
+		break;
+	case C_STATUS:
+		set_status(vp, (uint8_t)val);
+		break;
+	case C_QSEL:
+		vp->queue_sel = (uint16_t)val;
+		break;
+	case C_QSIZE:
+		if (q && !q->enabled)
+			q->size = (uint16_t)val;
+		break;
+	case C_QMSIX:
+		if (q)
+			q->vector = val < vp->msix.nvec ? (uint16_t)val : MSIX_NO_VECTOR;
+		break;
+	case C_QENABLE:
+		if (q && (val & 1))
+			enable_queue(vp, q);
+		break;
+	case C_QDESC:
+	case C_QDESC + 4:
+		if (q && !q->enabled)
+			set_half(&q->desc, off, size, val);
+		break;
+	case C_QDRIVER:
+	case C_QDRIVER + 4:
+		if (q && !q->enabled)
+			set_half(&q->driver, off, size, val);
+		break;
+	case C_QDEVICE:
+	case C_QDEVICE + 4:
+		if (q && !q->enabled)
+			set_half(&q->device, off, size, val);
+		break;
+	default:
+		break; /* read-only or reserved */
+	}
+}
+
+static void kick(struct virtio_pci *vp, unsigned qi)
+{
+	if (qi < vp->ops->num_queues) {
+		uint64_t one = 1;
+		if (write(vp->q[qi].kick_fd, &one, sizeof(one)) < 0)
+			log_debug(vp->tag, "kick queue %u: %s", qi, strerror(errno));
+	}
+}
+
+uint64_t virtio_pci_bar_read(void *opaque, uint64_t off, unsigned size)
+{
+	struct virtio_pci *vp = opaque;
+	uint64_t v = 0;
+	if (off >= VIRTIO_MSIX_TABLE_OFF && off < VIRTIO_MSIX_PBA_OFF)
+		return msix_table_read(&vp->msix, off - VIRTIO_MSIX_TABLE_OFF, size);
+	if (off >= VIRTIO_MSIX_PBA_OFF && off < VIRTIO_BAR_SIZE)
+		return msix_pba_read(&vp->msix, off - VIRTIO_MSIX_PBA_OFF, size);
+	pthread_mutex_lock(&vp->lock);
+	if (off < C_END) {
+		v = common_read(vp, (unsigned)off, size);
+		v &= size >= 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
+	} else if (off == VIRTIO_ISR_OFF) {
+		v = vp->isr; /* reading acknowledges */
+		vp->isr = 0;
+		lower_intx(vp);
+	} else if (off >= VIRTIO_DEVCFG_OFF && off < VIRTIO_DEVCFG_OFF + vp->ops->config_size) {
+		uint32_t o = (uint32_t)(off - VIRTIO_DEVCFG_OFF);
+		uint8_t buf[8] = {0};
+		uint32_t n = size;
+		if (o + n > vp->ops->config_size)
+			n = vp->ops->config_size - o;
+		if (vp->ops->config_read)
+			vp->ops->config_read(vp, o, buf, n);
+		memcpy(&v, buf, sizeof(v));
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return v;
+}
+
+void virtio_pci_bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	struct virtio_pci *vp = opaque;
+	if (off >= VIRTIO_MSIX_TABLE_OFF && off < VIRTIO_MSIX_PBA_OFF) {
+		msix_table_write(&vp->msix, off - VIRTIO_MSIX_TABLE_OFF, size, val);
+		return;
+	}
+	if (off >= VIRTIO_NOTIFY_OFF && off < VIRTIO_MSIX_TABLE_OFF) {
+		/* Only when no ioeventfd caught the doorbell (e.g. an unusual access size). */
+		kick(vp, (unsigned)((off - VIRTIO_NOTIFY_OFF) / VIRTIO_NOTIFY_MULT));
+		return;
+	}
+	pthread_mutex_lock(&vp->lock);
+	if (off < C_END) {
+		common_write(vp, (unsigned)off, size, val);
+	} else if (off >= VIRTIO_DEVCFG_OFF && off < VIRTIO_DEVCFG_OFF + vp->ops->config_size) {
+		uint32_t o = (uint32_t)(off - VIRTIO_DEVCFG_OFF);
+		uint8_t buf[8];
+		uint32_t n = size;
+		memcpy(buf, &val, sizeof(buf));
+		if (o + n > vp->ops->config_size)
+			n = vp->ops->config_size - o;
+		if (vp->ops->config_write)
+			vp->ops->config_write(vp, o, buf, n);
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static const struct bus_ops bar_ops = {virtio_pci_bar_read, virtio_pci_bar_write};
+
+/* Doorbells: an ioeventfd per queue at its notify address, moved with the BAR. */
+static void set_doorbells(struct virtio_pci *vp, uint64_t base)
+{
+	for (unsigned i = 0; i < vp->ops->num_queues; i++) {
+		uint64_t a = VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * i;
+		if (vp->notify_base)
+			vm_ioeventfd(vp->vm, vp->q[i].kick_fd, vp->notify_base + a,
+				     vp->ioeventfd_len, false);
+		if (base &&
+		    vm_ioeventfd(vp->vm, vp->q[i].kick_fd, base + a, vp->ioeventfd_len, true))
+			log_warn(vp->tag, "queue %u: no ioeventfd; doorbells exit to the VMM", i);
+	}
+	vp->notify_base = base;
+}
+
+static void bar_moved(struct pci_device *d, unsigned bar, uint64_t old, uint64_t new)
+{
+	struct virtio_pci *vp = d->opaque;
+	(void)old;
+	if (bar == 0)
+		set_doorbells(vp, new);
+}
+
+/* The VIRTIO_PCI_CAP_PCI_CFG window: config-space access to BAR 0 at (offset, length). */
+static bool pcicfg_window(struct virtio_pci *vp, unsigned off, unsigned size, uint32_t *boff,
+			  unsigned *len)
+{
+	unsigned cap = vp->pcicfg_cap, data = cap + 16;
+	if (off + size <= data || off >= data + 4)
+		return false;
+	*boff = pci_get32(&vp->pci, cap + 8);
+	*len = pci_get32(&vp->pci, cap + 12);
+	return vp->pci.cfg[cap + 4] == 0 && (*len == 1 || *len == 2 || *len == 4) &&
+	       *boff % *len == 0 && *boff < VIRTIO_BAR_SIZE;
+}
+
+static void cfg_reading(struct pci_device *d, unsigned off, unsigned size)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint32_t boff;
+	unsigned len;
+	if (pcicfg_window(vp, off, size, &boff, &len))
+		pci_put32(d, vp->pcicfg_cap + 16, (uint32_t)virtio_pci_bar_read(vp, boff, len));
+}
+
+static void cfg_written(struct pci_device *d, unsigned off, unsigned size)
+{
+	struct virtio_pci *vp = d->opaque;
+	uint32_t boff;
+	unsigned len;
+	msix_cfg_written(&vp->msix, off, size);
+	if (pcicfg_window(vp, off, size, &boff, &len))
+		virtio_pci_bar_write(vp, boff, len, pci_get32(d, vp->pcicfg_cap + 16));
+	if (off <= PCI_COMMAND + 1 && off + size > PCI_COMMAND &&
+	    (pci_get16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)) {
+		pthread_mutex_lock(&vp->lock);
+		lower_intx(vp);
+		pthread_mutex_unlock(&vp->lock);
+	}
+}
+
+static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t len, unsigned extra)
+{
+	int c = pci_add_cap(d, PCI_CAP_ID_VNDR, 16 + extra);
+	if (c < 0)
+		return c;
+	d->cfg[c + 2] = (uint8_t)(16 + extra); /* cap_len */
+	d->cfg[c + 3] = type;
+	d->cfg[c + 4] = 0; /* BAR 0 */
+	pci_put32(d, (unsigned)c + 8, off);
+	pci_put32(d, (unsigned)c + 12, len);
+	return c;
+}
+
+static void *io_thread(void *arg)
+{
+	struct virtio_pci *vp = arg;
+	struct epoll_event evs[VIRTIO_MAX_QUEUES + 1];
+	for (;;) {
+		int n = epoll_wait(vp->epfd, evs, VIRTIO_MAX_QUEUES + 1, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err(vp->tag, "epoll_wait: %s", strerror(errno));
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			uint32_t qi = evs[i].data.u32;
+			if (qi == VIRTIO_MAX_QUEUES)
+				return NULL; /* stop */
+			uint64_t cnt;
+			if (read(vp->q[qi].kick_fd, &cnt, sizeof(cnt)) < 0)
+				continue;
+			pthread_mutex_lock(&vp->lock);
+			if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && !vp->broken &&
+			    vp->q[qi].ready)
+				vp->ops->queue_notify(vp, qi);
+			pthread_mutex_unlock(&vp->lock);
+		}
+	}
+}
+
+int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *dev,
+		      struct virtio_pci **out)
+{
+	int r;
+	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES ||
+	    ops->config_size > 0x1000)
+		return -EINVAL;
+	struct virtio_pci *vp = calloc(1, sizeof(*vp));
+	if (!vp)
+		return -ENOMEM;
+	vp->vm = vm;
+	vp->ops = ops;
+	vp->dev = dev;
+	vp->epfd = vp->stopfd = -1;
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vp->q[i].kick_fd = -1;
+	snprintf(vp->tag, sizeof(vp->tag), "%s%u", ops->name, vm->nvirtio);
+	pthread_mutex_init(&vp->lock, NULL);
+	vp->host_features = ops->features | TRANSPORT_FEATURES;
+	vp->ioeventfd_len =
+	    ioctl(vm->host->fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0 ? 0 : 2;
+
+	struct pci_device *d = &vp->pci;
+	pci_device_init(d, vp->tag, 0x1af4, (uint16_t)(0x1040 + ops->device_id), ops->pci_class, 1,
+			0x1af4, 0x1100);
+	d->opaque = vp;
+	d->cfg_reading = cfg_reading;
+	d->cfg_written = cfg_written;
+	d->bar_moved = bar_moved;
+	if ((r = pci_set_bar(d, 0, VIRTIO_BAR_SIZE, true, false, &bar_ops, vp)))
+		goto fail;
+	/* One vector for configuration changes plus one per queue. */
+	if ((r = msix_init(&vp->msix, d, vm, ops->num_queues + 1u, 0, VIRTIO_MSIX_TABLE_OFF,
+			   VIRTIO_MSIX_PBA_OFF)))
+		goto fail;
+	if ((r = add_vcap(d, CAP_COMMON, VIRTIO_COMMON_OFF, C_END, 0)) < 0 ||
+	    (r = add_vcap(d, CAP_NOTIFY, VIRTIO_NOTIFY_OFF, VIRTIO_NOTIFY_MULT * ops->num_queues,
+			  4)) < 0)
+		goto fail;
+	pci_put32(d, (unsigned)r + 16, VIRTIO_NOTIFY_MULT);
+	if ((r = add_vcap(d, CAP_ISR, VIRTIO_ISR_OFF, 4, 0)) < 0 ||
+	    (ops->config_size &&
+	     (r = add_vcap(d, CAP_DEVICE, VIRTIO_DEVCFG_OFF, ops->config_size, 0)) < 0) ||
+	    (r = add_vcap(d, CAP_PCI_CFG, 0, 0, 4)) < 0)
+		goto fail;
+	vp->pcicfg_cap = (unsigned)r;
+	/* The PCI_CFG window's bar, offset, length and data are the driver's to write. */
+	d->wmask[r + 4] = 0xff;
+	memset(d->wmask + r + 8, 0xff, 12);
+
+	vp->epfd = epoll_create1(EPOLL_CLOEXEC);
+	vp->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (vp->epfd < 0 || vp->stopfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = VIRTIO_MAX_QUEUES};
+	epoll_ctl(vp->epfd, EPOLL_CTL_ADD, vp->stopfd, &ev);
+	for (unsigned i = 0; i < ops->num_queues; i++) {
+		vp->q[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->q[i].kick_fd < 0) {
+			r = -errno;
+			goto fail;
+		}
+		ev = (struct epoll_event){.events = EPOLLIN, .data.u32 = i};
+		epoll_ctl(vp->epfd, EPOLL_CTL_ADD, vp->q[i].kick_fd, &ev);
+	}
+	device_reset(vp);
+	if ((r = pci_bus_add(&vm->pci, d)))
+		goto fail;
+	if ((r = -pthread_create(&vp->thread, NULL, io_thread, vp)))
+		goto fail;
+	vp->thread_started = true;
+	vm->virtio[vm->nvirtio++] = vp;
+	log_debug(vp->tag, "PCI 00:%02x.0, BAR0 at 0x%llx", d->slot,
+		  (unsigned long long)d->bar[0].mapped_at);
+	*out = vp;
+	return 0;
+fail:
+	log_err(vp->tag, "cannot create the device: %s", strerror(-r));
+	vp->dev = NULL; /* still the caller's */
+	virtio_pci_destroy(vp);
+	return r;
+}
+
+void virtio_pci_destroy(struct virtio_pci *vp)
+{
+	if (!vp)
+		return;
+	if (vp->thread_started) {
+		uint64_t one = 1;
+		if (write(vp->stopfd, &one, sizeof(one)) == sizeof(one))
+			pthread_join(vp->thread, NULL);
+	}
+	if (vp->notify_base)
+		set_doorbells(vp, 0);
+	if (vp->ops->destroy && vp->dev)
+		vp->ops->destroy(vp);
+	msix_destroy(&vp->msix);
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		if (vp->q[i].kick_fd >= 0)
+			close(vp->q[i].kick_fd);
+	if (vp->epfd >= 0)
+		close(vp->epfd);
+	if (vp->stopfd >= 0)
+		close(vp->stopfd);
+	pthread_mutex_destroy(&vp->lock);
+	free(vp);
+}
