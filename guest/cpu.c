@@ -1,5 +1,6 @@
 /* cpu.c — per-CPU GDT/TSS/IDT, CR0/CR4, PIC masking, trap dispatch (faults, IRQs, syscalls) */
 #include "guest.h"
+#include "pci.h"
 #include "x86.h"
 
 _Static_assert(__builtin_offsetof(struct percpu, kctx_rsp) == PERCPU_KCTX_RSP, "trap.S offset");
@@ -201,6 +202,10 @@ void trap_dispatch(struct trap_frame *f)
 	case VEC_SPURIOUS:
 		break; /* no EOI for spurious interrupts */
 	default:
+		if (v >= VEC_MSIX_BASE && v < VEC_MSIX_BASE + VEC_MSIX_COUNT) {
+			msix_irq(v - VEC_MSIX_BASE); /* EOIs */
+			break;
+		}
 		kprintf("berth-guest: unexpected interrupt vector=%lu cpu=%u\n", v, pc->index);
 		lapic_eoi();
 		break;

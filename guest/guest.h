@@ -13,10 +13,12 @@
 #define SEL_UCODE 0x23
 #define SEL_TSS 0x28
 
-#define VEC_TIMER 0x40 /* LAPIC timer during the timer test */
-#define VEC_WAKE 0x41  /* IPI: work posted / work done / AP online */
-#define VEC_TICK 0x42  /* LAPIC timer used only to bound hlt waits */
-#define VEC_UART 0x43  /* 16550 interrupts through the IOAPIC (uart and echo tests) */
+#define VEC_TIMER 0x40	   /* LAPIC timer during the timer test */
+#define VEC_WAKE 0x41	   /* IPI: work posted / work done / AP online */
+#define VEC_TICK 0x42	   /* LAPIC timer used only to bound hlt waits */
+#define VEC_UART 0x43	   /* 16550 interrupts through the IOAPIC (uart and echo tests) */
+#define VEC_MSIX_BASE 0x50 /* MSI-X vectors of PCI devices: VEC_MSIX_BASE + entry slot */
+#define VEC_MSIX_COUNT 16
 #define VEC_SPURIOUS 0xff
 
 /* Ring 3 -> ring 0 system calls: `int3` with the number in rax, arguments in rdi/rsi, result in
@@ -156,6 +158,7 @@ extern const char k_probe_read_insn[], k_probe_write_insn[], k_probe_ud2_insn[];
 
 /* paging.c */
 void paging_init(void);
+int paging_map_mmio(uint64_t addr, uint64_t size, int user);
 extern uint64_t boot_pml4[512];
 
 /* acpi.c */
@@ -236,6 +239,11 @@ void test_uart(void);
 void test_uart_ext(void);
 void test_echo(void);
 void uart_irq(void);
+void test_pci(void);
+void test_msix(void);
+void test_rng(void);
+void test_virtio_reset(void);
+void test_virtio_features(void);
 void action_poweroff(void) __attribute__((noreturn));
 void action_reboot_acpi(void) __attribute__((noreturn));
 void action_reboot_kbd(void) __attribute__((noreturn));

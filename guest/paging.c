@@ -1,4 +1,4 @@
-/* paging.c — refine the boot identity map from the memmap, map RAM above 4 GiB, test region */
+/* paging.c — boot identity map refined from the memmap, RAM above 4 GiB, BARs, test region */
 #include "guest.h"
 #include "x86.h"
 
@@ -20,6 +20,12 @@ static uint64_t test_pdpt[512] __attribute__((aligned(4096)));
 static uint64_t test_pd[512] __attribute__((aligned(4096)));
 static uint64_t test_pt[512] __attribute__((aligned(4096)));
 static uint8_t test_ro_page[4096] __attribute__((aligned(4096))) = {0x5a};
+
+/* Page-table pages for device MMIO mapped on demand (BARs anywhere in the physical address space,
+ * ECAM above 4 GiB). */
+#define MMIO_PT_PAGES 24
+static uint64_t mmio_pt[MMIO_PT_PAGES][512] __attribute__((aligned(4096)));
+static unsigned int mmio_pt_used;
 
 int ram_contains(uint64_t start, uint64_t end)
 {
@@ -77,4 +83,47 @@ void paging_init(void)
 	boot_pml4[TEST_VA_RO >> 39] = (uint64_t)test_pdpt | PTE_P | PTE_RW | PTE_U;
 
 	write_cr3(read_cr3()); /* flush */
+}
+
+/* The next-level table an entry points to, allocating an empty one if the entry is not present.
+ * NULL if the pool is exhausted or the entry maps a large page. */
+static uint64_t *next_table(uint64_t *entry)
+{
+	uint64_t *t;
+
+	if (*entry & PTE_P)
+		return (*entry & PTE_PS) ? NULL : (uint64_t *)(*entry & 0x000ffffffffff000ULL);
+	if (mmio_pt_used >= MMIO_PT_PAGES)
+		return NULL;
+	t = mmio_pt[mmio_pt_used++];
+	*entry = (uint64_t)t | PTE_P | PTE_RW | PTE_U;
+	return t;
+}
+
+/* Identity-map [addr, addr+size) as uncached device memory, in 2 MiB pages; `user` also lets ring 3
+ * touch it (virtio notify, rings polled from ring 3). RAM and the IOAPIC/LAPIC window are never
+ * remapped. Returns 0, or -1 (pool exhausted, address beyond 48 bits, or the range hits RAM). */
+int paging_map_mmio(uint64_t addr, uint64_t size, int user)
+{
+	uint64_t a, end = addr + size;
+
+	if (!size || end < addr || end > (1ULL << 47))
+		return -1;
+	for (a = addr & ~((2ULL << 20) - 1); a < end; a += 2ULL << 20) {
+		uint64_t *pdpt, *pd, pde = a | PDE_MMIO | (user ? PTE_U : 0);
+
+		if (ram_contains(a, a + (2ULL << 20)))
+			return -1;
+		if (a >= 0xfec00000ULL && a < 0xff000000ULL)
+			continue;
+		pdpt = next_table(&boot_pml4[a >> 39]);
+		pd = pdpt ? next_table(&pdpt[(a >> 30) & 511]) : NULL;
+		if (!pd)
+			return -1;
+		if (pd[(a >> 21) & 511] != pde) {
+			pd[(a >> 21) & 511] = pde;
+			__asm__ volatile("invlpg (%0)" : : "r"(a) : "memory");
+		}
+	}
+	return 0;
 }

@@ -68,9 +68,89 @@ static void gas_io(uint8_t *p, uint16_t port, uint8_t bits)
 	put64(p + 4, port);
 }
 
+static void name_eisaid(struct aml *dev, const char *name, const char *id)
+{
+	uint8_t b[8];
+	struct aml v;
+	aml_init(&v, b, sizeof(b));
+	aml_eisaid(&v, id);
+	aml_name(dev, name, &v);
+}
+
+static void name_int(struct aml *dev, const char *name, uint64_t val)
+{
+	uint8_t b[16];
+	struct aml v;
+	aml_init(&v, b, sizeof(b));
+	aml_integer(&v, val);
+	aml_name(dev, name, &v);
+}
+
+static void name_crs(struct aml *dev, const struct aml *res)
+{
+	uint8_t b[256];
+	struct aml v;
+	aml_init(&v, b, sizeof(b));
+	aml_buffer(&v, res);
+	aml_name(dev, "_CRS", &v);
+	dev->overflow |= v.overflow;
+}
+
+/*
+ * \_SB.PCI0: the PCIe host bridge (bus 0..255 over ECAM, the 32- and 64-bit windows, CF8/CFC),
+ * its INTx routing (_PRT, static GSIs), and \_SB.MRES reserving the ECAM area.
+ */
+static void build_pci_root(struct aml *sb, const struct acpi_params *p)
+{
+	uint8_t dev_buf[2048], res_buf[160], prt_buf[1024], ent_buf[32];
+	struct aml dev, res, prt, ent;
+	aml_init(&dev, dev_buf, sizeof(dev_buf));
+	name_eisaid(&dev, "_HID", "PNP0A08");
+	name_eisaid(&dev, "_CID", "PNP0A03");
+	name_int(&dev, "_SEG", 0);
+	name_int(&dev, "_BBN", 0);
+	name_int(&dev, "_UID", 0);
+	aml_init(&res, res_buf, sizeof(res_buf));
+	aml_res_bus_numbers(&res, 0, p->ecam_end_bus);
+	aml_res_io(&res, 0xcf8, 8);
+	aml_res_mem32(&res, (uint32_t)p->mmio32_base,
+		      (uint32_t)(p->mmio32_base + p->mmio32_size - 1), false);
+	if (p->mmio64_size)
+		aml_res_mem64(&res, p->mmio64_base, p->mmio64_base + p->mmio64_size - 1, true);
+	aml_res_end(&res);
+	name_crs(&dev, &res);
+
+	/* _PRT: Package { Package { slot << 16 | 0xFFFF, pin, 0 (no link), GSI }, ... } */
+	aml_init(&prt, prt_buf, sizeof(prt_buf));
+	unsigned n = 0;
+	for (unsigned slot = 1; slot < 32; slot++) {
+		const uint64_t e[4] = {(uint64_t)slot << 16 | 0xffff, 0, 0,
+				       p->intx_gsi_base + slot % 4};
+		aml_init(&ent, ent_buf, sizeof(ent_buf));
+		aml_package_ints(&prt, e, 4);
+		n++;
+	}
+	uint8_t pkg_buf[1100];
+	struct aml pkg;
+	aml_init(&pkg, pkg_buf, sizeof(pkg_buf));
+	aml_package(&pkg, n, &prt);
+	aml_name(&dev, "_PRT", &pkg);
+	dev.overflow |= pkg.overflow;
+	aml_device(sb, "PCI0", &dev);
+
+	aml_init(&dev, dev_buf, sizeof(dev_buf));
+	name_eisaid(&dev, "_HID", "PNP0C02");
+	name_int(&dev, "_UID", 1);
+	aml_init(&res, res_buf, sizeof(res_buf));
+	aml_res_mem32_fixed(&res, (uint32_t)p->ecam_base, (uint32_t)(p->ecam_end_bus + 1) << 20);
+	aml_res_end(&res);
+	name_crs(&dev, &res);
+	aml_device(sb, "MRES", &dev);
+}
+
 static size_t build_dsdt(uint8_t *t, size_t cap, const struct acpi_params *p)
 {
-	uint8_t body_buf[1024], sb_buf[768];
+	uint8_t body_buf[4096], sb_buf[3584];
 	struct aml dsdt, sb;
 	aml_init(&dsdt, body_buf, sizeof(body_buf));
 	aml_init(&sb, sb_buf, sizeof(sb_buf));
@@ -110,6 +190,8 @@ static size_t build_dsdt(uint8_t *t, size_t cap, const struct acpi_params *p)
 		aml_name(&dev, "_CRS", &val);
 		aml_device(&sb, com[i].name, &dev);
 	}
+	if (p->intx_gsi_base)
+		build_pci_root(&sb, p);
 	aml_scope(&dsdt, "\\_SB_", &sb);
 	if (dsdt.overflow || 36 + dsdt.len > cap)
 		return 0;

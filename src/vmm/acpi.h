@@ -20,7 +20,10 @@ struct acpi_params {
 	unsigned ncpus;
 	uint64_t ecam_base;
 	uint8_t ecam_end_bus;
-	unsigned com1_irq, com2_irq; /* 0 = port absent */
+	unsigned com1_irq, com2_irq;	   /* 0 = port absent */
+	uint64_t mmio32_base, mmio32_size; /* PCI windows of the host bridge */
+	uint64_t mmio64_base, mmio64_size;
+	unsigned intx_gsi_base; /* slot s, INTA# -> GSI base + s % 4 (0: no PCI) */
 };
 
 struct acpi_layout {

@@ -107,18 +107,23 @@ void aml_name(struct aml *a, const char *name, const struct aml *v)
 	aml_bytes(a, v->buf, v->len);
 }
 
+void aml_package(struct aml *a, unsigned n, const struct aml *elements)
+{
+	aml_byte(a, 0x12); /* PackageOp */
+	pkg_length(a, 1 + elements->len);
+	aml_byte(a, (uint8_t)n); /* NumElements */
+	aml_bytes(a, elements->buf, elements->len);
+	a->overflow |= elements->overflow;
+}
+
 void aml_package_ints(struct aml *a, const uint64_t *vals, unsigned n)
 {
 	uint8_t tmp[128];
 	struct aml body;
 	aml_init(&body, tmp, sizeof(tmp));
-	aml_byte(&body, (uint8_t)n); /* NumElements */
 	for (unsigned i = 0; i < n; i++)
 		aml_integer(&body, vals[i]);
-	a->overflow |= body.overflow;
-	aml_byte(a, 0x12); /* PackageOp */
-	pkg_length(a, body.len);
-	aml_bytes(a, body.buf, body.len);
+	aml_package(a, n, &body);
 }
 
 static void named_block(struct aml *a, const uint8_t *op, size_t oplen, const char *name,
@@ -176,4 +181,58 @@ void aml_res_end(struct aml *a)
 {
 	uint8_t d[2] = {0x79, 0x00}; /* End Tag, checksum 0 = "treat as correct" */
 	aml_bytes(a, d, sizeof(d));
+}
+
+/* Large resource: tag, 16-bit length, then the body. */
+static void large_res(struct aml *a, uint8_t tag, const uint8_t *body, uint16_t len)
+{
+	uint8_t h[3] = {tag, (uint8_t)len, (uint8_t)(len >> 8)};
+	aml_bytes(a, h, 3);
+	aml_bytes(a, body, len);
+}
+
+#define GF_PRODUCER_FIXED 0x0c /* producer, positive decode, MinFixed, MaxFixed */
+
+void aml_res_bus_numbers(struct aml *a, uint16_t min, uint16_t max)
+{
+	uint8_t b[13] = {2 /* bus numbers */, GF_PRODUCER_FIXED, 0};
+	uint16_t f[5] = {0, min, max, 0, (uint16_t)(max - min + 1)};
+	for (int i = 0; i < 5; i++)
+		b[3 + 2 * i] = (uint8_t)f[i], b[4 + 2 * i] = (uint8_t)(f[i] >> 8);
+	large_res(a, 0x88, b, sizeof(b));
+}
+
+static uint8_t mem_flags(bool prefetchable)
+{
+	return (uint8_t)(1 /* read/write */ | (prefetchable ? 3 : 0) << 1);
+}
+
+void aml_res_mem32(struct aml *a, uint32_t min, uint32_t max, bool prefetchable)
+{
+	uint8_t b[23] = {0 /* memory */, GF_PRODUCER_FIXED, mem_flags(prefetchable)};
+	uint32_t f[5] = {0, min, max, 0, max - min + 1};
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 4; j++)
+			b[3 + 4 * i + j] = (uint8_t)(f[i] >> (8 * j));
+	large_res(a, 0x87, b, sizeof(b));
+}
+
+void aml_res_mem64(struct aml *a, uint64_t min, uint64_t max, bool prefetchable)
+{
+	uint8_t b[43] = {0 /* memory */, GF_PRODUCER_FIXED, mem_flags(prefetchable)};
+	uint64_t f[5] = {0, min, max, 0, max - min + 1};
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 8; j++)
+			b[3 + 8 * i + j] = (uint8_t)(f[i] >> (8 * j));
+	large_res(a, 0x8a, b, sizeof(b));
+}
+
+void aml_res_mem32_fixed(struct aml *a, uint32_t base, uint32_t len)
+{
+	uint8_t b[9] = {0 /* read-only */};
+	for (int j = 0; j < 4; j++) {
+		b[1 + j] = (uint8_t)(base >> (8 * j));
+		b[5 + j] = (uint8_t)(len >> (8 * j));
+	}
+	large_res(a, 0x86, b, sizeof(b));
 }

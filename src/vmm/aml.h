@@ -26,6 +26,8 @@ void aml_eisaid(struct aml *a, const char *id);
 void aml_name(struct aml *a, const char *name, const struct aml *v);
 /* Package { integers } */
 void aml_package_ints(struct aml *a, const uint64_t *vals, unsigned n);
+/* Package { n elements already encoded one after another in elements } */
+void aml_package(struct aml *a, unsigned n, const struct aml *elements);
 /* Scope(name) { body } and Device(name) { body } */
 void aml_scope(struct aml *a, const char *name, const struct aml *body);
 void aml_device(struct aml *a, const char *name, const struct aml *body);
@@ -35,5 +37,11 @@ void aml_buffer(struct aml *a, const struct aml *raw);
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len);
 void aml_res_irq(struct aml *a, unsigned irq);
 void aml_res_end(struct aml *a);
+/* Address-space descriptors of a producer (a bridge window), min and max fixed. */
+void aml_res_bus_numbers(struct aml *a, uint16_t min, uint16_t max);
+void aml_res_mem32(struct aml *a, uint32_t min, uint32_t max, bool prefetchable);
+void aml_res_mem64(struct aml *a, uint64_t min, uint64_t max, bool prefetchable);
+/* Memory32Fixed (a consumer: reserved motherboard resources). */
+void aml_res_mem32_fixed(struct aml *a, uint32_t base, uint32_t len);
 
 #endif
