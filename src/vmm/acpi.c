@@ -7,6 +7,7 @@
 
 #include "vmm/aml.h"
 #include "vmm/layout.h"
+#include "vmm/pci.h"
 
 #define OEM_ID "BERTH "
 #define OEM_TABLE_ID "BERTHVMM"
@@ -302,6 +303,23 @@ static size_t build_sdt(uint8_t *t, const char *sig, const uint64_t *tables, uns
 	}
 	finish(t, len);
 	return len;
+}
+
+void acpi_vm_params(struct acpi_params *p, const struct mem_layout *l, unsigned ncpus, bool com1,
+		    bool com2)
+{
+	*p = (struct acpi_params){
+	    .ncpus = ncpus,
+	    .ecam_base = PCI_ECAM_BASE,
+	    .ecam_end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1),
+	    .com1_irq = com1 ? 4 : 0,
+	    .com2_irq = com2 ? 3 : 0,
+	    .mmio32_base = PCI_MMIO32_BASE,
+	    .mmio32_size = PCI_MMIO32_SIZE,
+	    .mmio64_base = layout_mmio64_base(l),
+	    .mmio64_size = PCI_MMIO64_SIZE,
+	    .intx_gsi_base = PCI_INTX_GSI_BASE,
+	};
 }
 
 int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params *p,

@@ -3,6 +3,7 @@
 #ifndef BERTH_ACPI_H
 #define BERTH_ACPI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,11 @@ struct acpi_layout {
 	uint64_t rsdp, rsdt, xsdt, fadt, facs, dsdt, madt, mcfg; /* guest-physical addresses */
 	size_t size;						 /* bytes used in buf */
 };
+
+/* The parameters of a berth VM's platform: CPUs, COM ports present, PCI windows and ECAM. */
+struct mem_layout;
+void acpi_vm_params(struct acpi_params *p, const struct mem_layout *l, unsigned ncpus, bool com1,
+		    bool com2);
 
 /* Lay out and build every table into buf (to be copied to guest-physical base). -ENOSPC if cap is
  * too small. */

@@ -306,7 +306,7 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 			pci_put32(d, off + 4, (uint32_t)(a >> 32));
 	}
 	d->cfg[PCI_INTERRUPT_PIN] = 1;
-	d->cfg[PCI_INTERRUPT_LINE] = (uint8_t)(16 + s % 4);
+	d->cfg[PCI_INTERRUPT_LINE] = (uint8_t)(PCI_INTX_GSI_BASE + s % 4);
 	pci_put16(d, PCI_COMMAND, pci_get16(d, PCI_COMMAND) | PCI_COMMAND_MEMORY);
 	pthread_mutex_lock(&pb->lock);
 	pb->slot[s] = d;

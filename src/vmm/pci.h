@@ -12,6 +12,7 @@
 #define PCI_CFG_SIZE 4096
 #define PCI_MAX_SLOTS 32
 #define PCI_NUM_BARS 6
+#define PCI_INTX_GSI_BASE 16 /* INTA# of slot s is GSI 16 + s % 4 (the DSDT's _PRT says so) */
 
 /* Config-space offsets and bits used by berth. */
 #define PCI_VENDOR_ID 0x00

@@ -389,13 +389,8 @@ int vm_load(struct vm *vm, const struct boot_image *img)
 {
 	uint8_t acpi[BIOS_AREA_END - BIOS_AREA_START];
 	struct acpi_layout al;
-	struct acpi_params ap = {
-	    .ncpus = vm->ncpus,
-	    .ecam_base = PCI_ECAM_BASE,
-	    .ecam_end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1),
-	    .com1_irq = vm->com_present[0] ? 4 : 0,
-	    .com2_irq = vm->com_present[1] ? 3 : 0,
-	};
+	struct acpi_params ap;
+	acpi_vm_params(&ap, &vm->mem.layout, vm->ncpus, vm->com_present[0], vm->com_present[1]);
 	int r = acpi_build(acpi, sizeof(acpi), ACPI_BASE, &ap, &al);
 	if (r) {
 		log_err("acpi", "cannot build ACPI tables: %s", strerror(-r));

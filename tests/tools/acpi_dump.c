@@ -39,18 +39,8 @@ int main(int argc, char **argv)
 	}
 	static uint8_t buf[BIOS_AREA_END - BIOS_AREA_START];
 	struct acpi_layout al;
-	struct acpi_params p = {
-	    .ncpus = (unsigned)atoi(argv[2]),
-	    .ecam_base = PCI_ECAM_BASE,
-	    .ecam_end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1),
-	    .com1_irq = 4,
-	    .com2_irq = 3,
-	    .mmio32_base = PCI_MMIO32_BASE,
-	    .mmio32_size = PCI_MMIO32_SIZE,
-	    .mmio64_base = layout_mmio64_base(&l),
-	    .mmio64_size = PCI_MMIO64_SIZE,
-	    .intx_gsi_base = 16,
-	};
+	struct acpi_params p;
+	acpi_vm_params(&p, &l, (unsigned)atoi(argv[2]), true, true);
 	int r = acpi_build(buf, sizeof(buf), ACPI_BASE, &p, &al);
 	if (r) {
 		fprintf(stderr, "acpi_build: %s\n", strerror(-r));
