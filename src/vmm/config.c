@@ -163,6 +163,130 @@ static int set_serial(struct vm_config *c, const char *v, const char *what, stru
 	return parse_serial(&c->serial[0], v, what, err);
 }
 
+/* "PATH[,readonly][,cache=none|writeback][,serial=S]" */
+static int parse_disk(struct disk_cfg *d, const char *v, const char *what, struct cfg_error *err)
+{
+	char *copy = strdup(v), *save = NULL;
+	int ret = 0;
+	if (!copy)
+		return fail(err, "%s: out of memory", what);
+	memset(d, 0, sizeof(*d));
+	char *tok = strtok_r(copy, ",", &save);
+	if (!tok || !*tok || v[0] == ',') {
+		ret = fail(err, "%s '%s': the path is empty", what, v);
+		goto out;
+	}
+	d->path = strdup(tok);
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(tok, "readonly") || !strcmp(tok, "ro")) {
+			d->readonly = true;
+		} else if (!strcmp(tok, "cache=none")) {
+			d->cache_none = true;
+		} else if (!strcmp(tok, "cache=writeback")) {
+			d->cache_none = false;
+		} else if (!strncmp(tok, "serial=", 7)) {
+			const char *sv = tok + 7;
+			if (strlen(sv) > DISK_SERIAL_MAX) {
+				ret = fail(err, "%s '%s': serial is longer than %d characters",
+					   what, v, DISK_SERIAL_MAX);
+				goto out;
+			}
+			for (const char *q = sv; *q; q++)
+				if (*q < 0x21 || *q > 0x7e) {
+					ret = fail(err,
+						   "%s '%s': serial must be printable ASCII "
+						   "without spaces",
+						   what, v);
+					goto out;
+				}
+			snprintf(d->serial, sizeof(d->serial), "%s", sv);
+		} else {
+			ret = fail(err,
+				   "%s '%s': unknown option '%s' (known: readonly, cache=none, "
+				   "cache=writeback, serial=S)",
+				   what, v, tok);
+			goto out;
+		}
+	}
+out:
+	free(copy);
+	if (ret) {
+		free(d->path);
+		d->path = NULL;
+	}
+	return ret;
+}
+
+static int add_disk(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (c->ndisks == VM_DISKS_MAX)
+		return fail(err, "%s: at most %d disks", what, VM_DISKS_MAX);
+	if (parse_disk(&c->disks[c->ndisks], v, what, err))
+		return -EINVAL;
+	c->ndisks++;
+	return 0;
+}
+
+static void clear_disks(struct vm_config *c)
+{
+	for (unsigned i = 0; i < c->ndisks; i++)
+		free(c->disks[i].path);
+	memset(c->disks, 0, sizeof(c->disks));
+	c->ndisks = 0;
+}
+
+static int set_disk(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!c->disks_from_flags) { /* flags replace the config file's list */
+		clear_disks(c);
+		c->disks_from_flags = true;
+	}
+	return add_disk(c, v, what, err);
+}
+
+/* A "disks" entry: {"path": "...", "readonly": bool, "cache": "none"|"writeback", "serial": "..."}.
+ */
+static int json_disk(struct vm_config *c, json_t *o, const char *where, struct cfg_error *err)
+{
+	if (json_is_string(o))
+		return add_disk(c, json_string_value(o), where, err);
+	if (!json_is_object(o))
+		return fail(err, "%s: must be an object or a string", where);
+	const char *k;
+	json_t *v;
+	char spec[4200] = "";
+	json_t *path = json_object_get(o, "path");
+	if (!json_is_string(path))
+		return fail(err, "%s: field 'path': required, a string", where);
+	if (strchr(json_string_value(path), ','))
+		return fail(err, "%s: field 'path': must not contain ','", where);
+	size_t off = (size_t)snprintf(spec, sizeof(spec), "%s", json_string_value(path));
+	json_object_foreach(o, k, v)
+	{
+		if (!strcmp(k, "path"))
+			continue;
+		if (!strcmp(k, "readonly")) {
+			if (!json_is_boolean(v))
+				return fail(err, "%s: field 'readonly': must be true or false",
+					    where);
+			if (json_is_true(v))
+				off +=
+				    (size_t)snprintf(spec + off, sizeof(spec) - off, ",readonly");
+		} else if (!strcmp(k, "cache") || !strcmp(k, "serial")) {
+			if (!json_is_string(v) || strchr(json_string_value(v), ','))
+				return fail(err, "%s: field '%s': must be a string without ','",
+					    where, k);
+			off += (size_t)snprintf(spec + off, sizeof(spec) - off, ",%s=%s", k,
+						json_string_value(v));
+		} else {
+			return fail(err, "%s: field '%s': unknown field", where, k);
+		}
+		if (off >= sizeof(spec))
+			return fail(err, "%s: too long", where);
+	}
+	return add_disk(c, spec, where, err);
+}
+
 static int set_serial2(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	return parse_serial(&c->serial[1], v, what, err);
@@ -246,6 +370,8 @@ static const struct option_def options[] = {
      "when the guest reboots: exit (status 3, default) or restart"},
     {"timeout", 0, "timeout", ARG_INT, set_timeout, "SECONDS",
      "stop the VM after this long (exit status 6); 0 = never (default)"},
+    {"disk", 0, NULL, ARG_STR, set_disk, "PATH[,OPTS]",
+     "add a virtio-blk disk (repeatable); OPTS: readonly, cache=none, serial=S"},
     {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
@@ -270,6 +396,7 @@ void config_free(struct vm_config *c)
 	free(c->cmdline);
 	free(c->serial[0].path);
 	free(c->serial[1].path);
+	clear_disks(c);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -290,6 +417,23 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 	json_t *val;
 	json_object_foreach(root, key, val)
 	{
+		if (!strcmp(key, "disks")) {
+			if (!json_is_array(val)) {
+				ret = fail(err, "%s: field 'disks': must be an array", origin);
+				goto out;
+			}
+			clear_disks(c);
+			size_t i;
+			json_t *d;
+			json_array_foreach(val, i, d)
+			{
+				char where[400];
+				snprintf(where, sizeof(where), "%s: field 'disks[%zu]'", origin, i);
+				if ((ret = json_disk(c, d, where, err)))
+					goto out;
+			}
+			continue;
+		}
 		const struct option_def *o = NULL;
 		for (size_t i = 0; i < ARRAY_SIZE(options); i++)
 			if (options[i].field && !strcmp(options[i].field, key))
@@ -482,6 +626,18 @@ char *config_to_json(const struct vm_config *c)
 			    json_string(c->on_reboot == ON_REBOOT_RESTART ? "restart" : "exit"));
 	json_object_set_new(o, "timeout", json_integer(c->timeout_s));
 	json_object_set_new(o, "rng", json_boolean(c->rng));
+	json_t *disks = json_array();
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		const struct disk_cfg *d = &c->disks[i];
+		json_t *jd = json_object();
+		json_object_set_new(jd, "path", json_string(d->path));
+		json_object_set_new(jd, "readonly", json_boolean(d->readonly));
+		json_object_set_new(jd, "cache", json_string(d->cache_none ? "none" : "writeback"));
+		if (d->serial[0])
+			json_object_set_new(jd, "serial", json_string(d->serial));
+		json_array_append_new(disks, jd);
+	}
+	json_object_set_new(o, "disks", disks);
 	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
 	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);

@@ -12,6 +12,16 @@
 #define VM_NAME_MAX 63
 #define VM_CPUS_MAX 254 /* xAPIC IDs in the MADT; 255 is the broadcast ID */
 
+#define VM_DISKS_MAX 8
+#define DISK_SERIAL_MAX 20 /* virtio-blk GET_ID returns 20 bytes */
+
+struct disk_cfg {
+	char *path;
+	bool readonly;
+	bool cache_none; /* O_DIRECT: bypass the host page cache */
+	char serial[DISK_SERIAL_MAX + 1];
+};
+
 enum boot_mode { BOOT_AUTO = 0, BOOT_LINUX, BOOT_PVH };
 enum serial_kind { SERIAL_NONE = 0, SERIAL_STDOUT, SERIAL_FILE, SERIAL_PTY, SERIAL_UNIX };
 enum on_reboot { ON_REBOOT_EXIT = 0, ON_REBOOT_RESTART };
@@ -34,6 +44,9 @@ struct vm_config {
 	enum on_reboot on_reboot;
 	unsigned timeout_s; /* 0 = none */
 	bool rng;	    /* a virtio-rng device */
+	struct disk_cfg disks[VM_DISKS_MAX];
+	unsigned ndisks;
+	bool disks_from_flags; /* --disk given: it replaces the config file's disks */
 	enum log_level log_level;
 	bool check_only;
 	bool print_config;

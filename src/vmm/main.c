@@ -9,6 +9,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "common/evloop.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -159,6 +160,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "berth-vmm: error: %s\n", berr.msg);
 		config_free(&cfg);
 		return EXIT_CONFIG;
+	}
+	for (unsigned i = 0; i < cfg.ndisks; i++) { /* can each disk be opened as asked? */
+		struct blk b;
+		char dmsg[300];
+		if (blk_open(&b, cfg.disks[i].path, cfg.disks[i].readonly, cfg.disks[i].cache_none,
+			     dmsg, sizeof(dmsg))) {
+			fprintf(stderr, "berth-vmm: error: --disk %s\n", dmsg);
+			status = EXIT_CONFIG;
+			goto out_img;
+		}
+		blk_close(&b);
 	}
 	if (cfg.print_config) { /* validated like --check; stdout holds only the JSON */
 		char *j = config_to_json(&cfg);

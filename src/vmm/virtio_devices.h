@@ -2,8 +2,12 @@
 #ifndef BERTH_VIRTIO_DEVICES_H
 #define BERTH_VIRTIO_DEVICES_H
 
+#include "vmm/config.h"
+
 struct vm;
 
 int virtio_rng_create(struct vm *vm);
+/* A virtio-blk disk with nqueues request queues (one per vCPU is usual). */
+int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueues);
 
 #endif

@@ -435,9 +435,9 @@ static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t l
 static void *io_thread(void *arg)
 {
 	struct virtio_pci *vp = arg;
-	struct epoll_event evs[VIRTIO_MAX_QUEUES + 1];
+	struct epoll_event evs[VIRTIO_MAX_QUEUES + 8];
 	for (;;) {
-		int n = epoll_wait(vp->epfd, evs, VIRTIO_MAX_QUEUES + 1, -1);
+		int n = epoll_wait(vp->epfd, evs, VIRTIO_MAX_QUEUES + 8, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -448,6 +448,13 @@ static void *io_thread(void *arg)
 			uint32_t qi = evs[i].data.u32;
 			if (qi == VIRTIO_MAX_QUEUES)
 				return NULL; /* stop */
+			if (qi > VIRTIO_MAX_QUEUES) {
+				unsigned a = qi - VIRTIO_MAX_QUEUES - 1;
+				pthread_mutex_lock(&vp->lock);
+				vp->aux[a].cb(vp, vp->aux[a].arg);
+				pthread_mutex_unlock(&vp->lock);
+				continue;
+			}
 			uint64_t cnt;
 			if (read(vp->q[qi].kick_fd, &cnt, sizeof(cnt)) < 0)
 				continue;
@@ -458,6 +465,21 @@ static void *io_thread(void *arg)
 			pthread_mutex_unlock(&vp->lock);
 		}
 	}
+}
+
+int virtio_pci_watch(struct virtio_pci *vp, int fd, void (*cb)(struct virtio_pci *vp, void *arg),
+		     void *arg)
+{
+	if (vp->naux == sizeof(vp->aux) / sizeof(vp->aux[0]))
+		return -ENOSPC;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = VIRTIO_MAX_QUEUES + 1 + vp->naux};
+	if (epoll_ctl(vp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	vp->aux[vp->naux].fd = fd;
+	vp->aux[vp->naux].cb = cb;
+	vp->aux[vp->naux].arg = arg;
+	vp->naux++;
+	return 0;
 }
 
 int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *dev,
@@ -534,6 +556,7 @@ int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *
 		goto fail;
 	vp->thread_started = true;
 	vm->virtio[vm->nvirtio++] = vp;
+	vp->dev_ops_owned = true; /* from now on the device frees an owned ops table */
 	log_debug(vp->tag, "PCI 00:%02x.0, BAR0 at 0x%llx", d->slot,
 		  (unsigned long long)d->bar[0].mapped_at);
 	*out = vp;
@@ -558,6 +581,8 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 		set_doorbells(vp, 0);
 	if (vp->ops->destroy && vp->dev)
 		vp->ops->destroy(vp);
+	if (vp->ops->owns_ops && vp->dev_ops_owned)
+		free((void *)vp->ops);
 	msix_destroy(&vp->msix);
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		if (vp->q[i].kick_fd >= 0)

@@ -57,6 +57,7 @@ struct virtio_device_ops {
 	/* The driver kicked queue q (called on the I/O thread with vp->lock held). */
 	void (*queue_notify)(struct virtio_pci *vp, unsigned q);
 	void (*destroy)(struct virtio_pci *vp);
+	bool owns_ops; /* this table was allocated for one device: free it with the device */
 };
 
 struct virtio_queue_state {
@@ -86,10 +87,18 @@ struct virtio_pci {
 	uint64_t notify_base; /* where the doorbells' ioeventfds are registered, 0 if not */
 	unsigned ioeventfd_len;
 	unsigned pcicfg_cap; /* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
+	bool dev_ops_owned;  /* created: an owns_ops table is freed with the device */
 
 	pthread_t thread;
 	bool thread_started;
 	int epfd, stopfd;
+	/* Extra fds the device watches on its I/O thread (e.g. io_uring completions). */
+	struct {
+		int fd;
+		void (*cb)(struct virtio_pci *vp, void *arg); /* called with vp->lock held */
+		void *arg;
+	} aux[4];
+	unsigned naux;
 };
 
 /* Create the PCI function, its MSI-X vectors and I/O thread, and put it on the VM's PCI bus. */
@@ -108,6 +117,10 @@ void virtio_queue_interrupt(struct virtio_pci *vp, unsigned q);
 void virtio_needs_reset(struct virtio_pci *vp, const char *why);
 /* The device changed its configuration space: bump the generation and interrupt. */
 void virtio_config_changed(struct virtio_pci *vp);
+
+/* Watch fd on the device's I/O thread (before the device runs); cb runs with vp->lock held. */
+int virtio_pci_watch(struct virtio_pci *vp, int fd, void (*cb)(struct virtio_pci *vp, void *arg),
+		     void *arg);
 
 /* Register access on BAR 0 (exposed for tests and fuzzing). */
 uint64_t virtio_pci_bar_read(void *opaque, uint64_t off, unsigned size);

@@ -380,6 +380,9 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 		log_err(NULL, "cannot set up the PCI bus: %s", strerror(-r));
 		return r;
 	}
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if ((r = virtio_blk_create(vm, &cfg->disks[i], cfg->cpus)))
+			return r;
 	if (cfg->rng && (r = virtio_rng_create(vm)))
 		return r;
 	return 0;

@@ -153,3 +153,36 @@ def test_help_and_version(vmm):
     assert r.rc == 0 and "--kernel FILE" in r.out and "Exit status" in r.out
     r = run_vmm(["--version"], guest=False)
     assert r.rc == 0 and r.out.startswith("berth-vmm ")
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("/nonexistent/disk.img", ["--disk", "'/nonexistent/disk.img'", "No such file"]),
+    (",readonly", ["--disk", "path is empty"]),
+    ("{img},bogus", ["--disk", "unknown option 'bogus'"]),
+    ("{img},serial=" + "x" * 21, ["--disk", "serial is longer than 20"]),
+    ("{img},serial=a b", ["--disk", "printable ASCII"]),
+    ("{dir}", ["--disk", "Is a directory"]),
+])
+def test_bad_disk(vmm, guest, tmp_path, spec, words):
+    img = tmp_path / "d.img"
+    img.write_bytes(b"\0" * 65536)
+    spec = spec.format(img=img, dir=tmp_path)
+    expect_error(run_vmm(["--check", "--disk", spec]), *words)
+
+
+def test_json_disks_and_flag_override(vmm, guest, tmp_path):
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    for p in (a, b):
+        p.write_bytes(b"\0" * 65536)
+    cfg = {"kernel": GUEST, "disks": [{"path": str(a), "readonly": True, "serial": "A1"}, str(b)]}
+    f = tmp_path / "vm.json"
+    f.write_text(json.dumps(cfg))
+    r = run_vmm(["--config", str(f), "--print-config"], guest=False)
+    assert r.rc == 0, r
+    disks = json.loads(r.out)["disks"]
+    assert disks == [{"path": str(a), "readonly": True, "cache": "writeback", "serial": "A1"},
+                     {"path": str(b), "readonly": False, "cache": "writeback"}]
+    r = run_vmm(["--config", str(f), "--disk", f"{b},cache=none", "--print-config"], guest=False)
+    assert [d["path"] for d in json.loads(r.out)["disks"]] == [str(b)]
+    f.write_text(json.dumps({"kernel": GUEST, "disks": [{"path": str(a), "speed": 3}]}))
+    expect_error(run_vmm(["--config", str(f), "--check"], guest=False), "disks[0]", "'speed'", "unknown field")

@@ -672,6 +672,13 @@ static void assert_config_equal(const struct vm_config *a, const struct vm_confi
 	assert_int_equal(a->on_reboot, b->on_reboot);
 	assert_int_equal(a->timeout_s, b->timeout_s);
 	assert_int_equal(a->rng, b->rng);
+	assert_int_equal(a->ndisks, b->ndisks);
+	for (unsigned i = 0; i < a->ndisks; i++) {
+		assert_string_equal(a->disks[i].path, b->disks[i].path);
+		assert_int_equal(a->disks[i].readonly, b->disks[i].readonly);
+		assert_int_equal(a->disks[i].cache_none, b->disks[i].cache_none);
+		assert_string_equal(a->disks[i].serial, b->disks[i].serial);
+	}
 	assert_int_equal(a->log_level, b->log_level);
 }
 
@@ -703,7 +710,8 @@ static void test_golden_config(void **state)
 		      "console=ttyS0 \"quoted\" \\ tab\t", "--memory", "1536", "--cpus", "12",
 		      "--cpu-template", "baseline", "--boot", "linux", "--serial", "file:/l/1",
 		      "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120",
-		      "--name", "golden", "--log-level", "debug", "--rng");
+		      "--name", "golden", "--log-level", "debug", "--rng", "--disk",
+		      "/d/a.img,readonly,cache=none,serial=S1", "--disk", "/d/b.img");
 	assert_int_equal(r, CFG_RUN);
 	static const char golden[] =
 	    "{\n"
@@ -720,6 +728,19 @@ static void test_golden_config(void **state)
 	    "  \"on_reboot\": \"restart\",\n"
 	    "  \"timeout\": 120,\n"
 	    "  \"rng\": true,\n"
+	    "  \"disks\": [\n"
+	    "    {\n"
+	    "      \"path\": \"/d/a.img\",\n"
+	    "      \"readonly\": true,\n"
+	    "      \"cache\": \"none\",\n"
+	    "      \"serial\": \"S1\"\n"
+	    "    },\n"
+	    "    {\n"
+	    "      \"path\": \"/d/b.img\",\n"
+	    "      \"readonly\": false,\n"
+	    "      \"cache\": \"writeback\"\n"
+	    "    }\n"
+	    "  ],\n"
 	    "  \"log_level\": \"debug\"\n"
 	    "}";
 	char *j = config_to_json(&c);

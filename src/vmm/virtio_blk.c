@@ -1,0 +1,411 @@
+/* virtio-blk (virtio 1.2 5.2): requests from every queue go to one io_uring; multi-queue, flush,
+ * discard, write-zeroes, GET_ID. */
+#include <errno.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "common/log.h"
+#include "vmm/virtio_devices.h"
+#include "vmm/virtio_pci.h"
+#include "vmm/vm.h"
+
+#define BLK_QUEUE_SIZE 256
+#define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2)
+#define SECTOR 512ULL
+
+/* Feature bits (5.2.3). */
+#define F_SEG_MAX 2
+#define F_RO 5
+#define F_BLK_SIZE 6
+#define F_FLUSH 9
+#define F_TOPOLOGY 10
+#define F_MQ 12
+#define F_DISCARD 13
+#define F_WRITE_ZEROES 14
+
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13 };
+enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
+
+#define MAX_DISCARD_SEG 1
+#define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request */
+
+struct blk_req {
+	struct blk_req *next_free;
+	unsigned q;
+	uint8_t *status;
+	uint32_t written; /* bytes written into the driver's buffers (for the used ring) */
+	struct vq_elem elem;
+};
+
+struct virtio_blk {
+	struct blk disk;
+	char serial[DISK_SERIAL_MAX + 1];
+	unsigned nqueues;
+	struct io_uring ring;
+	bool ring_ok;
+	int cq_fd; /* eventfd signalled on io_uring completions */
+	unsigned inflight;
+	struct blk_req *free;
+	uint8_t config[0x3c];
+};
+
+static struct blk_req *req_get(struct virtio_blk *b)
+{
+	struct blk_req *r = b->free;
+	if (r) {
+		b->free = r->next_free;
+		return r;
+	}
+	return malloc(sizeof(*r));
+}
+
+static void req_put(struct virtio_blk *b, struct blk_req *r)
+{
+	r->next_free = b->free;
+	b->free = r;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void build_config(struct virtio_blk *b)
+{
+	uint8_t *c = b->config;
+	memset(c, 0, sizeof(b->config));
+	put_le(c + 0x00, b->disk.size / SECTOR, 8);	     /* capacity */
+	put_le(c + 0x0c, BLK_SEG_MAX, 4);		     /* seg_max */
+	put_le(c + 0x14, b->disk.logical_block, 4);	     /* blk_size */
+	c[0x18] = 0;					     /* physical_block_exp */
+	put_le(c + 0x1a, 1, 2);				     /* min_io_size (in blk_size units) */
+	put_le(c + 0x1c, 0, 4);				     /* opt_io_size */
+	put_le(c + 0x22, b->nqueues, 2);		     /* num_queues */
+	put_le(c + 0x24, MAX_DISCARD_SECTORS, 4);	     /* max_discard_sectors */
+	put_le(c + 0x28, MAX_DISCARD_SEG, 4);		     /* max_discard_seg */
+	put_le(c + 0x2c, b->disk.logical_block / SECTOR, 4); /* discard_sector_alignment */
+	put_le(c + 0x30, MAX_DISCARD_SECTORS, 4);	     /* max_write_zeroes_sectors */
+	put_le(c + 0x34, MAX_DISCARD_SEG, 4);		     /* max_write_zeroes_seg */
+	c[0x38] = b->disk.can_discard;			     /* write_zeroes_may_unmap */
+}
+
+static void config_read(struct virtio_pci *vp, uint32_t off, uint8_t *buf, uint32_t len)
+{
+	struct virtio_blk *b = vp->dev;
+	if (off < sizeof(b->config))
+		memcpy(buf, b->config + off,
+		       len < sizeof(b->config) - off ? len : sizeof(b->config) - off);
+}
+
+/* Drop n bytes from the front / back of an iovec array (in place). */
+static void iov_trim_front(struct iovec *iov, unsigned *n, size_t bytes)
+{
+	unsigned i = 0;
+	while (i < *n && bytes >= iov[i].iov_len)
+		bytes -= iov[i++].iov_len;
+	if (i < *n && bytes) {
+		iov[i].iov_base = (uint8_t *)iov[i].iov_base + bytes;
+		iov[i].iov_len -= bytes;
+	}
+	memmove(iov, iov + i, (*n - i) * sizeof(*iov));
+	*n -= i;
+}
+
+static void iov_trim_back(struct iovec *iov, unsigned *n, size_t bytes)
+{
+	while (*n && bytes >= iov[*n - 1].iov_len)
+		bytes -= iov[--*n].iov_len;
+	if (*n && bytes)
+		iov[*n - 1].iov_len -= bytes;
+}
+
+static void complete(struct virtio_pci *vp, struct blk_req *r, uint8_t status, bool *touched)
+{
+	*r->status = status;
+	vq_push(&vp->q[r->q].vq, r->elem.head, r->written + 1);
+	touched[r->q] = true;
+	req_put(vp->dev, r);
+}
+
+static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes)
+{
+	uint64_t cap = b->disk.size / SECTOR;
+	return sector <= cap && bytes / SECTOR <= cap - sector;
+}
+
+/* Discard / write-zeroes segments {sector u64, num_sectors u32, flags u32} (synchronous). */
+static uint8_t do_ranges(struct virtio_blk *b, struct blk_req *r, bool zeroes)
+{
+	uint8_t seg[16];
+	if (r->elem.out_len != 16 || b->disk.readonly)
+		return b->disk.readonly ? S_IOERR : S_UNSUPP;
+	iov_to_buf(r->elem.out, r->elem.out_num, 0, seg, sizeof(seg));
+	uint64_t sector = 0, n = 0;
+	uint32_t flags = 0;
+	memcpy(&sector, seg, 8);
+	memcpy(&n, seg + 8, 4);
+	memcpy(&flags, seg + 12, 4);
+	if (n > MAX_DISCARD_SECTORS || !range_ok(b, sector, n * SECTOR) || (flags & ~1u) ||
+	    (!zeroes && flags))
+		return S_IOERR;
+	int e = zeroes ? b->disk.drv->write_zeroes(&b->disk, sector * SECTOR, n * SECTOR, flags & 1)
+		       : b->disk.drv->discard(&b->disk, sector * SECTOR, n * SECTOR);
+	return e ? S_IOERR : S_OK;
+}
+
+/* Start one request; returns 1 if it went to io_uring, 0 if completed now. */
+static int start(struct virtio_pci *vp, struct blk_req *r, bool *touched)
+{
+	struct virtio_blk *b = vp->dev;
+	uint8_t hdr[16];
+	uint32_t type;
+	uint64_t sector;
+	iov_to_buf(r->elem.out, r->elem.out_num, 0, hdr, sizeof(hdr));
+	memcpy(&type, hdr, 4);
+	memcpy(&sector, hdr + 8, 8);
+	iov_trim_front(r->elem.out, &r->elem.out_num, 16);
+	r->elem.out_len -= 16;
+	r->status = (uint8_t *)r->elem.in[r->elem.in_num - 1].iov_base +
+		    r->elem.in[r->elem.in_num - 1].iov_len - 1;
+	iov_trim_back(r->elem.in, &r->elem.in_num, 1);
+	r->elem.in_len -= 1;
+	r->written = 0;
+
+	struct io_uring_sqe *sqe;
+	switch (type) {
+	case T_IN:
+	case T_OUT: {
+		bool wr = type == T_OUT;
+		uint64_t len = wr ? r->elem.out_len : r->elem.in_len;
+		struct iovec *iov = wr ? r->elem.out : r->elem.in;
+		unsigned n = wr ? r->elem.out_num : r->elem.in_num;
+		if ((wr && b->disk.readonly) || len % SECTOR || !range_ok(b, sector, len)) {
+			complete(vp, r, S_IOERR, touched);
+			return 0;
+		}
+		if (len == 0) {
+			complete(vp, r, S_OK, touched);
+			return 0;
+		}
+		if (!(sqe = io_uring_get_sqe(&b->ring)))
+			break;
+		b->disk.drv->prep_rw(&b->disk, sqe, wr, sector * SECTOR, iov, n);
+		if (!wr)
+			r->written = (uint32_t)len;
+		io_uring_sqe_set_data(sqe, r);
+		return 1;
+	}
+	case T_FLUSH:
+		if (!(sqe = io_uring_get_sqe(&b->ring)))
+			break;
+		b->disk.drv->prep_flush(&b->disk, sqe);
+		io_uring_sqe_set_data(sqe, r);
+		return 1;
+	case T_GET_ID: {
+		char id[DISK_SERIAL_MAX] = {0};
+		memcpy(id, b->serial, strlen(b->serial));
+		r->written = (uint32_t)iov_from_buf(r->elem.in, r->elem.in_num, 0, id, sizeof(id));
+		complete(vp, r, S_OK, touched);
+		return 0;
+	}
+	case T_DISCARD:
+	case T_WRITE_ZEROES:
+		complete(vp, r, do_ranges(b, r, type == T_WRITE_ZEROES), touched);
+		return 0;
+	default:
+		complete(vp, r, S_UNSUPP, touched);
+		return 0;
+	}
+	/* The submission queue is full: cannot happen with the ring sized for every queue entry. */
+	complete(vp, r, S_IOERR, touched);
+	return 0;
+}
+
+static void interrupt_touched(struct virtio_pci *vp, const bool *touched)
+{
+	struct virtio_blk *b = vp->dev;
+	for (unsigned q = 0; q < b->nqueues; q++)
+		if (touched[q])
+			virtio_queue_interrupt(vp, q);
+}
+
+static void reap(struct virtio_pci *vp, bool *touched)
+{
+	struct virtio_blk *b = vp->dev;
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&b->ring, head, cqe)
+	{
+		struct blk_req *r = io_uring_cqe_get_data(cqe);
+		uint8_t st = S_OK;
+		if (cqe->res < 0) {
+			st = S_IOERR;
+			log_debug(vp->tag, "I/O error: %s", strerror(-cqe->res));
+		}
+		/* A short transfer is an error for a block device request. */
+		if (cqe->res >= 0 && r->written && (uint32_t)cqe->res != r->written)
+			st = S_IOERR;
+		complete(vp, r, st, touched);
+		b->inflight--;
+		n++;
+	}
+	io_uring_cq_advance(&b->ring, n);
+}
+
+static void on_completion(struct virtio_pci *vp, void *arg)
+{
+	struct virtio_blk *b = arg;
+	uint64_t cnt;
+	bool touched[VIRTIO_MAX_QUEUES] = {0};
+	if (read(b->cq_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		return;
+	reap(vp, touched);
+	interrupt_touched(vp, touched);
+}
+
+static void blk_notify(struct virtio_pci *vp, unsigned qi)
+{
+	struct virtio_blk *b = vp->dev;
+	struct virtqueue *vq = &vp->q[qi].vq;
+	bool touched[VIRTIO_MAX_QUEUES] = {0};
+	unsigned queued = 0;
+	do {
+		vq_enable_notify(vq, false);
+		for (;;) {
+			struct blk_req *r = req_get(b);
+			const char *why;
+			if (!r) {
+				log_err(vp->tag, "out of memory");
+				break;
+			}
+			int got = vq_pop(vq, &r->elem, &why);
+			if (got <= 0) {
+				req_put(b, r);
+				if (got < 0) {
+					virtio_needs_reset(vp, why);
+					goto out;
+				}
+				break;
+			}
+			r->q = qi;
+			if (r->elem.out_len < 16 || r->elem.in_num == 0) {
+				req_put(b, r);
+				virtio_needs_reset(vp, "request without header or status byte");
+				goto out;
+			}
+			int s = start(vp, r, touched);
+			queued += (unsigned)s;
+			b->inflight += (unsigned)s;
+		}
+	} while (vq_enable_notify(vq, true));
+out:
+	if (queued)
+		io_uring_submit(&b->ring);
+	interrupt_touched(vp, touched);
+}
+
+/* The driver reset the device: wait for every request in flight; their results are dropped. */
+static void blk_reset(struct virtio_pci *vp)
+{
+	struct virtio_blk *b = vp->dev;
+	while (b->inflight) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&b->ring, &cqe) < 0)
+			break;
+		req_put(b, io_uring_cqe_get_data(cqe));
+		io_uring_cqe_seen(&b->ring, cqe);
+		b->inflight--;
+	}
+}
+
+static void blk_destroy(struct virtio_pci *vp)
+{
+	struct virtio_blk *b = vp->dev;
+	blk_reset(vp);
+	while (b->free) {
+		struct blk_req *r = b->free;
+		b->free = r->next_free;
+		free(r);
+	}
+	if (b->ring_ok)
+		io_uring_queue_exit(&b->ring);
+	if (b->cq_fd >= 0)
+		close(b->cq_fd);
+	blk_close(&b->disk);
+	free(b);
+	vp->dev = NULL;
+}
+
+int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueues)
+{
+	char msg[300];
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	struct virtio_device_ops *ops = calloc(1, sizeof(*ops));
+	int r;
+	if (!b || !ops) {
+		free(b);
+		free(ops);
+		return -ENOMEM;
+	}
+	b->cq_fd = -1;
+	if (nqueues > VIRTIO_MAX_QUEUES)
+		nqueues = VIRTIO_MAX_QUEUES;
+	b->nqueues = nqueues ? nqueues : 1;
+	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial);
+	if ((r = blk_open(&b->disk, cfg->path, cfg->readonly, cfg->cache_none, msg, sizeof(msg)))) {
+		log_err("virtio-blk", "--disk %s", msg);
+		goto fail;
+	}
+	build_config(b);
+	if ((r = io_uring_queue_init(BLK_QUEUE_SIZE * b->nqueues, &b->ring, 0))) {
+		log_err("virtio-blk", "io_uring_queue_init: %s", strerror(-r));
+		goto fail;
+	}
+	b->ring_ok = true;
+	b->cq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->cq_fd < 0 || (r = io_uring_register_eventfd(&b->ring, b->cq_fd))) {
+		r = b->cq_fd < 0 ? -errno : r;
+		goto fail;
+	}
+	/* The ops table carries per-disk facts (queues, features), so each disk has its own. */
+	*ops = (struct virtio_device_ops){
+	    .name = "virtio-blk",
+	    .device_id = 2,
+	    .pci_class = 0x010000,
+	    .num_queues = (uint16_t)b->nqueues,
+	    .queue_max = BLK_QUEUE_SIZE,
+	    .features = 1ULL << F_SEG_MAX | 1ULL << F_BLK_SIZE | 1ULL << F_FLUSH |
+			1ULL << F_TOPOLOGY | 1ULL << F_MQ | 1ULL << F_DISCARD |
+			1ULL << F_WRITE_ZEROES | (cfg->readonly ? 1ULL << F_RO : 0),
+	    .config_size = sizeof(b->config),
+	    .config_read = config_read,
+	    .reset = blk_reset,
+	    .queue_notify = blk_notify,
+	    .destroy = blk_destroy,
+	    .owns_ops = true,
+	};
+	struct virtio_pci *vp;
+	if ((r = virtio_pci_create(vm, ops, b, &vp)))
+		goto fail;
+	if ((r = virtio_pci_watch(vp, b->cq_fd, on_completion, b)))
+		return r; /* the device is on the bus; the VM teardown frees it */
+	log_debug(vp->tag, "%s: %llu sectors, %u queue(s)%s%s", cfg->path,
+		  (unsigned long long)(b->disk.size / SECTOR), b->nqueues,
+		  cfg->readonly ? ", read-only" : "", cfg->cache_none ? ", cache=none" : "");
+	return 0;
+fail:
+	if (b->ring_ok)
+		io_uring_queue_exit(&b->ring);
+	if (b->cq_fd >= 0)
+		close(b->cq_fd);
+	blk_close(&b->disk);
+	free(b);
+	free(ops);
+	return r;
+}
