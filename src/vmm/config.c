@@ -287,6 +287,90 @@ static int json_disk(struct vm_config *c, json_t *o, const char *where, struct c
 	return add_disk(c, spec, where, err);
 }
 
+/* "name=NAME,socket=PATH" */
+static int parse_port(struct console_port_cfg *pc, const char *v, const char *what,
+		      struct cfg_error *err)
+{
+	char *copy = strdup(v), *save = NULL;
+	int ret = 0;
+	if (!copy)
+		return fail(err, "%s: out of memory", what);
+	memset(pc, 0, sizeof(*pc));
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "name=", 5)) {
+			const char *n = tok + 5;
+			if (!*n || strlen(n) > CONSOLE_PORT_NAME_MAX) {
+				ret = fail(err, "%s '%s': name must be 1..%d characters", what, v,
+					   CONSOLE_PORT_NAME_MAX);
+				goto out;
+			}
+			for (const char *q = n; *q; q++)
+				if (*q < 0x21 || *q > 0x7e) {
+					ret = fail(err, "%s '%s': name must be printable ASCII",
+						   what, v);
+					goto out;
+				}
+			snprintf(pc->name, sizeof(pc->name), "%s", n);
+		} else if (!strncmp(tok, "socket=", 7)) {
+			if (!tok[7] || strlen(tok + 7) >= 108) {
+				ret =
+				    fail(err, "%s '%s': socket path must be 1..107 bytes", what, v);
+				goto out;
+			}
+			free(pc->socket);
+			pc->socket = strdup(tok + 7);
+		} else {
+			ret = fail(err, "%s '%s': unknown option '%s' (known: name=, socket=)",
+				   what, v, tok);
+			goto out;
+		}
+	}
+	if (!pc->name[0] || !pc->socket)
+		ret = fail(err, "%s '%s': both name= and socket= are required", what, v);
+out:
+	free(copy);
+	if (ret) {
+		free(pc->socket);
+		pc->socket = NULL;
+	}
+	return ret;
+}
+
+static void clear_ports(struct vm_config *c)
+{
+	for (unsigned i = 0; i < c->nports; i++)
+		free(c->ports[i].socket);
+	memset(c->ports, 0, sizeof(c->ports));
+	c->nports = 0;
+}
+
+static int add_port(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (c->nports == VM_CONSOLE_PORTS_MAX)
+		return fail(err, "%s: at most %d console ports", what, VM_CONSOLE_PORTS_MAX);
+	struct console_port_cfg pc;
+	if (parse_port(&pc, v, what, err))
+		return -EINVAL;
+	for (unsigned i = 0; i < c->nports; i++) {
+		if (!strcmp(c->ports[i].name, pc.name) || !strcmp(c->ports[i].socket, pc.socket)) {
+			free(pc.socket);
+			return fail(err, "%s '%s': another port has the same %s", what, v,
+				    !strcmp(c->ports[i].name, pc.name) ? "name" : "socket");
+		}
+	}
+	c->ports[c->nports++] = pc;
+	return 0;
+}
+
+static int set_port(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!c->ports_from_flags) {
+		clear_ports(c);
+		c->ports_from_flags = true;
+	}
+	return add_port(c, v, what, err);
+}
+
 static int set_serial2(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	return parse_serial(&c->serial[1], v, what, err);
@@ -372,6 +456,8 @@ static const struct option_def options[] = {
      "stop the VM after this long (exit status 6); 0 = never (default)"},
     {"disk", 0, NULL, ARG_STR, set_disk, "PATH[,OPTS]",
      "add a virtio-blk disk (repeatable); OPTS: readonly, cache=none, serial=S"},
+    {"console-port", 0, NULL, ARG_STR, set_port, "name=N,socket=P",
+     "add a named virtio-console port served on a unix socket (repeatable)"},
     {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
@@ -397,6 +483,7 @@ void config_free(struct vm_config *c)
 	free(c->serial[0].path);
 	free(c->serial[1].path);
 	clear_disks(c);
+	clear_ports(c);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -430,6 +517,41 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 				char where[400];
 				snprintf(where, sizeof(where), "%s: field 'disks[%zu]'", origin, i);
 				if ((ret = json_disk(c, d, where, err)))
+					goto out;
+			}
+			continue;
+		}
+		if (!strcmp(key, "console_ports")) {
+			if (!json_is_array(val)) {
+				ret = fail(err, "%s: field 'console_ports': must be an array",
+					   origin);
+				goto out;
+			}
+			clear_ports(c);
+			size_t i;
+			json_t *pv;
+			json_array_foreach(val, i, pv)
+			{
+				char where[400];
+				snprintf(where, sizeof(where), "%s: field 'console_ports[%zu]'",
+					 origin, i);
+				json_t *n = json_object_get(pv, "name"),
+				       *so = json_object_get(pv, "socket");
+				if (!json_is_object(pv) || json_object_size(pv) != 2 ||
+				    !json_is_string(n) || !json_is_string(so) ||
+				    strchr(json_string_value(n), ',') ||
+				    strchr(json_string_value(so), ',')) {
+					ret = fail(
+					    err,
+					    "%s: must be {\"name\": \"...\", \"socket\": \"...\"} "
+					    "(strings without ',')",
+					    where);
+					goto out;
+				}
+				char spec[300];
+				snprintf(spec, sizeof(spec), "name=%s,socket=%s",
+					 json_string_value(n), json_string_value(so));
+				if ((ret = add_port(c, spec, where, err)))
 					goto out;
 			}
 			continue;
@@ -638,6 +760,14 @@ char *config_to_json(const struct vm_config *c)
 		json_array_append_new(disks, jd);
 	}
 	json_object_set_new(o, "disks", disks);
+	json_t *ports = json_array();
+	for (unsigned i = 0; i < c->nports; i++) {
+		json_t *jp = json_object();
+		json_object_set_new(jp, "name", json_string(c->ports[i].name));
+		json_object_set_new(jp, "socket", json_string(c->ports[i].socket));
+		json_array_append_new(ports, jp);
+	}
+	json_object_set_new(o, "console_ports", ports);
 	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
 	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);

@@ -22,6 +22,14 @@ struct disk_cfg {
 	char serial[DISK_SERIAL_MAX + 1];
 };
 
+#define VM_CONSOLE_PORTS_MAX 16
+#define CONSOLE_PORT_NAME_MAX 63
+
+struct console_port_cfg {
+	char name[CONSOLE_PORT_NAME_MAX + 1];
+	char *socket; /* unix socket path the host side listens on */
+};
+
 enum boot_mode { BOOT_AUTO = 0, BOOT_LINUX, BOOT_PVH };
 enum serial_kind { SERIAL_NONE = 0, SERIAL_STDOUT, SERIAL_FILE, SERIAL_PTY, SERIAL_UNIX };
 enum on_reboot { ON_REBOOT_EXIT = 0, ON_REBOOT_RESTART };
@@ -47,6 +55,9 @@ struct vm_config {
 	struct disk_cfg disks[VM_DISKS_MAX];
 	unsigned ndisks;
 	bool disks_from_flags; /* --disk given: it replaces the config file's disks */
+	struct console_port_cfg ports[VM_CONSOLE_PORTS_MAX];
+	unsigned nports;
+	bool ports_from_flags;
 	enum log_level log_level;
 	bool check_only;
 	bool print_config;

@@ -9,5 +9,7 @@ struct vm;
 int virtio_rng_create(struct vm *vm);
 /* A virtio-blk disk with nqueues request queues (one per vCPU is usual). */
 int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueues);
+/* A multiport virtio-console with n named ports, each a unix socket server on the host. */
+int virtio_console_create(struct vm *vm, const struct console_port_cfg *ports, unsigned n);
 
 #endif

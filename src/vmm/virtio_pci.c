@@ -435,9 +435,9 @@ static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t l
 static void *io_thread(void *arg)
 {
 	struct virtio_pci *vp = arg;
-	struct epoll_event evs[VIRTIO_MAX_QUEUES + 8];
+	struct epoll_event evs[32];
 	for (;;) {
-		int n = epoll_wait(vp->epfd, evs, VIRTIO_MAX_QUEUES + 8, -1);
+		int n = epoll_wait(vp->epfd, evs, 32, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -451,7 +451,8 @@ static void *io_thread(void *arg)
 			if (qi > VIRTIO_MAX_QUEUES) {
 				unsigned a = qi - VIRTIO_MAX_QUEUES - 1;
 				pthread_mutex_lock(&vp->lock);
-				vp->aux[a].cb(vp, vp->aux[a].arg);
+				if (vp->aux[a].fd >= 0) /* not unwatched by an earlier event */
+					vp->aux[a].cb(vp, vp->aux[a].arg);
 				pthread_mutex_unlock(&vp->lock);
 				continue;
 			}
@@ -470,16 +471,30 @@ static void *io_thread(void *arg)
 int virtio_pci_watch(struct virtio_pci *vp, int fd, void (*cb)(struct virtio_pci *vp, void *arg),
 		     void *arg)
 {
-	if (vp->naux == sizeof(vp->aux) / sizeof(vp->aux[0]))
-		return -ENOSPC;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = VIRTIO_MAX_QUEUES + 1 + vp->naux};
-	if (epoll_ctl(vp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	vp->aux[vp->naux].fd = fd;
-	vp->aux[vp->naux].cb = cb;
-	vp->aux[vp->naux].arg = arg;
-	vp->naux++;
-	return 0;
+	for (unsigned i = 0; i < VIRTIO_MAX_AUX; i++) {
+		if (vp->aux[i].fd >= 0)
+			continue;
+		vp->aux[i].cb = cb;
+		vp->aux[i].arg = arg;
+		vp->aux[i].fd = fd;
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = VIRTIO_MAX_QUEUES + 1 + i};
+		if (epoll_ctl(vp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			vp->aux[i].fd = -1;
+			return -errno;
+		}
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+void virtio_pci_unwatch(struct virtio_pci *vp, int fd)
+{
+	for (unsigned i = 0; i < VIRTIO_MAX_AUX; i++) {
+		if (vp->aux[i].fd == fd) {
+			epoll_ctl(vp->epfd, EPOLL_CTL_DEL, fd, NULL);
+			vp->aux[i].fd = -1;
+		}
+	}
 }
 
 int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *dev,
@@ -498,6 +513,8 @@ int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *
 	vp->epfd = vp->stopfd = -1;
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vp->q[i].kick_fd = -1;
+	for (unsigned i = 0; i < VIRTIO_MAX_AUX; i++)
+		vp->aux[i].fd = -1;
 	snprintf(vp->tag, sizeof(vp->tag), "%s%u", ops->name, vm->nvirtio);
 	pthread_mutex_init(&vp->lock, NULL);
 	vp->host_features = ops->features | TRANSPORT_FEATURES;
@@ -514,8 +531,10 @@ int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *
 	if ((r = pci_set_bar(d, 0, VIRTIO_BAR_SIZE, true, false, &bar_ops, vp)))
 		goto fail;
 	/* One vector for configuration changes plus one per queue. */
-	if ((r = msix_init(&vp->msix, d, vm, ops->num_queues + 1u, 0, VIRTIO_MSIX_TABLE_OFF,
-			   VIRTIO_MSIX_PBA_OFF)))
+	unsigned nvec = ops->num_queues + 1u; /* config changes + one per queue, if that many fit */
+	if (nvec > MSIX_MAX_VECTORS)
+		nvec = MSIX_MAX_VECTORS;
+	if ((r = msix_init(&vp->msix, d, vm, nvec, 0, VIRTIO_MSIX_TABLE_OFF, VIRTIO_MSIX_PBA_OFF)))
 		goto fail;
 	if ((r = add_vcap(d, CAP_COMMON, VIRTIO_COMMON_OFF, C_END, 0)) < 0 ||
 	    (r = add_vcap(d, CAP_NOTIFY, VIRTIO_NOTIFY_OFF, VIRTIO_NOTIFY_MULT * ops->num_queues,

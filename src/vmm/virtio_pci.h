@@ -11,7 +11,8 @@
 #include "vmm/pci.h"
 #include "vmm/virtqueue.h"
 
-#define VIRTIO_MAX_QUEUES 16
+#define VIRTIO_MAX_QUEUES 64
+#define VIRTIO_MAX_AUX 40 /* extra fds a device's I/O thread watches */
 
 /* Feature bits the transport handles. */
 #define VIRTIO_F_RING_INDIRECT_DESC 28
@@ -94,11 +95,10 @@ struct virtio_pci {
 	int epfd, stopfd;
 	/* Extra fds the device watches on its I/O thread (e.g. io_uring completions). */
 	struct {
-		int fd;
+		int fd;					      /* -1: free slot */
 		void (*cb)(struct virtio_pci *vp, void *arg); /* called with vp->lock held */
 		void *arg;
-	} aux[4];
-	unsigned naux;
+	} aux[VIRTIO_MAX_AUX];
 };
 
 /* Create the PCI function, its MSI-X vectors and I/O thread, and put it on the VM's PCI bus. */
@@ -118,9 +118,11 @@ void virtio_needs_reset(struct virtio_pci *vp, const char *why);
 /* The device changed its configuration space: bump the generation and interrupt. */
 void virtio_config_changed(struct virtio_pci *vp);
 
-/* Watch fd on the device's I/O thread (before the device runs); cb runs with vp->lock held. */
+/* Watch fd on the device's I/O thread; cb runs there with vp->lock held. */
 int virtio_pci_watch(struct virtio_pci *vp, int fd, void (*cb)(struct virtio_pci *vp, void *arg),
 		     void *arg);
+/* Stop watching fd (call with vp->lock held, e.g. from a callback). */
+void virtio_pci_unwatch(struct virtio_pci *vp, int fd);
 
 /* Register access on BAR 0 (exposed for tests and fuzzing). */
 uint64_t virtio_pci_bar_read(void *opaque, uint64_t off, unsigned size);

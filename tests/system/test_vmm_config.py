@@ -186,3 +186,18 @@ def test_json_disks_and_flag_override(vmm, guest, tmp_path):
     assert [d["path"] for d in json.loads(r.out)["disks"]] == [str(b)]
     f.write_text(json.dumps({"kernel": GUEST, "disks": [{"path": str(a), "speed": 3}]}))
     expect_error(run_vmm(["--config", str(f), "--check"], guest=False), "disks[0]", "'speed'", "unknown field")
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("name=x", ["--console-port", "both name= and socket= are required"]),
+    ("socket=/tmp/a.sock", ["--console-port", "both name= and socket= are required"]),
+    ("name=x,socket=/tmp/a.sock,speed=9600", ["--console-port", "unknown option 'speed'"]),
+    ("name=" + "n" * 64 + ",socket=/tmp/a.sock", ["--console-port", "1..63 characters"]),
+])
+def test_bad_console_port(vmm, guest, spec, words):
+    expect_error(run_vmm(["--check", "--console-port", spec]), *words)
+
+
+def test_console_port_names_unique(vmm, guest, tmp_path):
+    expect_error(run_vmm(["--check", "--console-port", f"name=a,socket={tmp_path}/1",
+                          "--console-port", f"name=a,socket={tmp_path}/2"]), "same name")

@@ -679,6 +679,11 @@ static void assert_config_equal(const struct vm_config *a, const struct vm_confi
 		assert_int_equal(a->disks[i].cache_none, b->disks[i].cache_none);
 		assert_string_equal(a->disks[i].serial, b->disks[i].serial);
 	}
+	assert_int_equal(a->nports, b->nports);
+	for (unsigned i = 0; i < a->nports; i++) {
+		assert_string_equal(a->ports[i].name, b->ports[i].name);
+		assert_string_equal(a->ports[i].socket, b->ports[i].socket);
+	}
 	assert_int_equal(a->log_level, b->log_level);
 }
 
@@ -711,7 +716,8 @@ static void test_golden_config(void **state)
 		      "--cpu-template", "baseline", "--boot", "linux", "--serial", "file:/l/1",
 		      "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120",
 		      "--name", "golden", "--log-level", "debug", "--rng", "--disk",
-		      "/d/a.img,readonly,cache=none,serial=S1", "--disk", "/d/b.img");
+		      "/d/a.img,readonly,cache=none,serial=S1", "--disk", "/d/b.img",
+		      "--console-port", "name=org.qemu.guest_agent.0,socket=/run/qga.sock");
 	assert_int_equal(r, CFG_RUN);
 	static const char golden[] =
 	    "{\n"
@@ -739,6 +745,12 @@ static void test_golden_config(void **state)
 	    "      \"path\": \"/d/b.img\",\n"
 	    "      \"readonly\": false,\n"
 	    "      \"cache\": \"writeback\"\n"
+	    "    }\n"
+	    "  ],\n"
+	    "  \"console_ports\": [\n"
+	    "    {\n"
+	    "      \"name\": \"org.qemu.guest_agent.0\",\n"
+	    "      \"socket\": \"/run/qga.sock\"\n"
 	    "    }\n"
 	    "  ],\n"
 	    "  \"log_level\": \"debug\"\n"

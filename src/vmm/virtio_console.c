@@ -1,0 +1,443 @@
+/* virtio-console with MULTIPORT (virtio 1.2 5.3): named ports, each served to the host on a unix
+ * socket. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "vmm/virtio_devices.h"
+#include "vmm/virtio_pci.h"
+
+#define CON_QUEUE_SIZE 128
+#define F_MULTIPORT 1
+#define CTRL_RX 2 /* control receiveq (device -> driver) */
+#define CTRL_TX 3 /* control transmitq (driver -> device) */
+#define PENDING_MAX 4096
+#define CTRLQ_MAX 256
+
+enum {
+	DEVICE_READY = 0,
+	DEVICE_ADD = 1,
+	DEVICE_REMOVE = 2,
+	PORT_READY = 3,
+	CONSOLE_PORT = 4,
+	RESIZE = 5,
+	PORT_OPEN = 6,
+	PORT_NAME = 7,
+};
+
+struct port {
+	unsigned id; /* 1.. (port 0 is the unused console slot) */
+	char name[CONSOLE_PORT_NAME_MAX + 1];
+	char *path;
+	int listen_fd, client_fd;
+	bool client_watched;
+	bool ready;		      /* the driver sent PORT_READY */
+	bool guest_open;	      /* a guest process has the port open */
+	uint8_t pending[PENDING_MAX]; /* host bytes waiting for receive buffers */
+	size_t plen, poff;
+	struct virtio_console *con;
+};
+
+struct ctrl_msg {
+	uint32_t id;
+	uint16_t event, value;
+	char name[CONSOLE_PORT_NAME_MAX + 1]; /* PORT_NAME only */
+};
+
+struct virtio_console {
+	struct virtio_pci *vp;
+	unsigned nports;
+	struct port ports[VM_CONSOLE_PORTS_MAX];
+	struct ctrl_msg ctrlq[CTRLQ_MAX]; /* messages for the driver, waiting for buffers */
+	unsigned ctrl_head, ctrl_count;
+	uint8_t config[12];
+	struct vq_elem elem;
+};
+
+static unsigned rxq(unsigned id)
+{
+	return id == 0 ? 0 : 2 * id + 2;
+}
+
+static struct port *port_by_id(struct virtio_console *c, uint32_t id)
+{
+	for (unsigned i = 0; i < c->nports; i++)
+		if (c->ports[i].id == id)
+			return &c->ports[i];
+	return NULL;
+}
+
+static void config_read(struct virtio_pci *vp, uint32_t off, uint8_t *buf, uint32_t len)
+{
+	struct virtio_console *c = vp->dev;
+	if (off < sizeof(c->config))
+		memcpy(buf, c->config + off,
+		       len < sizeof(c->config) - off ? len : sizeof(c->config) - off);
+}
+
+/* Deliver queued control messages into the control receiveq (lock held). */
+static void flush_ctrl(struct virtio_pci *vp)
+{
+	struct virtio_console *c = vp->dev;
+	struct virtio_queue_state *qs = &vp->q[CTRL_RX];
+	bool pushed = false;
+	if (!qs->ready || !(vp->status & VIRTIO_STATUS_DRIVER_OK) || vp->broken)
+		return;
+	while (c->ctrl_count) {
+		const char *why;
+		int r = vq_pop(&qs->vq, &c->elem, &why);
+		if (r < 0) {
+			virtio_needs_reset(vp, why);
+			return;
+		}
+		if (r == 0)
+			break;
+		struct ctrl_msg *m = &c->ctrlq[c->ctrl_head];
+		uint8_t buf[8 + CONSOLE_PORT_NAME_MAX];
+		size_t n = 8;
+		memcpy(buf, &m->id, 4);
+		memcpy(buf + 4, &m->event, 2);
+		memcpy(buf + 6, &m->value, 2);
+		if (m->event == PORT_NAME) {
+			memcpy(buf + 8, m->name, strlen(m->name));
+			n += strlen(m->name);
+		}
+		size_t w = iov_from_buf(c->elem.in, c->elem.in_num, 0, buf, n);
+		vq_push(&qs->vq, c->elem.head, (uint32_t)w);
+		pushed = true;
+		c->ctrl_head = (c->ctrl_head + 1) % CTRLQ_MAX;
+		c->ctrl_count--;
+	}
+	if (pushed)
+		virtio_queue_interrupt(vp, CTRL_RX);
+}
+
+static void send_ctrl(struct virtio_pci *vp, uint32_t id, uint16_t event, uint16_t value,
+		      const char *name)
+{
+	struct virtio_console *c = vp->dev;
+	if (c->ctrl_count == CTRLQ_MAX) {
+		log_warn(vp->tag, "control queue full: a message for port %u is lost", id);
+		return;
+	}
+	struct ctrl_msg *m = &c->ctrlq[(c->ctrl_head + c->ctrl_count) % CTRLQ_MAX];
+	*m = (struct ctrl_msg){id, event, value, ""};
+	if (name)
+		snprintf(m->name, sizeof(m->name), "%s", name);
+	c->ctrl_count++;
+	flush_ctrl(vp);
+}
+
+static void on_client(struct virtio_pci *vp, void *arg);
+
+static void watch_client(struct port *p, bool on)
+{
+	struct virtio_pci *vp = p->con->vp;
+	if (p->client_fd < 0 || p->client_watched == on)
+		return;
+	if (on)
+		p->client_watched = virtio_pci_watch(vp, p->client_fd, on_client, p) == 0;
+	else {
+		virtio_pci_unwatch(vp, p->client_fd);
+		p->client_watched = false;
+	}
+}
+
+/* Move host bytes into the port's receive buffers; resume reading the socket when drained. */
+static void flush_rx(struct virtio_pci *vp, struct port *p)
+{
+	struct virtio_queue_state *qs = &vp->q[rxq(p->id)];
+	bool pushed = false;
+	if (!qs->ready || vp->broken || !(vp->status & VIRTIO_STATUS_DRIVER_OK))
+		return;
+	struct virtio_console *c = vp->dev;
+	while (p->poff < p->plen) {
+		const char *why;
+		int r = vq_pop(&qs->vq, &c->elem, &why);
+		if (r < 0) {
+			virtio_needs_reset(vp, why);
+			return;
+		}
+		if (r == 0)
+			break;
+		size_t w = iov_from_buf(c->elem.in, c->elem.in_num, 0, p->pending + p->poff,
+					p->plen - p->poff);
+		p->poff += w;
+		vq_push(&qs->vq, c->elem.head, (uint32_t)w);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_queue_interrupt(vp, rxq(p->id));
+	if (p->poff == p->plen) {
+		p->poff = p->plen = 0;
+		watch_client(p, true);
+	}
+}
+
+static void drop_client(struct virtio_pci *vp, struct port *p)
+{
+	watch_client(p, false);
+	close(p->client_fd);
+	p->client_fd = -1;
+	p->plen = p->poff = 0;
+	if (p->ready)
+		send_ctrl(vp, p->id, PORT_OPEN, 0, NULL);
+}
+
+static void on_client(struct virtio_pci *vp, void *arg)
+{
+	struct port *p = arg;
+	if (p->plen) /* still delivering the last read */
+		return;
+	ssize_t n = read(p->client_fd, p->pending, sizeof(p->pending));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		drop_client(vp, p);
+		return;
+	}
+	p->plen = (size_t)n;
+	p->poff = 0;
+	watch_client(p, false); /* backpressure: read more once the guest took this */
+	flush_rx(vp, p);
+}
+
+static void on_accept(struct virtio_pci *vp, void *arg)
+{
+	struct port *p = arg;
+	int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (p->client_fd >= 0) { /* one host client per port */
+		close(fd);
+		return;
+	}
+	p->client_fd = fd;
+	watch_client(p, true);
+	if (p->ready)
+		send_ctrl(vp, p->id, PORT_OPEN, 1, NULL);
+}
+
+/* Bytes the guest wrote to a port go to its host client (dropped when none is connected). */
+static void port_tx(struct virtio_pci *vp, struct port *p, unsigned qi)
+{
+	struct virtio_console *c = vp->dev;
+	struct virtqueue *vq = &vp->q[qi].vq;
+	bool pushed = false;
+	const char *why;
+	int r;
+	while ((r = vq_pop(vq, &c->elem, &why)) > 0) {
+		if (p && p->client_fd >= 0) {
+			struct iovec *iov = c->elem.out;
+			unsigned n = c->elem.out_num;
+			while (n) {
+				ssize_t w = writev(p->client_fd, iov, (int)n);
+				if (w < 0) {
+					if (errno == EINTR)
+						continue;
+					if (errno != EAGAIN)
+						drop_client(vp, p);
+					break; /* a slow reader loses data rather than stall the
+						  guest */
+				}
+				while (n && (size_t)w >= iov->iov_len)
+					w -= (ssize_t)iov->iov_len, iov++, n--;
+				if (n && w) {
+					iov->iov_base = (uint8_t *)iov->iov_base + w;
+					iov->iov_len -= (size_t)w;
+				}
+			}
+		}
+		vq_push(vq, c->elem.head, 0);
+		pushed = true;
+	}
+	if (r < 0)
+		virtio_needs_reset(vp, why);
+	else if (pushed)
+		virtio_queue_interrupt(vp, qi);
+}
+
+static void control_tx(struct virtio_pci *vp)
+{
+	struct virtio_console *c = vp->dev;
+	struct virtqueue *vq = &vp->q[CTRL_TX].vq;
+	const char *why;
+	int r;
+	bool pushed = false;
+	while ((r = vq_pop(vq, &c->elem, &why)) > 0) {
+		uint8_t m[8];
+		size_t n = iov_to_buf(c->elem.out, c->elem.out_num, 0, m, sizeof(m));
+		vq_push(vq, c->elem.head, 0);
+		pushed = true;
+		if (n < 8)
+			continue; /* too short: ignored */
+		uint32_t id;
+		uint16_t event, value;
+		memcpy(&id, m, 4);
+		memcpy(&event, m + 4, 2);
+		memcpy(&value, m + 6, 2);
+		struct port *p = port_by_id(c, id);
+		switch (event) {
+		case DEVICE_READY:
+			if (value != 1)
+				break;
+			for (unsigned i = 0; i < c->nports; i++)
+				send_ctrl(vp, c->ports[i].id, DEVICE_ADD, 0, NULL);
+			break;
+		case PORT_READY:
+			if (!p || value != 1) {
+				log_debug(vp->tag, "port %u failed to initialise in the guest", id);
+				break;
+			}
+			p->ready = true;
+			send_ctrl(vp, p->id, PORT_NAME, 1, p->name);
+			if (p->client_fd >= 0)
+				send_ctrl(vp, p->id, PORT_OPEN, 1, NULL);
+			break;
+		case PORT_OPEN:
+			if (p)
+				p->guest_open = value;
+			break;
+		default:
+			break;
+		}
+	}
+	if (r < 0)
+		virtio_needs_reset(vp, why);
+	else if (pushed)
+		virtio_queue_interrupt(vp, CTRL_TX);
+}
+
+static void con_notify(struct virtio_pci *vp, unsigned qi)
+{
+	struct virtio_console *c = vp->dev;
+	if (qi == CTRL_RX) {
+		flush_ctrl(vp);
+	} else if (qi == CTRL_TX) {
+		control_tx(vp);
+	} else if (qi % 2 == 0) { /* a receiveq got buffers */
+		struct port *p = port_by_id(c, qi == 0 ? 0 : qi / 2 - 1);
+		if (p)
+			flush_rx(vp, p);
+	} else {
+		port_tx(vp, port_by_id(c, qi == 1 ? 0 : (qi - 3) / 2), qi);
+	}
+}
+
+static void con_reset(struct virtio_pci *vp)
+{
+	struct virtio_console *c = vp->dev;
+	c->ctrl_head = c->ctrl_count = 0;
+	for (unsigned i = 0; i < c->nports; i++) {
+		c->ports[i].ready = c->ports[i].guest_open = false;
+		c->ports[i].plen = c->ports[i].poff = 0;
+		watch_client(&c->ports[i], true);
+	}
+}
+
+static void con_destroy(struct virtio_pci *vp)
+{
+	struct virtio_console *c = vp->dev;
+	for (unsigned i = 0; i < c->nports; i++) {
+		struct port *p = &c->ports[i];
+		if (p->client_fd >= 0)
+			close(p->client_fd);
+		if (p->listen_fd >= 0) {
+			close(p->listen_fd);
+			unlink(p->path);
+		}
+		free(p->path);
+	}
+	free(c);
+	vp->dev = NULL;
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path); /* stale socket of an earlier run */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static const struct virtio_device_ops con_ops_template = {
+    .name = "virtio-console",
+    .device_id = 3,
+    .pci_class = 0x078000,
+    .queue_max = CON_QUEUE_SIZE,
+    .features = 1ULL << F_MULTIPORT,
+    .config_size = 12,
+    .config_read = config_read,
+    .reset = con_reset,
+    .queue_notify = con_notify,
+    .destroy = con_destroy,
+    .owns_ops = true,
+};
+
+int virtio_console_create(struct vm *vm, const struct console_port_cfg *ports, unsigned n)
+{
+	struct virtio_console *c = calloc(1, sizeof(*c));
+	struct virtio_device_ops *ops = malloc(sizeof(*ops));
+	int r = 0;
+	if (!c || !ops) {
+		free(c);
+		free(ops);
+		return -ENOMEM;
+	}
+	c->nports = n;
+	for (unsigned i = 0; i < n; i++) {
+		struct port *p = &c->ports[i];
+		p->id = i + 1;
+		p->con = c;
+		p->client_fd = -1;
+		snprintf(p->name, sizeof(p->name), "%s", ports[i].name);
+		p->path = strdup(ports[i].socket);
+		p->listen_fd = listen_on(ports[i].socket);
+		if (p->listen_fd < 0) {
+			r = p->listen_fd;
+			log_err("virtio-console",
+				"--console-port name=%s: cannot listen on '%s': %s", p->name,
+				ports[i].socket, strerror(-r));
+			goto fail;
+		}
+	}
+	uint32_t max_ports = n + 1;
+	memcpy(c->config + 4, &max_ports, 4); /* cols, rows = 0; max_nr_ports; emerg_wr = 0 */
+	*ops = con_ops_template;
+	ops->num_queues = (uint16_t)(2 * (n + 1) + 2);
+	struct virtio_pci *vp;
+	if ((r = virtio_pci_create(vm, ops, c, &vp)))
+		goto fail;
+	c->vp = vp;
+	for (unsigned i = 0; i < n; i++)
+		if ((r = virtio_pci_watch(vp, c->ports[i].listen_fd, on_accept, &c->ports[i])))
+			return r; /* on the bus already: the VM teardown frees it */
+	return 0;
+fail:
+	for (unsigned i = 0; i < n; i++) {
+		if (c->ports[i].listen_fd > 0) {
+			close(c->ports[i].listen_fd);
+			unlink(c->ports[i].path);
+		}
+		free(c->ports[i].path);
+	}
+	free(c);
+	free(ops);
+	return r;
+}
