@@ -191,7 +191,7 @@ def test_json_disks_and_flag_override(vmm, guest, tmp_path):
 @pytest.mark.parametrize("spec,words", [
     ("name=x", ["--console-port", "both name= and socket= are required"]),
     ("socket=/tmp/a.sock", ["--console-port", "both name= and socket= are required"]),
-    ("name=x,socket=/tmp/a.sock,speed=9600", ["--console-port", "unknown option 'speed'"]),
+    ("name=x,socket=/tmp/a.sock,speed=9600", ["--console-port", "unknown option 'speed=9600'"]),
     ("name=" + "n" * 64 + ",socket=/tmp/a.sock", ["--console-port", "1..63 characters"]),
 ])
 def test_bad_console_port(vmm, guest, spec, words):
