@@ -287,6 +287,98 @@ static int json_disk(struct vm_config *c, json_t *o, const char *where, struct c
 	return add_disk(c, spec, where, err);
 }
 
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &tail) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	return (mac[0] & 1) ? -EINVAL : 0; /* a multicast address cannot be a NIC's */
+}
+
+/* "tap=NAME|bridge=NAME|fd=N[,mac=MAC]" */
+static int parse_nic(struct nic_cfg *n, const char *v, const char *what, struct cfg_error *err)
+{
+	char *copy = strdup(v), *save = NULL;
+	int ret = 0, have = 0;
+	if (!copy)
+		return fail(err, "%s: out of memory", what);
+	memset(n, 0, sizeof(*n));
+	n->fd = -1;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		const char *val = eq ? eq + 1 : "";
+		if (eq)
+			*eq = 0;
+		if (!strcmp(tok, "tap") || !strcmp(tok, "bridge")) {
+			if (!*val || strlen(val) >= sizeof(n->ifname) || strchr(val, '/')) {
+				ret = fail(
+				    err,
+				    "%s '%s': %s must be an interface name of 1..15 characters",
+				    what, v, tok);
+				goto out;
+			}
+			n->kind = !strcmp(tok, "tap") ? NIC_TAP : NIC_BRIDGE;
+			snprintf(n->ifname, sizeof(n->ifname), "%s", val);
+			have++;
+		} else if (!strcmp(tok, "fd")) {
+			uint64_t fd;
+			if (parse_u64(val, &fd) || fd < 3 || fd > 65535) {
+				ret = fail(
+				    err, "%s '%s': fd must be an open file descriptor number >= 3",
+				    what, v);
+				goto out;
+			}
+			n->kind = NIC_FD;
+			n->fd = (int)fd;
+			have++;
+		} else if (!strcmp(tok, "mac")) {
+			if (parse_mac(val, n->mac)) {
+				ret = fail(
+				    err,
+				    "%s '%s': mac must be a unicast address like 02:00:00:12:34:56",
+				    what, v);
+				goto out;
+			}
+			n->mac_set = true;
+		} else {
+			ret = fail(err,
+				   "%s '%s': unknown option '%s' (known: tap=, bridge=, fd=, mac=)",
+				   what, v, tok);
+			goto out;
+		}
+	}
+	if (have != 1)
+		ret = fail(err, "%s '%s': give exactly one of tap=NAME, bridge=NAME or fd=N", what,
+			   v);
+out:
+	free(copy);
+	return ret;
+}
+
+static int add_nic(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (c->nnics == VM_NICS_MAX)
+		return fail(err, "%s: at most %d network interfaces", what, VM_NICS_MAX);
+	if (parse_nic(&c->nics[c->nnics], v, what, err))
+		return -EINVAL;
+	c->nnics++;
+	return 0;
+}
+
+static int set_nic(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (!c->nics_from_flags) {
+		memset(c->nics, 0, sizeof(c->nics));
+		c->nnics = 0;
+		c->nics_from_flags = true;
+	}
+	return add_nic(c, v, what, err);
+}
+
 /* "name=NAME,socket=PATH" */
 static int parse_port(struct console_port_cfg *pc, const char *v, const char *what,
 		      struct cfg_error *err)
@@ -456,6 +548,8 @@ static const struct option_def options[] = {
      "stop the VM after this long (exit status 6); 0 = never (default)"},
     {"disk", 0, NULL, ARG_STR, set_disk, "PATH[,OPTS]",
      "add a virtio-blk disk (repeatable); OPTS: readonly, cache=none, serial=S"},
+    {"net", 0, NULL, ARG_STR, set_nic, "tap=T|bridge=B|fd=N[,mac=M]",
+     "add a virtio-net NIC on a TAP: named, new on a bridge, or passed in (repeatable)"},
     {"console-port", 0, NULL, ARG_STR, set_port, "name=N,socket=P",
      "add a named virtio-console port served on a unix socket (repeatable)"},
     {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
@@ -517,6 +611,30 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 				char where[400];
 				snprintf(where, sizeof(where), "%s: field 'disks[%zu]'", origin, i);
 				if ((ret = json_disk(c, d, where, err)))
+					goto out;
+			}
+			continue;
+		}
+		if (!strcmp(key, "nets")) {
+			if (!json_is_array(val)) {
+				ret = fail(err, "%s: field 'nets': must be an array", origin);
+				goto out;
+			}
+			memset(c->nics, 0, sizeof(c->nics));
+			c->nnics = 0;
+			size_t i;
+			json_t *nv;
+			json_array_foreach(val, i, nv)
+			{
+				char where[400];
+				snprintf(where, sizeof(where), "%s: field 'nets[%zu]'", origin, i);
+				if (!json_is_string(nv)) {
+					ret = fail(
+					    err, "%s: must be a string like \"bridge=br0,mac=...\"",
+					    where);
+					goto out;
+				}
+				if ((ret = add_nic(c, json_string_value(nv), where, err)))
 					goto out;
 			}
 			continue;
@@ -768,6 +886,21 @@ char *config_to_json(const struct vm_config *c)
 		json_array_append_new(ports, jp);
 	}
 	json_object_set_new(o, "console_ports", ports);
+	json_t *nets = json_array();
+	for (unsigned i = 0; i < c->nnics; i++) {
+		const struct nic_cfg *n = &c->nics[i];
+		char spec[64];
+		int len = n->kind == NIC_FD
+			      ? snprintf(spec, sizeof(spec), "fd=%d", n->fd)
+			      : snprintf(spec, sizeof(spec), "%s=%s",
+					 n->kind == NIC_TAP ? "tap" : "bridge", n->ifname);
+		if (n->mac_set)
+			snprintf(spec + len, sizeof(spec) - (size_t)len,
+				 ",mac=%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+				 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+		json_array_append_new(nets, json_string(spec));
+	}
+	json_object_set_new(o, "nets", nets);
 	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
 	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);

@@ -30,6 +30,18 @@ struct console_port_cfg {
 	char *socket; /* unix socket path the host side listens on */
 };
 
+#define VM_NICS_MAX 4
+
+enum nic_kind { NIC_TAP, NIC_BRIDGE, NIC_FD };
+
+struct nic_cfg {
+	enum nic_kind kind;
+	char ifname[16]; /* tap=NAME, or bridge=NAME */
+	int fd;		 /* fd=N: an open TAP handed over by the parent */
+	uint8_t mac[6];
+	bool mac_set; /* else generated (locally administered) */
+};
+
 enum boot_mode { BOOT_AUTO = 0, BOOT_LINUX, BOOT_PVH };
 enum serial_kind { SERIAL_NONE = 0, SERIAL_STDOUT, SERIAL_FILE, SERIAL_PTY, SERIAL_UNIX };
 enum on_reboot { ON_REBOOT_EXIT = 0, ON_REBOOT_RESTART };
@@ -55,6 +67,9 @@ struct vm_config {
 	struct disk_cfg disks[VM_DISKS_MAX];
 	unsigned ndisks;
 	bool disks_from_flags; /* --disk given: it replaces the config file's disks */
+	struct nic_cfg nics[VM_NICS_MAX];
+	unsigned nnics;
+	bool nics_from_flags;
 	struct console_port_cfg ports[VM_CONSOLE_PORTS_MAX];
 	unsigned nports;
 	bool ports_from_flags;

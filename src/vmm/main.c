@@ -1,5 +1,6 @@
 /* berth-vmm: run one VM from flags or a JSON config; exit status tells how the guest ended. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,24 @@ int main(int argc, char **argv)
 			goto out_img;
 		}
 		blk_close(&b);
+	}
+	for (unsigned i = 0; i < cfg.nnics; i++) { /* do the named host resources exist? */
+		const struct nic_cfg *n = &cfg.nics[i];
+		char path[64];
+		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", n->ifname);
+		if (n->kind == NIC_BRIDGE && access(path, F_OK) != 0) {
+			fprintf(stderr, "berth-vmm: error: --net bridge=%s: no such bridge\n",
+				n->ifname);
+			status = EXIT_CONFIG;
+			goto out_img;
+		}
+		if (n->kind == NIC_FD && fcntl(n->fd, F_GETFD) < 0) {
+			fprintf(stderr,
+				"berth-vmm: error: --net fd=%d: not an open file descriptor\n",
+				n->fd);
+			status = EXIT_CONFIG;
+			goto out_img;
+		}
 	}
 	if (cfg.print_config) { /* validated like --check; stdout holds only the JSON */
 		char *j = config_to_json(&cfg);

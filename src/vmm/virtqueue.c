@@ -175,6 +175,11 @@ int vq_pop(struct virtqueue *vq, struct vq_elem *e, const char **why)
 	return 1;
 }
 
+bool vq_has_avail(struct virtqueue *vq)
+{
+	return avail_idx(vq) != vq->last_avail;
+}
+
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *ring = (struct vring_used_elem *)(vq->used + 4);

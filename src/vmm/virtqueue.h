@@ -67,6 +67,15 @@ int vq_init(struct virtqueue *vq, const struct guest_mem *mem, uint16_t size, ui
  */
 int vq_pop(struct virtqueue *vq, struct vq_elem *e, const char **why);
 
+/* Give back the last n chains taken with vq_pop, unused (they will be popped again). */
+static inline void vq_unpop(struct virtqueue *vq, uint16_t n)
+{
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+}
+
+/* True if the driver has made chains available that vq_pop has not taken yet. */
+bool vq_has_avail(struct virtqueue *vq);
+
 /* Return a chain: len bytes were written into its writable buffers. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 

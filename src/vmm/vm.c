@@ -383,6 +383,9 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 	for (unsigned i = 0; i < cfg->ndisks; i++)
 		if ((r = virtio_blk_create(vm, &cfg->disks[i], cfg->cpus)))
 			return r;
+	for (unsigned i = 0; i < cfg->nnics; i++)
+		if ((r = virtio_net_create(vm, &cfg->nics[i], cfg->name, i)))
+			return r;
 	if (cfg->nports && (r = virtio_console_create(vm, cfg->ports, cfg->nports)))
 		return r;
 	if (cfg->rng && (r = virtio_rng_create(vm)))

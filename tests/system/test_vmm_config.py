@@ -201,3 +201,24 @@ def test_bad_console_port(vmm, guest, spec, words):
 def test_console_port_names_unique(vmm, guest, tmp_path):
     expect_error(run_vmm(["--check", "--console-port", f"name=a,socket={tmp_path}/1",
                           "--console-port", f"name=a,socket={tmp_path}/2"]), "same name")
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("bridge=nobr0", ["--net bridge=nobr0", "no such bridge"]),
+    ("fd=77", ["--net fd=77", "not an open file descriptor"]),
+    ("tap=x,mac=01:00:00:00:00:01", ["--net", "unicast"]),
+    ("tap=x,bridge=y", ["--net", "exactly one of"]),
+    ("mac=02:00:00:00:00:01", ["--net", "exactly one of"]),
+    ("tap=averyveryverylongname", ["--net", "1..15 characters"]),
+    ("tap=x,speed=10", ["--net", "unknown option 'speed'"]),
+])
+def test_bad_net(vmm, guest, spec, words):
+    expect_error(run_vmm(["--check", "--net", spec]), *words)
+
+
+def test_json_nets_round_trip(vmm, guest, tmp_path):
+    f = tmp_path / "vm.json"
+    f.write_text(json.dumps({"kernel": GUEST, "nets": ["tap=tap7,mac=02:00:00:00:00:07"]}))
+    r = run_vmm(["--config", str(f), "--print-config"], guest=False)
+    assert r.rc == 0, r
+    assert json.loads(r.out)["nets"] == ["tap=tap7,mac=02:00:00:00:00:07"]

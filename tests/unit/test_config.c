@@ -679,6 +679,13 @@ static void assert_config_equal(const struct vm_config *a, const struct vm_confi
 		assert_int_equal(a->disks[i].cache_none, b->disks[i].cache_none);
 		assert_string_equal(a->disks[i].serial, b->disks[i].serial);
 	}
+	assert_int_equal(a->nnics, b->nnics);
+	for (unsigned i = 0; i < a->nnics; i++) {
+		assert_int_equal(a->nics[i].kind, b->nics[i].kind);
+		assert_string_equal(a->nics[i].ifname, b->nics[i].ifname);
+		assert_int_equal(a->nics[i].mac_set, b->nics[i].mac_set);
+		assert_memory_equal(a->nics[i].mac, b->nics[i].mac, 6);
+	}
 	assert_int_equal(a->nports, b->nports);
 	for (unsigned i = 0; i < a->nports; i++) {
 		assert_string_equal(a->ports[i].name, b->ports[i].name);
@@ -717,7 +724,8 @@ static void test_golden_config(void **state)
 		      "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120",
 		      "--name", "golden", "--log-level", "debug", "--rng", "--disk",
 		      "/d/a.img,readonly,cache=none,serial=S1", "--disk", "/d/b.img",
-		      "--console-port", "name=org.qemu.guest_agent.0,socket=/run/qga.sock");
+		      "--console-port", "name=org.qemu.guest_agent.0,socket=/run/qga.sock", "--net",
+		      "bridge=br0,mac=02:00:00:aa:bb:cc");
 	assert_int_equal(r, CFG_RUN);
 	static const char golden[] =
 	    "{\n"
@@ -752,6 +760,9 @@ static void test_golden_config(void **state)
 	    "      \"name\": \"org.qemu.guest_agent.0\",\n"
 	    "      \"socket\": \"/run/qga.sock\"\n"
 	    "    }\n"
+	    "  ],\n"
+	    "  \"nets\": [\n"
+	    "    \"bridge=br0,mac=02:00:00:aa:bb:cc\"\n"
 	    "  ],\n"
 	    "  \"log_level\": \"debug\"\n"
 	    "}";
