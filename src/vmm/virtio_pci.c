@@ -436,6 +436,9 @@ static void *io_thread(void *arg)
 {
 	struct virtio_pci *vp = arg;
 	struct epoll_event evs[32];
+	char name[16];
+	snprintf(name, sizeof(name), "io-%s", vp->tag + strlen("virtio-"));
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		int n = epoll_wait(vp->epfd, evs, 32, -1);
 		if (n < 0) {
