@@ -17,6 +17,7 @@
 #define BLK_QUEUE_SIZE 256
 #define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2)
 #define SECTOR 512ULL
+#define BLK_POLL_US 50 /* adaptive polling window of the I/O thread */
 
 /* Feature bits (5.2.3). */
 #define F_SEG_MAX 2
@@ -269,6 +270,18 @@ static void on_completion(struct virtio_pci *vp, void *arg)
 	interrupt_touched(vp, touched);
 }
 
+/* Polling hook: reap completions without waiting for the eventfd. */
+static bool blk_poll(struct virtio_pci *vp)
+{
+	struct virtio_blk *b = vp->dev;
+	if (!b->inflight || !io_uring_cq_ready(&b->ring))
+		return false;
+	bool touched[VIRTIO_MAX_QUEUES] = {0};
+	reap(vp, touched);
+	interrupt_touched(vp, touched);
+	return true;
+}
+
 static void blk_notify(struct virtio_pci *vp, unsigned qi)
 {
 	struct virtio_blk *b = vp->dev;
@@ -389,6 +402,8 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 	    .queue_notify = blk_notify,
 	    .destroy = blk_destroy,
 	    .owns_ops = true,
+	    .poll_us = BLK_POLL_US,
+	    .poll = blk_poll,
 	};
 	struct virtio_pci *vp;
 	if ((r = virtio_pci_create(vm, ops, b, &vp)))

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -432,6 +433,43 @@ static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t l
 	return c;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* One polling pass over the queues and the device's own poll hook; true if work was found. */
+static bool poll_once(struct virtio_pci *vp)
+{
+	bool work = false;
+	pthread_mutex_lock(&vp->lock);
+	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && !vp->broken) {
+		for (unsigned q = 0; q < vp->ops->num_queues; q++) {
+			if (vp->q[q].ready && vq_has_avail(&vp->q[q].vq)) {
+				vp->ops->queue_notify(vp, q);
+				work = true;
+			}
+		}
+		if (vp->ops->poll && vp->ops->poll(vp))
+			work = true;
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return work;
+}
+
+static void busy_poll(struct virtio_pci *vp)
+{
+	uint64_t budget = (uint64_t)vp->ops->poll_us * 1000, start = now_ns();
+	while (now_ns() - start < budget) {
+		if (poll_once(vp))
+			start = now_ns(); /* busy: keep going */
+		else
+			__builtin_ia32_pause();
+	}
+}
+
 static void *io_thread(void *arg)
 {
 	struct virtio_pci *vp = arg;
@@ -468,6 +506,8 @@ static void *io_thread(void *arg)
 				vp->ops->queue_notify(vp, qi);
 			pthread_mutex_unlock(&vp->lock);
 		}
+		if (vp->ops->poll_us)
+			busy_poll(vp);
 	}
 }
 

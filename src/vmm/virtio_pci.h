@@ -59,6 +59,13 @@ struct virtio_device_ops {
 	void (*queue_notify)(struct virtio_pci *vp, unsigned q);
 	void (*destroy)(struct virtio_pci *vp);
 	bool owns_ops; /* this table was allocated for one device: free it with the device */
+	/*
+	 * Adaptive polling: after handling events, the I/O thread keeps checking the queues (and
+	 * poll(), e.g. for completions) for up to poll_us before sleeping — this saves a doorbell
+	 * exit and a wake-up per request under load. 0 = never poll.
+	 */
+	unsigned poll_us;
+	bool (*poll)(struct virtio_pci *vp); /* lock held; true if it found work */
 };
 
 struct virtio_queue_state {
