@@ -93,33 +93,50 @@ static bool bar_address_ok(const struct pci_bar *b, uint64_t addr)
 	return addr + b->size <= (1ULL << 46);
 }
 
-/* Make the MMIO bus match the BARs and the memory-enable bit (bus lock held). */
-static void update_bars(struct pci_device *d)
+static uint64_t bar_wanted(const struct pci_device *d, unsigned i)
 {
+	const struct pci_bar *b = &d->bar[i];
 	bool mem_on = pci_get16(d, PCI_COMMAND) & PCI_COMMAND_MEMORY;
-	for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
-		struct pci_bar *b = &d->bar[i];
-		if (!b->size)
-			continue;
-		uint64_t addr = bar_address(d, i);
-		uint64_t want = mem_on && bar_address_ok(b, addr) ? addr : 0;
-		if (want == b->mapped_at)
-			continue;
-		uint64_t old = b->mapped_at;
-		if (old)
-			bus_unregister(d->bus->mmio, old, b->opaque);
-		if (want) {
-			int r =
-			    bus_register(d->bus->mmio, want, b->size, b->ops, b->opaque, d->name);
-			if (r) {
-				log_debug(d->name, "BAR%u at 0x%llx not mapped: %s", i,
-					  (unsigned long long)want, strerror(-r));
-				want = 0;
+	uint64_t addr = bar_address(d, i);
+	return b->size && mem_on && bar_address_ok(b, addr) ? addr : 0;
+}
+
+/*
+ * Make the MMIO bus match every BAR and memory-enable bit on the bus (bus lock held): first
+ * unmap what moved, then map what wants to be mapped — so a BAR that could not be mapped because
+ * another range was in the way is mapped as soon as that range moves, whichever device owns it.
+ */
+static void sync_bars(struct pci_bus *pb)
+{
+	uint64_t before[PCI_MAX_SLOTS][PCI_NUM_BARS];
+	for (unsigned s = 0; s < PCI_MAX_SLOTS; s++) {
+		struct pci_device *d = pb->slot[s];
+		for (unsigned i = 0; d && i < PCI_NUM_BARS; i++) {
+			struct pci_bar *b = &d->bar[i];
+			before[s][i] = b->mapped_at;
+			if (b->mapped_at && b->mapped_at != bar_wanted(d, i)) {
+				bus_unregister(pb->mmio, b->mapped_at, b->opaque);
+				b->mapped_at = 0;
 			}
 		}
-		b->mapped_at = want;
-		if (d->bar_moved && old != want)
-			d->bar_moved(d, i, old, want);
+	}
+	for (unsigned s = 0; s < PCI_MAX_SLOTS; s++) {
+		struct pci_device *d = pb->slot[s];
+		for (unsigned i = 0; d && i < PCI_NUM_BARS; i++) {
+			struct pci_bar *b = &d->bar[i];
+			uint64_t want = bar_wanted(d, i);
+			if (want && !b->mapped_at) {
+				int r = bus_register(pb->mmio, want, b->size, b->ops, b->opaque,
+						     d->name);
+				if (r == 0)
+					b->mapped_at = want;
+				else
+					log_debug(d->name, "BAR%u at 0x%llx not mapped: %s", i,
+						  (unsigned long long)want, strerror(-r));
+			}
+			if (d->bar_moved && before[s][i] != b->mapped_at)
+				d->bar_moved(d, i, before[s][i], b->mapped_at);
+		}
 	}
 }
 
@@ -167,7 +184,7 @@ void pci_cfg_write(struct pci_bus *pb, unsigned bus, unsigned devfn, unsigned of
 				bars = true;
 		}
 		if (bars)
-			update_bars(d);
+			sync_bars(pb);
 		if (d->cfg_written)
 			d->cfg_written(d, off, size);
 	}
@@ -179,7 +196,7 @@ static uint64_t cf8_read(void *opaque, uint64_t off, unsigned size)
 {
 	struct pci_bus *pb = opaque;
 	(void)off;
-	return size == 4 ? pb->cf8 : (1ULL << (8 * size)) - 1;
+	return size == 4 ? pb->cf8 : size >= 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
 }
 
 static void cf8_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
@@ -195,7 +212,7 @@ static uint64_t cfc_read(void *opaque, uint64_t off, unsigned size)
 	struct pci_bus *pb = opaque;
 	uint32_t a = __atomic_load_n(&pb->cf8, __ATOMIC_RELAXED);
 	if (!(a & 0x80000000u) || off + size > 4)
-		return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
+		return size >= 8 ? ~0ULL : size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
 	return pci_cfg_read(pb, (a >> 16) & 0xff, (a >> 8) & 0xff, (a & 0xfc) + (unsigned)off,
 			    size);
 }
@@ -267,17 +284,23 @@ void pci_bus_destroy(struct pci_bus *pb)
 	pthread_mutex_destroy(&pb->lock);
 }
 
-static int place_bar(struct pci_bus *pb, struct pci_bar *b, uint64_t *addr)
+static int place_in(uint64_t *next, uint64_t end, uint64_t size, uint64_t *addr)
 {
-	bool high = b->is64 && b->prefetch && pb->mmio64_end > pb->mmio64_next;
-	uint64_t *next = high ? &pb->mmio64_next : &pb->mmio32_next;
-	uint64_t end = high ? pb->mmio64_end : pb->mmio32_end;
-	uint64_t a = ALIGN_UP(*next, b->size);
-	if (a < *next || a + b->size > end || a + b->size < a)
+	uint64_t a = ALIGN_UP(*next, size);
+	if (a < *next || a + size > end || a + size < a)
 		return -ENOSPC;
 	*addr = a;
-	*next = a + b->size;
+	*next = a + size;
 	return 0;
+}
+
+/* 64-bit prefetchable BARs go high when there is room there; everything else below 4 GiB. */
+static int place_bar(struct pci_bus *pb, struct pci_bar *b, uint64_t *addr)
+{
+	if (b->is64 && b->prefetch &&
+	    place_in(&pb->mmio64_next, pb->mmio64_end, b->size, addr) == 0)
+		return 0;
+	return place_in(&pb->mmio32_next, pb->mmio32_end, b->size, addr);
 }
 
 int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
@@ -310,7 +333,7 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 	pci_put16(d, PCI_COMMAND, pci_get16(d, PCI_COMMAND) | PCI_COMMAND_MEMORY);
 	pthread_mutex_lock(&pb->lock);
 	pb->slot[s] = d;
-	update_bars(d);
+	sync_bars(pb);
 	pthread_mutex_unlock(&pb->lock);
 	return 0;
 }

@@ -3,6 +3,8 @@
 
 Run from anywhere: python3 tests/fuzz/make_seeds.py. The outputs are committed; rerun only when the
 input format of a target changes. fuzz_boot_image inputs are: mode byte, RAM-size byte, kernel file.
+fuzz_virtqueue inputs are a small header (queue size, features, ring addresses, guest writes) and a
+guest RAM image; fuzz_pci_config inputs are 8-byte config-space operations.
 """
 import os
 import struct
@@ -74,6 +76,184 @@ def pvh_elf(is64=True, entry=0x100000, text=0x100, paddr=0x100000):
     return bytes(f)
 
 
+# --- fuzz_virtqueue: see the input layout at the top of tests/fuzz/fuzz_virtqueue.c. ---
+
+VQ_NEXT, VQ_WRITE, VQ_INDIRECT = 1, 2, 4
+VQ_HI = 0x80000000  # ring address flag: region 1 (4 GiB)
+
+
+class Ram:
+    """Region 0 of the fuzz target's guest RAM (60 KiB at 0); region 1 (4 KiB) follows it."""
+
+    def __init__(self, size=0x4000):
+        self.b = bytearray(size)
+
+    def desc(self, table, i, addr, length, flags=0, nxt=0):
+        struct.pack_into("<QIHH", self.b, table + 16 * i, addr, length, flags, nxt)
+
+    def u16(self, off, v):
+        struct.pack_into("<H", self.b, off, v)
+
+
+def vq_ring(qsize, heads, used_event=0, flags=0):
+    """Avail-ring contents: flags, idx, ring[qsize], used_event (idx = number of heads)."""
+    ring = [0] * qsize
+    for i, h in enumerate(heads):
+        ring[i % qsize] = h
+    return struct.pack("<HH", flags, len(heads) & 0xFFFF) + struct.pack(
+        "<%dH" % qsize, *ring) + struct.pack("<H", used_event)
+
+
+def vq_input(qsize, indirect, event_idx, desc, avail, used, ram, writes=(), quiet=False):
+    log2 = qsize.bit_length() - 1
+    feat = (1 if indirect else 0) | (2 if event_idx else 0) | (4 if quiet else 0)
+    hdr = bytes([log2, feat]) + struct.pack("<III", desc, avail, used) + bytes([len(writes)])
+    w = b"".join(struct.pack("<HH", off, val) for off, val in writes)
+    return hdr + w + bytes(ram.b)
+
+
+def vq_seeds():
+    D, A, U, TBL, BUF = 0x0, 0x1000, 0x1400, 0x1C00, 0x2000
+    seeds = {}
+
+    # Readable+writable chains, out of table order, and a single writable buffer.
+    r = Ram()
+    r.desc(D, 0, BUF, 16, VQ_NEXT, 5)
+    r.desc(D, 5, BUF + 0x100, 32, VQ_NEXT, 2)
+    r.desc(D, 2, BUF + 0x200, 64, VQ_WRITE)
+    r.desc(D, 3, BUF + 0x300, 512, VQ_WRITE)
+    r.b[A:A + 22] = vq_ring(8, [0, 3])
+    seeds["direct-rw"] = vq_input(8, False, False, D, A, U, r)
+
+    # Indirect table (3 entries), then a direct chain; EVENT_IDX off.
+    r = Ram()
+    r.desc(D, 0, TBL, 48, VQ_INDIRECT)
+    r.desc(TBL, 0, BUF, 8, VQ_NEXT, 1)
+    r.desc(TBL, 1, BUF + 0x10, 8, VQ_NEXT, 2)
+    r.desc(TBL, 2, BUF + 0x20, 100, VQ_WRITE)
+    r.desc(D, 1, BUF + 0x400, 4, VQ_NEXT, 2)
+    r.desc(D, 2, BUF + 0x500, 4, VQ_WRITE)
+    r.b[A:A + 14] = vq_ring(4, [0, 1])
+    seeds["indirect"] = vq_input(4, True, False, D, A, U, r)
+
+    # EVENT_IDX: five requests, used_event 2, and the guest adding two more between pops.
+    r = Ram()
+    for i in range(16):
+        r.desc(D, i, BUF + 0x100 * i, 0x40, VQ_WRITE)
+    r.b[A:A + 38] = vq_ring(16, [4, 3, 2, 1, 0, 5, 6], used_event=2)
+    r.u16(A + 2, 5)
+    writes = [(A + 2, 6), (A + 2, 7), (A + 36, 6)]
+    seeds["event-idx"] = vq_input(16, False, True, D, A, U, r, writes, quiet=True)
+
+    # Rings in region 1 (4 GiB), buffers in both regions.
+    r = Ram(0xF000 + 0x1000)
+    hi = 0xF000  # offset of region 1 in the image
+    HI = 0x100000000
+    for i in range(32):
+        struct.pack_into("<QIHH", r.b, hi + 16 * i,
+                         (BUF + 0x40 * i) if i % 2 == 0 else (HI + 0xC00 + 8 * i), 8,
+                         VQ_NEXT if i % 4 != 3 else 0, i + 1)
+    ring = vq_ring(32, [0, 4, 8, 12])
+    r.b[hi + 0x200:hi + 0x200 + len(ring)] = ring
+    seeds["high-rings"] = vq_input(32, False, False, VQ_HI, VQ_HI | 0x200, VQ_HI | 0x300, r)
+
+    # Every descriptor of a 256-entry queue in one chain (readable half, writable half).
+    r = Ram()
+    for i in range(256):
+        r.desc(D, i, BUF + 0x20 * i, 0x20, (VQ_NEXT if i < 255 else 0) |
+               (VQ_WRITE if i >= 128 else 0), i + 1)
+    r.b[A:A + 518] = vq_ring(256, [0])
+    seeds["full-256"] = vq_input(256, False, False, D, A, U, r)
+
+    # Malformed: a loop, then (after the guest fixes nothing) the device stops.
+    r = Ram()
+    r.desc(D, 0, BUF, 8, VQ_NEXT, 1)
+    r.desc(D, 1, BUF, 8, VQ_NEXT, 0)
+    r.b[A:A + 22] = vq_ring(8, [0])
+    seeds["loop"] = vq_input(8, False, False, D, A, U, r)
+
+    # Malformed indirect: nested table, with INDIRECT negotiated and EVENT_IDX.
+    r = Ram()
+    r.desc(D, 0, TBL, 32, VQ_INDIRECT)
+    r.desc(TBL, 0, BUF, 8, VQ_NEXT, 1)
+    r.desc(TBL, 1, TBL + 0x100, 16, VQ_INDIRECT)
+    r.b[A:A + 14] = vq_ring(4, [0])
+    seeds["nested-indirect"] = vq_input(4, True, True, D, A, U, r)
+    return seeds
+
+
+# --- fuzz_pci_config: 8-byte operations, see tests/fuzz/fuzz_pci_config.c. ---
+
+CF8_WRITE, CFC_READ, CFC_WRITE, ECAM_READ, ECAM_WRITE, BAR_ACCESS, PIO_RAW, DIRECT = range(8)
+SIZE_LOG = {1: 0, 2: 1, 4: 2, 8: 3}
+
+
+def pci_op(what, size=4, slot=0, reg=0, val=0, flags=0):
+    return struct.pack("<BBHI", what | SIZE_LOG[size] << 3 | flags, slot, reg, val)
+
+
+def cf8(slot, reg):
+    return pci_op(CF8_WRITE, 4, slot, reg, 0x80000000)
+
+
+def pci_seeds():
+    seeds = {}
+    # What Linux does at boot: probe slots, read IDs and header type, size and restore BARs with
+    # decoding off, walk capabilities.
+    ops = [pci_op(CF8_WRITE, 4, 0, 0, 0x80000000)]
+    for slot in range(4):
+        ops += [cf8(slot, 0), pci_op(CFC_READ, 4, slot), cf8(slot, 0x0C),
+                pci_op(CFC_READ, 1, slot, 0x0E)]
+    for bar in range(6):
+        reg = 0x10 + 4 * bar
+        ops += [cf8(1, 4), pci_op(CFC_WRITE, 2, 1, 4, 0), cf8(1, reg), pci_op(CFC_READ, 4, 1, reg),
+                pci_op(CFC_WRITE, 4, 1, reg, 0xFFFFFFFF), pci_op(CFC_READ, 4, 1, reg),
+                pci_op(CFC_WRITE, 4, 1, reg, 0xC0000000 if bar == 0 else 0)]
+    ops += [cf8(1, 4), pci_op(CFC_WRITE, 2, 1, 4, 6), cf8(1, 0x34), pci_op(CFC_READ, 1, 1, 0x34),
+            cf8(1, 0x40), pci_op(CFC_READ, 2, 1, 0x40), cf8(1, 0x50), pci_op(CFC_READ, 2, 1, 0x50)]
+    seeds["linux-probe"] = b"".join(ops)
+
+    # ECAM: move BARs (32-bit, 64-bit with 8-byte writes, over each other), toggle decoding, touch
+    # the moved BARs through the MMIO bus.
+    ops = [pci_op(ECAM_WRITE, 4, 1, 0x10, 0xD0000000),
+           pci_op(BAR_ACCESS, 4, 1 << 1 | 0, 0x10),
+           pci_op(ECAM_WRITE, 8, 1, 0x1020, 0x0010000C),
+           pci_op(ECAM_WRITE, 4, 1, 0x24, 0x10),
+           pci_op(BAR_ACCESS, 8, 4 << 1 | 0, 0x100, 0, 0x20),
+           pci_op(ECAM_WRITE, 4, 2, 0x10, 0xD0000000),
+           pci_op(ECAM_WRITE, 2, 1, 0x04, 0),
+           pci_op(ECAM_WRITE, 4, 2, 0x10, 0xD0000000),
+           pci_op(ECAM_WRITE, 2, 1, 0x04, 2),
+           pci_op(ECAM_WRITE, 4, 2, 0x14, 0xFEC00000),
+           pci_op(ECAM_WRITE, 4, 2, 0x18, 0xFFFFFFFF),
+           pci_op(ECAM_READ, 8, 2, 0x10),
+           pci_op(ECAM_WRITE, 4, 2, 0x1C, 0xE0000000),
+           pci_op(ECAM_WRITE, 1, 2, 0x04, 0),
+           pci_op(ECAM_WRITE, 1, 2, 0x04, 2),
+           pci_op(BAR_ACCESS, 2, 0 << 1 | 1, 0x8)]
+    seeds["ecam-bar-moves"] = b"".join(ops)
+
+    # Odd accesses: other buses and functions, CF8 byte/word, 0xCF9..0xCFB, direct odd sizes and
+    # offsets at the end of config space, read-only fields.
+    ops = [pci_op(CF8_WRITE, 4, 0x80 | 0x20 | 1 << 2 | 1, 0x100, 0x80000000),
+           pci_op(CFC_READ, 4, 1),
+           pci_op(PIO_RAW, 1, 0, 1, 6, 0x20),
+           pci_op(PIO_RAW, 2, 0, 0, 0, 0x20),
+           pci_op(PIO_RAW, 4, 0, 7),
+           pci_op(ECAM_READ, 8, 1, 0xFFC),
+           pci_op(ECAM_WRITE, 8, 1, 0xFFE, 0xFFFFFFFF),
+           pci_op(ECAM_WRITE, 4, 1, 0x00, 0xFFFFFFFF),
+           pci_op(ECAM_WRITE, 4, 1, 0x34, 0x0),
+           pci_op(ECAM_WRITE, 4, 1, 0x40, 0x0),
+           pci_op(ECAM_WRITE, 2, 1, 0x06, 0xFFFF),
+           pci_op(DIRECT, 2, 1, 0xFFF, 0xFFFFFFFF, 0x40 | 0x20 | 0x08),
+           pci_op(DIRECT, 1, 1, 0x1000, 0, 0x38),
+           pci_op(DIRECT, 1, 0x40, 0x10, 0, 0x18),
+           pci_op(ECAM_READ, 4, 0x40 | 0x80 | 3, 0xFF00, 0, 0)]
+    seeds["odd-accesses"] = b"".join(ops)
+    return seeds
+
+
 def write(target, name, data):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -99,6 +279,11 @@ def main():
     write(t, "numbers.json", b'{"kernel": "k", "memory": 1024, "cpus": "2", "timeout": 0}\n')
     write(t, "errors.json", b'{"kernel": "k", "cpus": -1, "serial": "pty"}\n')
     write(t, "not-object.json", b'[1, "two", {"three": 3.0}]\n')
+
+    for name, data in vq_seeds().items():
+        write("fuzz_virtqueue", name, data)
+    for name, data in pci_seeds().items():
+        write("fuzz_pci_config", name, data)
 
 
 if __name__ == "__main__":
