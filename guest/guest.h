@@ -129,7 +129,9 @@ struct bootinfo {
 	struct memmap_entry memmap[MEMMAP_MAX];
 };
 extern struct bootinfo bootinfo;
-int ram_contains(uint64_t start, uint64_t end); /* 1 if any part of [start,end) is RAM */
+const char *cmdline_value(const char *key, size_t *len); /* `key=value` word, or NULL */
+uint64_t cmdline_u64(const char *key, uint64_t def);	 /* its number, or def */
+int ram_contains(uint64_t start, uint64_t end);		 /* 1 if any part of [start,end) is RAM */
 
 /* entry points called from assembly */
 void kmain(uint32_t start_info);
@@ -244,6 +246,10 @@ void test_msix(void);
 void test_rng(void);
 void test_virtio_reset(void);
 void test_virtio_features(void);
+void test_blk(void);
+void test_blk_ro(void);
+void test_blk_verify(void);
+int blk_bench(const char *name, size_t len); /* -1: no such benchmark */
 void action_poweroff(void) __attribute__((noreturn));
 void action_reboot_acpi(void) __attribute__((noreturn));
 void action_reboot_kbd(void) __attribute__((noreturn));

@@ -70,6 +70,9 @@ static const struct test tests[] = {
     {"rng", test_rng},
     {"virtio-reset", test_virtio_reset},
     {"virtio-features", test_virtio_features},
+    {"blk", test_blk},
+    {"blk-ro", test_blk_ro},
+    {"blk-verify", test_blk_verify},
     {"poweroff", action_poweroff},
     {"reboot-acpi", action_reboot_acpi},
     {"reboot-kbd", action_reboot_kbd},
@@ -97,7 +100,7 @@ static void run_test(const char *name, size_t len)
 
 /* Find `key=` as a whole word of the command line; returns the value and its length (up to a
  * space). */
-static const char *cmdline_value(const char *key, size_t *len)
+const char *cmdline_value(const char *key, size_t *len)
 {
 	const char *c = bootinfo.cmdline;
 	size_t kl = strlen(key);
@@ -119,12 +122,54 @@ static const char *cmdline_value(const char *key, size_t *len)
 	return NULL;
 }
 
+uint64_t cmdline_u64(const char *key, uint64_t def)
+{
+	size_t len;
+	const char *v = cmdline_value(key, &len), *end;
+	uint64_t x;
+
+	if (!v || !len)
+		return def;
+	x = parse_u64(v, &end);
+	return end == v + len ? x : def;
+}
+
+/* `bench=a,b,…`: workloads that print `berth-bench` lines; they run before the tests. */
+static int run_benches(void)
+{
+	size_t len;
+	const char *v = cmdline_value("bench", &len), *end;
+
+	if (!v)
+		return 0;
+	end = v + len;
+	while (v < end) {
+		const char *comma = v;
+
+		while (comma < end && *comma != ',')
+			comma++;
+		if (comma > v && blk_bench(v, comma - v) < 0) {
+			char buf[64];
+			size_t n = comma - v < 63 ? (size_t)(comma - v) : 63;
+
+			memcpy(buf, v, n);
+			buf[n] = 0;
+			kprintf("berth-bench %s FAIL reason=unknown-bench\n", buf);
+		}
+		v = comma + 1;
+	}
+	return 1;
+}
+
 static void run_tests(void)
 {
 	static const char defaults[] = "boot,smp,mem,timer,exceptions";
 	size_t len;
+	int benched = run_benches();
 	const char *v = cmdline_value("test", &len), *end;
 
+	if (!v && benched)
+		return; /* only benchmarks asked for: no default tests */
 	if (!v) {
 		v = defaults;
 		len = sizeof(defaults) - 1;
