@@ -40,8 +40,17 @@ struct blk_req {
 	unsigned q;
 	uint8_t *status;
 	uint32_t written; /* bytes written into the driver's buffers (for the used ring) */
+	/* Reads and writes wait in a batch so that adjacent ones become one host I/O. */
+	bool wr;
+	uint64_t sector, len;
+	uint64_t expect;	    /* bytes the host I/O must transfer (the whole group) */
+	struct blk_req *group_next; /* the other requests merged behind this leader */
+	struct iovec *merged_iov;   /* the group's iovecs, owned by the leader */
 	struct vq_elem elem;
 };
+
+#define MERGE_MAX_BYTES (16u << 20)
+#define MERGE_MAX_IOV 1024 /* IOV_MAX */
 
 struct virtio_blk {
 	struct blk disk;
@@ -52,17 +61,23 @@ struct virtio_blk {
 	int cq_fd; /* eventfd signalled on io_uring completions */
 	unsigned inflight;
 	struct blk_req *free;
+	struct blk_req *batch[BLK_QUEUE_SIZE];
+	unsigned nbatch;
+	uint64_t stat_submits, stat_rw; /* host I/Os issued, guest reads/writes they carried */
 	uint8_t config[0x3c];
 };
 
 static struct blk_req *req_get(struct virtio_blk *b)
 {
 	struct blk_req *r = b->free;
-	if (r) {
+	if (r)
 		b->free = r->next_free;
-		return r;
-	}
-	return malloc(sizeof(*r));
+	else if (!(r = malloc(sizeof(*r))))
+		return NULL;
+	r->merged_iov = NULL;
+	r->group_next = NULL;
+	r->expect = 0;
+	return r;
 }
 
 static void req_put(struct virtio_blk *b, struct blk_req *r)
@@ -128,6 +143,9 @@ static void iov_trim_back(struct iovec *iov, unsigned *n, size_t bytes)
 
 static void complete(struct virtio_pci *vp, struct blk_req *r, uint8_t status, bool *touched)
 {
+	free(r->merged_iov);
+	r->merged_iov = NULL;
+	r->group_next = NULL;
 	*r->status = status;
 	vq_push(&vp->q[r->q].vq, r->elem.head, r->written + 1);
 	touched[r->q] = true;
@@ -184,8 +202,6 @@ static int start(struct virtio_pci *vp, struct blk_req *r, bool *touched)
 	case T_OUT: {
 		bool wr = type == T_OUT;
 		uint64_t len = wr ? r->elem.out_len : r->elem.in_len;
-		struct iovec *iov = wr ? r->elem.out : r->elem.in;
-		unsigned n = wr ? r->elem.out_num : r->elem.in_num;
 		if ((wr && b->disk.readonly) || len % SECTOR || !range_ok(b, sector, len)) {
 			complete(vp, r, S_IOERR, touched);
 			return 0;
@@ -194,18 +210,21 @@ static int start(struct virtio_pci *vp, struct blk_req *r, bool *touched)
 			complete(vp, r, S_OK, touched);
 			return 0;
 		}
-		if (!(sqe = io_uring_get_sqe(&b->ring)))
-			break;
-		b->disk.drv->prep_rw(&b->disk, sqe, wr, sector * SECTOR, iov, n);
-		if (!wr)
-			r->written = (uint32_t)len;
-		io_uring_sqe_set_data(sqe, r);
-		return 1;
+		r->wr = wr;
+		r->sector = sector;
+		r->len = len;
+		r->written = wr ? 0 : (uint32_t)len;
+		r->group_next = NULL;
+		r->merged_iov = NULL;
+		b->batch[b->nbatch++] = r; /* submitted by flush_batch() */
+		return 0;
 	}
 	case T_FLUSH:
 		if (!(sqe = io_uring_get_sqe(&b->ring)))
 			break;
 		b->disk.drv->prep_flush(&b->disk, sqe);
+		r->expect = 0;
+		r->group_next = NULL;
 		io_uring_sqe_set_data(sqe, r);
 		return 1;
 	case T_GET_ID: {
@@ -248,15 +267,76 @@ static void reap(struct virtio_pci *vp, bool *touched)
 		if (cqe->res < 0) {
 			st = S_IOERR;
 			log_debug(vp->tag, "I/O error: %s", strerror(-cqe->res));
+		} else if (r->expect && (uint64_t)cqe->res != r->expect) {
+			st = S_IOERR; /* a short transfer is an error for a block device */
 		}
-		/* A short transfer is an error for a block device request. */
-		if (cqe->res >= 0 && r->written && (uint32_t)cqe->res != r->written)
-			st = S_IOERR;
-		complete(vp, r, st, touched);
+		while (r) {
+			struct blk_req *next = r->group_next;
+			complete(vp, r, st, touched);
+			r = next;
+		}
 		b->inflight--;
 		n++;
 	}
 	io_uring_cq_advance(&b->ring, n);
+}
+
+/* Submit the batched reads and writes, merging runs of adjacent ones into one host I/O. */
+static void flush_batch(struct virtio_pci *vp, bool *touched)
+{
+	struct virtio_blk *b = vp->dev;
+	unsigned i = 0;
+	while (i < b->nbatch) {
+		struct blk_req *lead = b->batch[i];
+		unsigned j = i + 1, niov = lead->wr ? lead->elem.out_num : lead->elem.in_num;
+		uint64_t bytes = lead->len;
+		while (j < b->nbatch) {
+			struct blk_req *c = b->batch[j], *prev = b->batch[j - 1];
+			unsigned cn = c->wr ? c->elem.out_num : c->elem.in_num;
+			if (c->wr != lead->wr || c->sector != prev->sector + prev->len / SECTOR ||
+			    niov + cn > MERGE_MAX_IOV || bytes + c->len > MERGE_MAX_BYTES)
+				break;
+			niov += cn;
+			bytes += c->len;
+			j++;
+		}
+		struct iovec *iov = lead->wr ? lead->elem.out : lead->elem.in;
+		if (j - i > 1) {
+			struct iovec *m = malloc(niov * sizeof(*m));
+			if (!m) {
+				j = i + 1; /* no memory: submit this one alone */
+				niov = lead->wr ? lead->elem.out_num : lead->elem.in_num;
+				bytes = lead->len;
+			} else {
+				unsigned k = 0;
+				for (unsigned x = i; x < j; x++) {
+					struct blk_req *c = b->batch[x];
+					unsigned cn = c->wr ? c->elem.out_num : c->elem.in_num;
+					memcpy(m + k, c->wr ? c->elem.out : c->elem.in,
+					       cn * sizeof(*m));
+					k += cn;
+					if (x > i)
+						b->batch[x - 1]->group_next = c;
+				}
+				lead->merged_iov = iov = m;
+			}
+		}
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+		if (!sqe) { /* cannot happen: the ring has room for every queue entry */
+			for (unsigned x = i; x < j; x++)
+				complete(vp, b->batch[x], S_IOERR, touched);
+		} else {
+			lead->expect = bytes;
+			b->stat_submits++;
+			b->stat_rw += j - i;
+			b->disk.drv->prep_rw(&b->disk, sqe, lead->wr, lead->sector * SECTOR, iov,
+					     niov);
+			io_uring_sqe_set_data(sqe, lead);
+			b->inflight++;
+		}
+		i = j;
+	}
+	b->nbatch = 0;
 }
 
 static void on_completion(struct virtio_pci *vp, void *arg)
@@ -312,12 +392,19 @@ static void blk_notify(struct virtio_pci *vp, unsigned qi)
 				virtio_needs_reset(vp, "request without header or status byte");
 				goto out;
 			}
+			if (b->nbatch == BLK_QUEUE_SIZE) {
+				queued += b->nbatch;
+				flush_batch(vp, touched);
+			}
 			int s = start(vp, r, touched);
 			queued += (unsigned)s;
 			b->inflight += (unsigned)s;
 		}
-	} while (vq_enable_notify(vq, true));
+		/* The I/O thread polls next and re-arms doorbells when it stops polling. */
+	} while (0);
 out:
+	queued += b->nbatch;
+	flush_batch(vp, touched);
 	if (queued)
 		io_uring_submit(&b->ring);
 	interrupt_touched(vp, touched);
@@ -331,7 +418,15 @@ static void blk_reset(struct virtio_pci *vp)
 		struct io_uring_cqe *cqe;
 		if (io_uring_wait_cqe(&b->ring, &cqe) < 0)
 			break;
-		req_put(b, io_uring_cqe_get_data(cqe));
+		struct blk_req *r = io_uring_cqe_get_data(cqe);
+		while (r) {
+			struct blk_req *next = r->group_next;
+			free(r->merged_iov);
+			r->merged_iov = NULL;
+			r->group_next = NULL;
+			req_put(b, r);
+			r = next;
+		}
 		io_uring_cqe_seen(&b->ring, cqe);
 		b->inflight--;
 	}
@@ -340,6 +435,8 @@ static void blk_reset(struct virtio_pci *vp)
 static void blk_destroy(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;
+	log_debug(vp->tag, "%llu reads/writes in %llu host I/Os", (unsigned long long)b->stat_rw,
+		  (unsigned long long)b->stat_submits);
 	blk_reset(vp);
 	while (b->free) {
 		struct blk_req *r = b->free;
@@ -403,6 +500,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 	    .destroy = blk_destroy,
 	    .owns_ops = true,
 	    .poll_us = BLK_POLL_US,
+	    .settle_ns = 1000,
 	    .poll = blk_poll,
 	};
 	struct virtio_pci *vp;

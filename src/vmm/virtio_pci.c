@@ -440,6 +440,24 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * A driver usually adds several requests back to back: wait until the available index has been
+ * still for settle_ns (at most 4x that), so they are taken — and can be merged — together.
+ */
+static void settle(struct virtqueue *vq, unsigned settle_ns)
+{
+	uint64_t start = now_ns(), last = start;
+	uint16_t idx = vq_avail_idx(vq);
+	while (now_ns() - last < settle_ns && now_ns() - start < 4ULL * settle_ns) {
+		uint16_t now = vq_avail_idx(vq);
+		if (now != idx) {
+			idx = now;
+			last = now_ns();
+		}
+		__builtin_ia32_pause();
+	}
+}
+
 /* One polling pass over the queues and the device's own poll hook; true if work was found. */
 static bool poll_once(struct virtio_pci *vp)
 {
@@ -448,6 +466,8 @@ static bool poll_once(struct virtio_pci *vp)
 	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && !vp->broken) {
 		for (unsigned q = 0; q < vp->ops->num_queues; q++) {
 			if (vp->q[q].ready && vq_has_avail(&vp->q[q].vq)) {
+				if (vp->ops->settle_ns)
+					settle(&vp->q[q].vq, vp->ops->settle_ns);
 				vp->ops->queue_notify(vp, q);
 				work = true;
 			}
@@ -459,15 +479,35 @@ static bool poll_once(struct virtio_pci *vp)
 	return work;
 }
 
+/* Before sleeping: ask for doorbells again; true if requests slipped in meanwhile. */
+static bool rearm(struct virtio_pci *vp)
+{
+	bool pending = false;
+	pthread_mutex_lock(&vp->lock);
+	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && !vp->broken)
+		for (unsigned q = 0; q < vp->ops->num_queues; q++)
+			if (vp->q[q].ready && vq_enable_notify(&vp->q[q].vq, true))
+				pending = true;
+	pthread_mutex_unlock(&vp->lock);
+	return pending;
+}
+
+/*
+ * While polling, doorbells stay off (the driver adds requests without an exit, and they arrive
+ * in batches that can be merged); they are re-armed before the thread sleeps.
+ */
 static void busy_poll(struct virtio_pci *vp)
 {
-	uint64_t budget = (uint64_t)vp->ops->poll_us * 1000, start = now_ns();
-	while (now_ns() - start < budget) {
-		if (poll_once(vp))
-			start = now_ns(); /* busy: keep going */
-		else
-			__builtin_ia32_pause();
-	}
+	uint64_t budget = (uint64_t)vp->ops->poll_us * 1000;
+	do {
+		uint64_t start = now_ns();
+		while (now_ns() - start < budget) {
+			if (poll_once(vp))
+				start = now_ns(); /* busy: keep going */
+			else
+				__builtin_ia32_pause();
+		}
+	} while (rearm(vp));
 }
 
 static void *io_thread(void *arg)

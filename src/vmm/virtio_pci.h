@@ -65,6 +65,7 @@ struct virtio_device_ops {
 	 * exit and a wake-up per request under load. 0 = never poll.
 	 */
 	unsigned poll_us;
+	unsigned settle_ns; /* when polling finds requests, wait this long for more (batching) */
 	bool (*poll)(struct virtio_pci *vp); /* lock held; true if it found work */
 };
 

@@ -175,6 +175,11 @@ int vq_pop(struct virtqueue *vq, struct vq_elem *e, const char **why)
 	return 1;
 }
 
+uint16_t vq_avail_idx(struct virtqueue *vq)
+{
+	return avail_idx(vq);
+}
+
 bool vq_has_avail(struct virtqueue *vq)
 {
 	return avail_idx(vq) != vq->last_avail;

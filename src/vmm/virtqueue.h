@@ -75,6 +75,8 @@ static inline void vq_unpop(struct virtqueue *vq, uint16_t n)
 
 /* True if the driver has made chains available that vq_pop has not taken yet. */
 bool vq_has_avail(struct virtqueue *vq);
+/* The driver's current available index (for batching heuristics). */
+uint16_t vq_avail_idx(struct virtqueue *vq);
 
 /* Return a chain: len bytes were written into its writable buffers. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
