@@ -52,17 +52,24 @@ def run_vm(cmd, timeout):
     out, cpu = "", {}
     deadline = time.monotonic() + timeout
     os.set_blocking(p.stdout.fileno(), False)
-    while p.poll() is None and time.monotonic() < deadline:
+    def sample():
+        nonlocal cpu
         try:
-            cpu = thread_cpu(p.pid) or cpu
+            c = thread_cpu(p.pid)
         except OSError:
-            pass
+            return
+        # A process that is exiting shows only some of its threads: keep the fuller sample.
+        if len(c) >= len(cpu) and sum(c.values()) >= sum(cpu.values()):
+            cpu = c
+
+    while p.poll() is None and time.monotonic() < deadline:
+        sample()
         try:
             out += os.read(p.stdout.fileno(), 65536).decode(errors="replace")
         except BlockingIOError:
             pass
         if "berth-bench" in out and "\n" in out[out.index("berth-bench"):]:
-            cpu = thread_cpu(p.pid) or cpu
+            sample()
             p.kill()
             break
         time.sleep(0.05)
