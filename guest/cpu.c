@@ -206,6 +206,10 @@ void trap_dispatch(struct trap_frame *f)
 			msix_irq(v - VEC_MSIX_BASE); /* EOIs */
 			break;
 		}
+		if (v >= VEC_INTX_BASE && v < VEC_INTX_BASE + VEC_INTX_COUNT) {
+			intx_irq(v - VEC_INTX_BASE); /* EOIs */
+			break;
+		}
 		kprintf("berth-guest: unexpected interrupt vector=%lu cpu=%u\n", v, pc->index);
 		lapic_eoi();
 		break;

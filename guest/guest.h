@@ -19,6 +19,8 @@
 #define VEC_UART 0x43	   /* 16550 interrupts through the IOAPIC (uart and echo tests) */
 #define VEC_MSIX_BASE 0x50 /* MSI-X vectors of PCI devices: VEC_MSIX_BASE + entry slot */
 #define VEC_MSIX_COUNT 16
+#define VEC_INTX_BASE 0x60 /* INTx through the I/O APIC: VEC_INTX_BASE + (GSI - 16) */
+#define VEC_INTX_COUNT 8
 #define VEC_SPURIOUS 0xff
 
 /* Ring 3 -> ring 0 system calls: `int3` with the number in rax, arguments in rdi/rsi, result in
@@ -222,6 +224,9 @@ int wait_count(volatile uint32_t *count, uint32_t min, uint64_t timeout_us);
 /* ioapic.c */
 int ioapic_route_isa(unsigned int irq, uint8_t vector, uint32_t apic_id, uint32_t *gsi);
 void ioapic_mask(uint32_t gsi);
+void ioapic_unmask(uint32_t gsi);
+int ioapic_route_gsi(uint32_t gsi, uint8_t vector, uint32_t apic_id, int level, int active_low);
+uint32_t ioapic_rte(uint32_t gsi); /* low dword of its redirection entry (0 if no pin) */
 
 /* smp.c */
 extern uint32_t smp_ncpus; /* CPUs online, BSP included */
@@ -249,6 +254,10 @@ void test_virtio_features(void);
 void test_blk(void);
 void test_blk_ro(void);
 void test_blk_verify(void);
+void test_net(void);
+void test_console(void);
+void test_virtio_intx(void);
+void intx_irq(unsigned int index);
 int blk_bench(const char *name, size_t len); /* -1: no such benchmark */
 void action_poweroff(void) __attribute__((noreturn));
 void action_reboot_acpi(void) __attribute__((noreturn));

@@ -1,4 +1,4 @@
-/* ioapic.c — route an ISA IRQ (MADT overrides applied) through the I/O APIC to a LAPIC vector. */
+/* ioapic.c — I/O APIC: ISA IRQs (MADT overrides applied) and PCI INTx GSIs to LAPIC vectors. */
 #include "guest.h"
 #include "x86.h"
 
@@ -72,4 +72,39 @@ void ioapic_mask(uint32_t gsi)
 
 	if (pin >= 0)
 		ioapic_write(IOREDTBL(pin), ioapic_read(IOREDTBL(pin)) | RTE_MASKED);
+}
+
+void ioapic_unmask(uint32_t gsi)
+{
+	int pin = gsi_pin(gsi);
+
+	if (pin >= 0)
+		ioapic_write(IOREDTBL(pin), ioapic_read(IOREDTBL(pin)) & ~RTE_MASKED);
+}
+
+uint32_t ioapic_rte(uint32_t gsi)
+{
+	int pin = gsi_pin(gsi);
+
+	return pin >= 0 ? ioapic_read(IOREDTBL(pin)) : 0;
+}
+
+/* Program GSI `gsi` (a PCI INTx line, say) to `vector` on `apic_id`, fixed delivery, physical
+ * destination, with the given trigger mode and polarity, left masked (ioapic_unmask() opens it).
+ * Returns 0, or -1 if this I/O APIC has no pin for it. */
+int ioapic_route_gsi(uint32_t gsi, uint8_t vector, uint32_t apic_id, int level, int active_low)
+{
+	uint32_t lo = vector | RTE_MASKED;
+	int pin = gsi_pin(gsi);
+
+	if (pin < 0)
+		return -1;
+	if (level)
+		lo |= RTE_TRIGGER_LEVEL;
+	if (active_low)
+		lo |= RTE_POLARITY_LOW;
+	ioapic_write(IOREDTBL(pin), ioapic_read(IOREDTBL(pin)) | RTE_MASKED);
+	ioapic_write(IOREDTBL(pin) + 1, apic_id << 24);
+	ioapic_write(IOREDTBL(pin), lo);
+	return 0;
 }

@@ -366,7 +366,7 @@ void test_blk(void)
 	char serial[BLK_ID_BYTES + 1] = "";
 	const char *wz = "no", *dc = "no";
 
-	if (ctx_open(VIRTIO_MAX_QUEUES) < 0) {
+	if (ctx_open(BLK_MAX_WQ) < 0) {
 		kprintf("berth-test blk FAIL reason=\"%s\"\n", ctx.why);
 		return;
 	}
@@ -426,7 +426,7 @@ void test_blk_verify(void)
 {
 	uint64_t n = pattern_n(), t0 = rdtsc();
 
-	if (ctx_open(VIRTIO_MAX_QUEUES) < 0) {
+	if (ctx_open(BLK_MAX_WQ) < 0) {
 		kprintf("berth-test blk-verify FAIL reason=\"%s\"\n", ctx.why);
 		return;
 	}
@@ -477,7 +477,7 @@ int blk_bench(const char *name, size_t len)
 			qd, bs, secs);
 		return 0;
 	}
-	if (ctx_open(VIRTIO_MAX_QUEUES) < 0) {
+	if (ctx_open(BLK_MAX_WQ) < 0) {
 		kprintf("berth-bench %s FAIL reason=\"%s\"\n", nm, ctx.why);
 		return 0;
 	}

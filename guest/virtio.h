@@ -8,7 +8,9 @@
 
 #define VIRTIO_VENDOR 0x1af4
 #define VIRTIO_PCI_MODERN_BASE 0x1040 /* device id = 0x1040 + virtio device type */
+#define VIRTIO_TYPE_NET 1
 #define VIRTIO_TYPE_BLK 2
+#define VIRTIO_TYPE_CONSOLE 3
 #define VIRTIO_TYPE_RNG 4
 
 /* device_status */
@@ -131,7 +133,7 @@ struct rng_job {
 uint64_t u_rng_job(uint64_t job);
 
 /* virtio.c: transport, device setup (ring 0) */
-#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MAX_QUEUES 68 /* queue indices we can address (virtio-console: 32 ports) */
 
 struct virtio_dev {
 	struct pci_dev *pci;
@@ -156,6 +158,10 @@ int virtio_driver_ok(struct virtio_dev *v);
 int virtio_fail(struct virtio_dev *v, const char *what);
 void virtio_set_config_vector(const struct virtio_dev *v, uint16_t vec, uint16_t *readback);
 uint16_t virtio_queue_read16(const struct virtio_dev *v, unsigned int q, unsigned int off);
+
+/* virtio_blk.c: DMA memory for buffers (RAM above the kernel, user-accessible, not cleared) */
+void *dma_alloc(uint64_t size);
+void dma_reset(void);
 
 /* common configuration structure offsets */
 #define VCOMMON_DFSELECT 0

@@ -185,8 +185,8 @@ int blk_open(struct blk_dev *b, unsigned int max_queues)
 		nq = b->cfg.num_queues;
 	if (nq > max_queues)
 		nq = max_queues;
-	if (nq > VIRTIO_MAX_QUEUES)
-		nq = VIRTIO_MAX_QUEUES;
+	if (nq > BLK_MAX_WQ)
+		nq = BLK_MAX_WQ;
 	if (nq > b->v.num_queues)
 		nq = b->v.num_queues;
 	if (!nq) {

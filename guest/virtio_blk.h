@@ -78,7 +78,7 @@ struct blk_limits {
 	uint32_t indirect;  /* post requests through indirect tables */
 };
 
-#define BLK_MAX_WQ VIRTIO_MAX_QUEUES
+#define BLK_MAX_WQ 4 /* request queues used at most */
 
 #define BLK_OP_WRITE_PATTERN 1
 #define BLK_OP_VERIFY_PATTERN 2
@@ -150,7 +150,5 @@ struct blk_dev {
 };
 int blk_open(struct blk_dev *b, unsigned int max_queues);
 uint64_t blk_want_features(void);
-void *dma_alloc(uint64_t size);
-void dma_reset(void);
 
 #endif

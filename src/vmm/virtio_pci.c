@@ -45,20 +45,29 @@ enum {
 	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_RING_INDIRECT_DESC |                        \
 	 1ULL << VIRTIO_F_RING_EVENT_IDX)
 
+/*
+ * INTA# of this slot (fixed by the DSDT's _PRT; the interrupt-line register is only a note for
+ * software). Status bit 3 mirrors the line.
+ */
+static void set_intx(struct virtio_pci *vp, bool level)
+{
+	if (vp->intx_level == level)
+		return;
+	vp->intx_level = level;
+	uint8_t *st = &vp->pci.cfg[PCI_STATUS];
+	__atomic_store_n(st, (uint8_t)(level ? *st | PCI_STATUS_INTX : *st & ~PCI_STATUS_INTX),
+			 __ATOMIC_RELAXED);
+	vm_set_irq(vp->vm, vp->intx_gsi, level);
+}
+
 static void raise_intx(struct virtio_pci *vp)
 {
-	if (!vp->intx_level) {
-		vp->intx_level = true;
-		vm_set_irq(vp->vm, vp->pci.cfg[PCI_INTERRUPT_LINE], 1);
-	}
+	set_intx(vp, true);
 }
 
 static void lower_intx(struct virtio_pci *vp)
 {
-	if (vp->intx_level) {
-		vp->intx_level = false;
-		vm_set_irq(vp->vm, vp->pci.cfg[PCI_INTERRUPT_LINE], 0);
-	}
+	set_intx(vp, false);
 }
 
 /* Deliver an interrupt: MSI-X vector if enabled, else INTx with the ISR bit (lock held). */
@@ -412,10 +421,13 @@ static void cfg_written(struct pci_device *d, unsigned off, unsigned size)
 	msix_cfg_written(&vp->msix, off, size);
 	if (pcicfg_window(vp, off, size, &boff, &len))
 		virtio_pci_bar_write(vp, boff, len, pci_get32(d, vp->pcicfg_cap + 16));
-	if (off <= PCI_COMMAND + 1 && off + size > PCI_COMMAND &&
-	    (pci_get16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)) {
+	if (off <= PCI_COMMAND + 1 && off + size > PCI_COMMAND) {
+		/* INTx disable masks the line; clearing it re-asserts a pending interrupt. */
 		pthread_mutex_lock(&vp->lock);
-		lower_intx(vp);
+		if (pci_get16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)
+			lower_intx(vp);
+		else if (vp->isr && !msix_enabled(&vp->msix))
+			raise_intx(vp);
 		pthread_mutex_unlock(&vp->lock);
 	}
 }
@@ -654,6 +666,7 @@ int virtio_pci_create(struct vm *vm, const struct virtio_device_ops *ops, void *
 	device_reset(vp);
 	if ((r = pci_bus_add(&vm->pci, d)))
 		goto fail;
+	vp->intx_gsi = PCI_INTX_GSI_BASE + d->slot % 4;
 	if ((r = -pthread_create(&vp->thread, NULL, io_thread, vp)))
 		goto fail;
 	vp->thread_started = true;

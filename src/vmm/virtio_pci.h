@@ -92,6 +92,7 @@ struct virtio_pci {
 	uint16_t config_vector, queue_sel;
 	bool broken; /* NEEDS_RESET: no queue is processed until reset */
 	bool intx_level;
+	unsigned intx_gsi; /* INTA# of the slot: PCI_INTX_GSI_BASE + slot % 4 */
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 	uint64_t notify_base; /* where the doorbells' ioeventfds are registered, 0 if not */
 	unsigned ioeventfd_len;
