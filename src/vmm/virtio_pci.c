@@ -510,15 +510,28 @@ static bool rearm(struct virtio_pci *vp)
  */
 static void busy_poll(struct virtio_pci *vp)
 {
-	uint64_t budget = (uint64_t)vp->ops->poll_us * 1000;
+	/*
+	 * The window adapts, like QEMU's: it doubles (up to 4x poll_us) when polling found the next
+	 * piece of work, and halves (down to poll_us / 8) when it ran out without finding any.
+	 */
+	uint64_t base = (uint64_t)vp->ops->poll_us * 1000;
+	if (!vp->poll_ns)
+		vp->poll_ns = base;
 	do {
 		uint64_t start = now_ns();
-		while (now_ns() - start < budget) {
-			if (poll_once(vp))
+		bool found = false;
+		while (now_ns() - start < vp->poll_ns) {
+			if (poll_once(vp)) {
+				found = true;
 				start = now_ns(); /* busy: keep going */
-			else
+			} else {
 				__builtin_ia32_pause();
+			}
 		}
+		if (found && vp->poll_ns < 4 * base)
+			vp->poll_ns *= 2;
+		else if (!found && vp->poll_ns > base / 8)
+			vp->poll_ns /= 2;
 	} while (rearm(vp));
 }
 

@@ -93,6 +93,7 @@ struct virtio_pci {
 	bool broken; /* NEEDS_RESET: no queue is processed until reset */
 	bool intx_level;
 	unsigned intx_gsi; /* INTA# of the slot: PCI_INTX_GSI_BASE + slot % 4 */
+	uint64_t poll_ns;  /* current adaptive polling window */
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 	uint64_t notify_base; /* where the doorbells' ioeventfds are registered, 0 if not */
 	unsigned ioeventfd_len;
