@@ -284,6 +284,37 @@ def main():
         write("fuzz_virtqueue", name, data)
     for name, data in pci_seeds().items():
         write("fuzz_pci_config", name, data)
+    for name, data in virtio_pci_seeds().items():
+        write("fuzz_virtio_pci", name, data)
+
+
+def virtio_pci_seeds():
+    """fuzz_virtio_pci: 12-byte ops (kind | log2(size) << 2, 24-bit offset, 64-bit value)."""
+    def op(kind, size, off, val):
+        lg = {1: 0, 2: 1, 4: 2, 8: 3}[size]
+        return struct.pack("<BI", kind | lg << 2, off)[:4] + struct.pack("<Q", val)
+
+    def bar_w(off, size, val):
+        return op(1, size, off, val)
+
+    def ram_w(off, val):
+        return op(3, 8, off, val)
+
+    def init(desc, drv, dev):
+        o = bar_w(0x14, 1, 1) + bar_w(0x14, 1, 3)                      # ACKNOWLEDGE, DRIVER
+        o += bar_w(0x08, 4, 1) + bar_w(0x0c, 4, 1)                     # VERSION_1 (bit 32)
+        o += bar_w(0x14, 1, 0x0b) + op(0, 1, 0x14, 0)                  # FEATURES_OK, read back
+        o += bar_w(0x16, 2, 0) + bar_w(0x18, 2, 16)                    # queue 0, size 16
+        o += bar_w(0x20, 8, desc) + bar_w(0x28, 8, drv) + bar_w(0x30, 8, dev)
+        o += bar_w(0x1c, 2, 1) + bar_w(0x14, 1, 0x0f)                  # enable, DRIVER_OK
+        return o
+
+    good = init(0x1000, 0x2000, 0x3000)
+    # one 64-byte writable buffer at 0x8000, head 0 in the available ring, then the doorbell
+    good += ram_w(0x1000, 0x8000) + ram_w(0x1008, 64 | 2 << 32)
+    good += ram_w(0x2000, 1 << 16) + bar_w(0x3000, 2, 0) + op(0, 1, 0x1000, 0)
+    bad = init(0xfff000, 0x2000, 0x3000) + bar_w(0x14, 1, 0) + init(0x1000, 0x1001, 0x3002)
+    return {"driver-init": good, "bad-rings": bad}
 
 
 if __name__ == "__main__":
