@@ -57,7 +57,8 @@ struct virtio_console {
 	struct ctrl_msg ctrlq[CTRLQ_MAX]; /* messages for the driver, waiting for buffers */
 	unsigned ctrl_head, ctrl_count;
 	uint8_t config[12];
-	struct vq_elem elem;
+	/* Separate elements: serving one queue may fill another (a control message, port data). */
+	struct vq_elem elem, ctrl_elem, rx_elem;
 };
 
 static unsigned rxq(unsigned id)
@@ -90,12 +91,9 @@ static void flush_ctrl(struct virtio_pci *vp)
 	if (!qs->ready || !(vp->status & VIRTIO_STATUS_DRIVER_OK) || vp->broken)
 		return;
 	while (c->ctrl_count) {
-		const char *why;
-		int r = vq_pop(&qs->vq, &c->elem, &why);
-		if (r < 0) {
-			virtio_needs_reset(vp, why);
+		int r = virtio_pop(vp, CTRL_RX, &c->ctrl_elem);
+		if (r < 0)
 			return;
-		}
 		if (r == 0)
 			break;
 		struct ctrl_msg *m = &c->ctrlq[c->ctrl_head];
@@ -108,8 +106,8 @@ static void flush_ctrl(struct virtio_pci *vp)
 			memcpy(buf + 8, m->name, strlen(m->name));
 			n += strlen(m->name);
 		}
-		size_t w = iov_from_buf(c->elem.in, c->elem.in_num, 0, buf, n);
-		vq_push(&qs->vq, c->elem.head, (uint32_t)w);
+		size_t w = iov_from_buf(c->ctrl_elem.in, c->ctrl_elem.in_num, 0, buf, n);
+		vq_push(&qs->vq, c->ctrl_elem.head, (uint32_t)w);
 		pushed = true;
 		c->ctrl_head = (c->ctrl_head + 1) % CTRLQ_MAX;
 		c->ctrl_count--;
@@ -158,18 +156,15 @@ static void flush_rx(struct virtio_pci *vp, struct port *p)
 		return;
 	struct virtio_console *c = vp->dev;
 	while (p->poff < p->plen) {
-		const char *why;
-		int r = vq_pop(&qs->vq, &c->elem, &why);
-		if (r < 0) {
-			virtio_needs_reset(vp, why);
+		int r = virtio_pop(vp, rxq(p->id), &c->rx_elem);
+		if (r < 0)
 			return;
-		}
 		if (r == 0)
 			break;
-		size_t w = iov_from_buf(c->elem.in, c->elem.in_num, 0, p->pending + p->poff,
+		size_t w = iov_from_buf(c->rx_elem.in, c->rx_elem.in_num, 0, p->pending + p->poff,
 					p->plen - p->poff);
 		p->poff += w;
-		vq_push(&qs->vq, c->elem.head, (uint32_t)w);
+		vq_push(&qs->vq, c->rx_elem.head, (uint32_t)w);
 		pushed = true;
 	}
 	if (pushed)
@@ -225,93 +220,68 @@ static void on_accept(struct virtio_pci *vp, void *arg)
 }
 
 /* Bytes the guest wrote to a port go to its host client (dropped when none is connected). */
-static void port_tx(struct virtio_pci *vp, struct port *p, unsigned qi)
+static int64_t port_tx_one(struct virtio_pci *vp, struct vq_elem *e, void *arg)
 {
-	struct virtio_console *c = vp->dev;
-	struct virtqueue *vq = &vp->q[qi].vq;
-	bool pushed = false;
-	const char *why;
-	int r;
-	while ((r = vq_pop(vq, &c->elem, &why)) > 0) {
-		if (p && p->client_fd >= 0) {
-			struct iovec *iov = c->elem.out;
-			unsigned n = c->elem.out_num;
-			while (n) {
-				ssize_t w = writev(p->client_fd, iov, (int)n);
-				if (w < 0) {
-					if (errno == EINTR)
-						continue;
-					if (errno != EAGAIN)
-						drop_client(vp, p);
-					break; /* a slow reader loses data rather than stall the
-						  guest */
-				}
-				while (n && (size_t)w >= iov->iov_len)
-					w -= (ssize_t)iov->iov_len, iov++, n--;
-				if (n && w) {
-					iov->iov_base = (uint8_t *)iov->iov_base + w;
-					iov->iov_len -= (size_t)w;
-				}
-			}
+	struct port *p = arg;
+	struct iovec *iov = e->out;
+	unsigned n = e->out_num;
+	while (p && p->client_fd >= 0 && n) {
+		ssize_t w = writev(p->client_fd, iov, (int)n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				drop_client(vp, p);
+			break; /* a slow reader loses data rather than stall the guest */
 		}
-		vq_push(vq, c->elem.head, 0);
-		pushed = true;
+		while (n && (size_t)w >= iov->iov_len)
+			w -= (ssize_t)iov->iov_len, iov++, n--;
+		if (n && w) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
 	}
-	if (r < 0)
-		virtio_needs_reset(vp, why);
-	else if (pushed)
-		virtio_queue_interrupt(vp, qi);
+	return 0;
 }
 
-static void control_tx(struct virtio_pci *vp)
+/* A control message from the driver. */
+static int64_t control_one(struct virtio_pci *vp, struct vq_elem *e, void *arg)
 {
-	struct virtio_console *c = vp->dev;
-	struct virtqueue *vq = &vp->q[CTRL_TX].vq;
-	const char *why;
-	int r;
-	bool pushed = false;
-	while ((r = vq_pop(vq, &c->elem, &why)) > 0) {
-		uint8_t m[8];
-		size_t n = iov_to_buf(c->elem.out, c->elem.out_num, 0, m, sizeof(m));
-		vq_push(vq, c->elem.head, 0);
-		pushed = true;
-		if (n < 8)
-			continue; /* too short: ignored */
-		uint32_t id;
-		uint16_t event, value;
-		memcpy(&id, m, 4);
-		memcpy(&event, m + 4, 2);
-		memcpy(&value, m + 6, 2);
-		struct port *p = port_by_id(c, id);
-		switch (event) {
-		case DEVICE_READY:
-			if (value != 1)
-				break;
-			for (unsigned i = 0; i < c->nports; i++)
-				send_ctrl(vp, c->ports[i].id, DEVICE_ADD, 0, NULL);
+	struct virtio_console *c = arg;
+	uint8_t m[8];
+	if (iov_to_buf(e->out, e->out_num, 0, m, sizeof(m)) < 8)
+		return 0; /* too short: ignored */
+	uint32_t id;
+	uint16_t event, value;
+	memcpy(&id, m, 4);
+	memcpy(&event, m + 4, 2);
+	memcpy(&value, m + 6, 2);
+	struct port *p = port_by_id(c, id);
+	switch (event) {
+	case DEVICE_READY:
+		if (value != 1)
 			break;
-		case PORT_READY:
-			if (!p || value != 1) {
-				log_debug(vp->tag, "port %u failed to initialise in the guest", id);
-				break;
-			}
-			p->ready = true;
-			send_ctrl(vp, p->id, PORT_NAME, 1, p->name);
-			if (p->client_fd >= 0)
-				send_ctrl(vp, p->id, PORT_OPEN, 1, NULL);
-			break;
-		case PORT_OPEN:
-			if (p)
-				p->guest_open = value;
-			break;
-		default:
+		for (unsigned i = 0; i < c->nports; i++)
+			send_ctrl(vp, c->ports[i].id, DEVICE_ADD, 0, NULL);
+		break;
+	case PORT_READY:
+		if (!p || value != 1) {
+			log_debug(vp->tag, "port %u failed to initialise in the guest", id);
 			break;
 		}
+		p->ready = true;
+		send_ctrl(vp, p->id, PORT_NAME, 1, p->name);
+		if (p->client_fd >= 0)
+			send_ctrl(vp, p->id, PORT_OPEN, 1, NULL);
+		break;
+	case PORT_OPEN:
+		if (p)
+			p->guest_open = value;
+		break;
+	default:
+		break;
 	}
-	if (r < 0)
-		virtio_needs_reset(vp, why);
-	else if (pushed)
-		virtio_queue_interrupt(vp, CTRL_TX);
+	return 0;
 }
 
 static void con_notify(struct virtio_pci *vp, unsigned qi)
@@ -320,13 +290,14 @@ static void con_notify(struct virtio_pci *vp, unsigned qi)
 	if (qi == CTRL_RX) {
 		flush_ctrl(vp);
 	} else if (qi == CTRL_TX) {
-		control_tx(vp);
+		virtio_serve(vp, CTRL_TX, &c->elem, control_one, c);
 	} else if (qi % 2 == 0) { /* a receiveq got buffers */
 		struct port *p = port_by_id(c, qi == 0 ? 0 : qi / 2 - 1);
 		if (p)
 			flush_rx(vp, p);
 	} else {
-		port_tx(vp, port_by_id(c, qi == 1 ? 0 : (qi - 3) / 2), qi);
+		virtio_serve(vp, qi, &c->elem, port_tx_one,
+			     port_by_id(c, qi == 1 ? 0 : (qi - 3) / 2));
 	}
 }
 

@@ -86,7 +86,6 @@ static bool deliver(struct virtio_pci *vp, size_t len, bool *pushed)
 	uint16_t used = 0, nbufs = 0;
 	struct vring_used_elem done[MRG_MAX];
 	size_t off = 0;
-	const char *why;
 
 	while (off < len) {
 		if (nbufs == (mrg ? MRG_MAX : 1)) {
@@ -95,11 +94,9 @@ static bool deliver(struct virtio_pci *vp, size_t len, bool *pushed)
 			n->rx_dropped++;
 			return true;
 		}
-		int r = vq_pop(vq, &n->elem, &why);
-		if (r < 0) {
-			virtio_needs_reset(vp, why);
+		int r = virtio_pop(vp, RXQ, &n->elem);
+		if (r < 0)
 			return true;
-		}
 		if (r == 0) {
 			vq_unpop(vq, nbufs);
 			return false;
@@ -178,44 +175,33 @@ static void on_tap(struct virtio_pci *vp, void *arg)
 	rx(vp);
 }
 
+/* One frame from the driver to the TAP (header included: the TAP takes virtio_net_hdr_v1). */
+static int64_t tx_one(struct virtio_pci *vp, struct vq_elem *e, void *arg)
+{
+	struct virtio_net *n = arg;
+	if (e->in_num || e->out_len <= VNET_HDR_LEN) {
+		virtio_needs_reset(vp, "malformed transmit buffer");
+		return 0;
+	}
+	for (int tries = 0;; tries++) {
+		if (writev(n->tap, e->out, (int)e->out_num) >= 0)
+			return 0;
+		if (errno == EAGAIN && tries < 3) {
+			struct pollfd p = {.fd = n->tap, .events = POLLOUT};
+			poll(&p, 1, 10);
+			continue;
+		}
+		if (errno != EINTR) {
+			n->tx_dropped++;
+			return 0;
+		}
+	}
+}
+
 static void tx(struct virtio_pci *vp)
 {
 	struct virtio_net *n = vp->dev;
-	struct virtqueue *vq = &vp->q[TXQ].vq;
-	bool pushed = false;
-	const char *why;
-	int r;
-	do {
-		vq_enable_notify(vq, false);
-		while ((r = vq_pop(vq, &n->elem, &why)) > 0) {
-			if (n->elem.in_num || n->elem.out_len <= VNET_HDR_LEN) {
-				virtio_needs_reset(vp, "malformed transmit buffer");
-				return;
-			}
-			for (int tries = 0;; tries++) {
-				ssize_t w = writev(n->tap, n->elem.out, (int)n->elem.out_num);
-				if (w >= 0)
-					break;
-				if (errno == EAGAIN && tries < 3) {
-					struct pollfd p = {.fd = n->tap, .events = POLLOUT};
-					poll(&p, 1, 10);
-					continue;
-				}
-				if (errno != EINTR) {
-					n->tx_dropped++;
-					break;
-				}
-			}
-			vq_push(vq, n->elem.head, 0);
-			pushed = true;
-		}
-		if (r < 0) {
-			virtio_needs_reset(vp, why);
-			return;
-		}
-	} while (vq_enable_notify(vq, true));
-	if (pushed)
-		virtio_queue_interrupt(vp, TXQ);
+	virtio_serve(vp, TXQ, &n->elem, tx_one, n);
 }
 
 static void net_notify(struct virtio_pci *vp, unsigned qi)

@@ -106,6 +106,48 @@ void virtio_needs_reset(struct virtio_pci *vp, const char *why)
 		virtio_config_changed(vp);
 }
 
+int virtio_pop(struct virtio_pci *vp, unsigned q, struct vq_elem *e)
+{
+	const char *why;
+	int r = vq_pop(&vp->q[q].vq, e, &why);
+	if (r < 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "queue %u: %s", q, why);
+		virtio_needs_reset(vp, msg);
+		return -1;
+	}
+	return r;
+}
+
+bool virtio_serve(struct virtio_pci *vp, unsigned q, struct vq_elem *e,
+		  int64_t (*fn)(struct virtio_pci *vp, struct vq_elem *e, void *arg), void *arg)
+{
+	struct virtqueue *vq = &vp->q[q].vq;
+	bool pushed = false, ok = true;
+	do {
+		vq_enable_notify(vq, false);
+		int r;
+		while ((r = virtio_pop(vp, q, e)) > 0) {
+			int64_t len = fn(vp, e, arg);
+			if (len < 0 || vp->broken) {
+				if (len < 0)
+					vq_unpop(vq, 1);
+				goto out;
+			}
+			vq_push(vq, e->head, (uint32_t)len);
+			pushed = true;
+		}
+		if (r < 0) {
+			ok = false;
+			goto out;
+		}
+	} while (vq_enable_notify(vq, true));
+out:
+	if (pushed && !vp->broken)
+		virtio_queue_interrupt(vp, q);
+	return ok && !vp->broken;
+}
+
 static void device_reset(struct virtio_pci *vp)
 {
 	if (vp->ops->reset)

@@ -123,6 +123,19 @@ static inline bool virtio_has(const struct virtio_pci *vp, unsigned bit)
 }
 /* Interrupt the driver about queue q if the ring's suppression settings ask for it. */
 void virtio_queue_interrupt(struct virtio_pci *vp, unsigned q);
+/*
+ * Take the next chain of queue q: 1 = got one, 0 = none; a malformed chain puts the device in
+ * NEEDS_RESET and returns -1.
+ */
+int virtio_pop(struct virtio_pci *vp, unsigned q, struct vq_elem *e);
+/*
+ * Serve every available chain of queue q: fn handles one and returns how many bytes it wrote into
+ * the chain's writable buffers (the used length), or -1 to give the chain back and stop. Doorbells
+ * are suppressed meanwhile; the driver is interrupted once at the end if the ring asks for it.
+ * Returns false if the device went to NEEDS_RESET.
+ */
+bool virtio_serve(struct virtio_pci *vp, unsigned q, struct vq_elem *e,
+		  int64_t (*fn)(struct virtio_pci *vp, struct vq_elem *e, void *arg), void *arg);
 /* Put the device in NEEDS_RESET with one log line (lock held). The VM keeps running. */
 void virtio_needs_reset(struct virtio_pci *vp, const char *why);
 /* The device changed its configuration space: bump the generation and interrupt. */

@@ -35,28 +35,18 @@ static void fill(struct iovec *iov, unsigned n, size_t *total)
 	}
 }
 
+static int64_t rng_fill(struct virtio_pci *vp, struct vq_elem *e, void *arg)
+{
+	size_t total = 0;
+	(void)vp, (void)arg;
+	fill(e->in, e->in_num, &total);
+	return (int64_t)total;
+}
+
 static void rng_notify(struct virtio_pci *vp, unsigned qi)
 {
 	struct virtio_rng *rng = vp->dev;
-	struct virtqueue *vq = &vp->q[qi].vq;
-	bool pushed = false;
-	do {
-		vq_enable_notify(vq, false);
-		const char *why;
-		int r;
-		while ((r = vq_pop(vq, &rng->elem, &why)) > 0) {
-			size_t total = 0;
-			fill(rng->elem.in, rng->elem.in_num, &total);
-			vq_push(vq, rng->elem.head, (uint32_t)total);
-			pushed = true;
-		}
-		if (r < 0) {
-			virtio_needs_reset(vp, why);
-			return;
-		}
-	} while (vq_enable_notify(vq, true));
-	if (pushed)
-		virtio_queue_interrupt(vp, qi);
+	virtio_serve(vp, qi, &rng->elem, rng_fill, NULL);
 }
 
 static void rng_destroy(struct virtio_pci *vp)
