@@ -259,6 +259,7 @@ void test_console(void);
 void test_virtio_intx(void);
 void intx_irq(unsigned int index);
 int blk_bench(const char *name, size_t len); /* -1: no such benchmark */
+int net_bench(const char *name, size_t len); /* bench_net.c; -1: no such benchmark */
 void action_poweroff(void) __attribute__((noreturn));
 void action_reboot_acpi(void) __attribute__((noreturn));
 void action_reboot_kbd(void) __attribute__((noreturn));

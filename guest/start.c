@@ -151,7 +151,7 @@ static int run_benches(void)
 
 		while (comma < end && *comma != ',')
 			comma++;
-		if (comma > v && blk_bench(v, comma - v) < 0) {
+		if (comma > v && blk_bench(v, comma - v) < 0 && net_bench(v, comma - v) < 0) {
 			char buf[64];
 			size_t n = comma - v < 63 ? (size_t)(comma - v) : 63;
 

@@ -135,6 +135,8 @@ static void rx(struct virtio_pci *vp)
 	bool pushed = false;
 	if (!vp->q[RXQ].ready || vp->broken || !(vp->status & VIRTIO_STATUS_DRIVER_OK))
 		return;
+	/* While buffers remain, the driver need not ring when it adds more: the TAP drives us. */
+	vq_enable_notify(vq, false);
 	for (unsigned budget = 0; budget < 256; budget++) {
 		if (!n->pending) {
 			if (!vq_has_avail(vq)) {
