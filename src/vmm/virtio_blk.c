@@ -64,6 +64,7 @@ struct virtio_blk {
 	struct blk_req *batch[BLK_QUEUE_SIZE];
 	unsigned nbatch;
 	uint64_t stat_submits, stat_rw; /* host I/Os issued, guest reads/writes they carried */
+	uint64_t stat_group[16];
 	uint8_t config[0x3c];
 };
 
@@ -260,6 +261,7 @@ static void reap(struct virtio_pci *vp, bool *touched)
 	struct virtio_blk *b = vp->dev;
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
+
 	io_uring_for_each_cqe(&b->ring, head, cqe)
 	{
 		struct blk_req *r = io_uring_cqe_get_data(cqe);
@@ -329,6 +331,7 @@ static void flush_batch(struct virtio_pci *vp, bool *touched)
 			lead->expect = bytes;
 			b->stat_submits++;
 			b->stat_rw += j - i;
+			b->stat_group[j - i < 16 ? j - i : 15]++;
 			b->disk.drv->prep_rw(&b->disk, sqe, lead->wr, lead->sector * SECTOR, iov,
 					     niov);
 			io_uring_sqe_set_data(sqe, lead);
@@ -437,6 +440,10 @@ static void blk_destroy(struct virtio_pci *vp)
 	struct virtio_blk *b = vp->dev;
 	log_debug(vp->tag, "%llu reads/writes in %llu host I/Os", (unsigned long long)b->stat_rw,
 		  (unsigned long long)b->stat_submits);
+	for (unsigned i = 1; i < 16; i++)
+		if (b->stat_group[i])
+			log_debug(vp->tag, "  groups of %u: %llu", i,
+				  (unsigned long long)b->stat_group[i]);
 	blk_reset(vp);
 	while (b->free) {
 		struct blk_req *r = b->free;
