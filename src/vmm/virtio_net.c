@@ -206,6 +206,17 @@ static void tx(struct virtio_pci *vp)
 	virtio_serve(vp, TXQ, &n->elem, tx_one, n);
 }
 
+/* Polling hook: look for frames on the TAP while the device thread polls. */
+static bool net_poll(struct virtio_pci *vp)
+{
+	struct virtio_net *n = vp->dev;
+	if (!n->rx_watched || !vp->q[RXQ].ready)
+		return false;
+	uint16_t before = vp->q[RXQ].vq.used_idx;
+	rx(vp);
+	return vp->q[RXQ].vq.used_idx != before;
+}
+
 static void net_notify(struct virtio_pci *vp, unsigned qi)
 {
 	if (qi == RXQ)
@@ -361,6 +372,8 @@ static const struct virtio_device_ops net_ops = {
     .reset = net_reset,
     .queue_notify = net_notify,
     .destroy = net_destroy,
+    .poll_us = 30,
+    .poll = net_poll,
 };
 
 int virtio_net_create(struct vm *vm, const struct nic_cfg *cfg, const char *vmname, unsigned idx)
