@@ -238,9 +238,14 @@ static size_t build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 	return len;
 }
 
+/* APIC IDs below this get xAPIC entries; 255 is the xAPIC broadcast ID, so x2APIC from there on. */
+#define XAPIC_ID_LIMIT 255
+
 static size_t build_madt(uint8_t *t, size_t cap, const struct acpi_params *p)
 {
-	size_t len = 44 + 8 * (size_t)p->ncpus + 12 + 10 * 2 + 6;
+	unsigned nx = p->ncpus < XAPIC_ID_LIMIT ? p->ncpus : XAPIC_ID_LIMIT;
+	unsigned n2 = p->ncpus - nx;
+	size_t len = 44 + 8 * (size_t)nx + 16 * (size_t)n2 + 12 + 10 * 2 + 6 + (n2 ? 12 : 0);
 	if (len > cap)
 		return 0;
 	memset(t, 0, len);
@@ -248,12 +253,19 @@ static size_t build_madt(uint8_t *t, size_t cap, const struct acpi_params *p)
 	put32(t + 36, (uint32_t)LAPIC_BASE);
 	put32(t + 40, 1); /* PCAT_COMPAT: there are 8259s (masked by the OS) */
 	uint8_t *e = t + 44;
-	for (unsigned i = 0; i < p->ncpus; i++, e += 8) {
+	for (unsigned i = 0; i < nx; i++, e += 8) {
 		e[0] = 0; /* Processor Local APIC */
 		e[1] = 8;
 		e[2] = (uint8_t)i; /* ACPI processor UID */
 		e[3] = (uint8_t)i; /* APIC ID */
 		put32(e + 4, 1);   /* enabled */
+	}
+	for (unsigned i = nx; i < p->ncpus; i++, e += 16) {
+		e[0] = 9; /* Processor Local x2APIC */
+		e[1] = 16;
+		put32(e + 4, i);  /* x2APIC ID */
+		put32(e + 8, 1);  /* enabled */
+		put32(e + 12, i); /* ACPI processor UID */
 	}
 	e[0] = 1; /* I/O APIC */
 	e[1] = 12;
@@ -272,6 +284,14 @@ static size_t build_madt(uint8_t *t, size_t cap, const struct acpi_params *p)
 	e[2] = 0xff;
 	put16(e + 3, 0);
 	e[5] = 1;
+	e += 6;
+	if (n2) {
+		e[0] = 0x0a; /* Local x2APIC NMI: all processors, LINT1 */
+		e[1] = 12;
+		put16(e + 2, 0);
+		put32(e + 4, 0xffffffffu);
+		e[8] = 1;
+	}
 	finish(t, (uint32_t)len);
 	return len;
 }
@@ -325,7 +345,7 @@ void acpi_vm_params(struct acpi_params *p, const struct mem_layout *l, unsigned 
 int acpi_build(uint8_t *buf, size_t cap, uint64_t base, const struct acpi_params *p,
 	       struct acpi_layout *out)
 {
-	if (p->ncpus == 0 || p->ncpus > 254)
+	if (p->ncpus == 0 || p->ncpus > ACPI_MAX_CPUS)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	size_t off = 0;

@@ -17,6 +17,8 @@
 #define ACPI_PM1_SLP_EN (1u << 13)
 #define ACPI_PM1_SCI_EN (1u << 0)
 
+#define ACPI_MAX_CPUS 1024
+
 struct acpi_params {
 	unsigned ncpus;
 	uint64_t ecam_base;

@@ -10,7 +10,7 @@
 #include "common/log.h"
 
 #define VM_NAME_MAX 63
-#define VM_CPUS_MAX 254 /* xAPIC IDs in the MADT; 255 is the broadcast ID */
+#define VM_CPUS_MAX 1024 /* APIC IDs from 255 on are x2APIC (MADT type 9, KVM_CAP_X2APIC_API) */
 
 #define VM_DISKS_MAX 8
 #define DISK_SERIAL_MAX 20 /* virtio-blk GET_ID returns 20 bytes */

@@ -128,7 +128,7 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 	struct kvm_cpuid_entry2 *x;
 
 	if ((x = cpuid_find(e, n, 1, 0))) {
-		x->ebx = (x->ebx & 0x0000ffff) | (id << 24) |
+		x->ebx = (x->ebx & 0x0000ffff) | (id & 0xff) << 24 |
 			 (ncpus > 1 ? ((1u << core_bits) > 255 ? 255u : (1u << core_bits)) : 1u)
 			     << 16;
 		if (ncpus > 1)
@@ -145,8 +145,9 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 			uint32_t share = level >= 3 ? (1u << core_bits) - 1 : 0;
 			if (!(e[i].eax & 0x1f))
 				continue;
-			e[i].eax =
-			    (e[i].eax & 0x3fff) | share << 14 | ((1u << core_bits) - 1) << 26;
+			e[i].eax = (e[i].eax & 0x3fff) | (share & 0xfff) << 14 |
+				   (((1u << core_bits) - 1) & 0x3f)
+				       << 26; /* fields are 12 and 6 bits */
 		}
 		if (e[i].function == 0xb || e[i].function == 0x1f) { /* extended topology */
 			e[i].edx = id;
@@ -171,7 +172,7 @@ static void set_topology(struct kvm_cpuid_entry2 *e, unsigned n, unsigned id, un
 			x->ecx &= ~(1u << 1);
 	}
 	if ((x = cpuid_find(e, n, 0x80000008, 0)))
-		x->ecx = (x->ecx & ~0xf0ffu) | core_bits << 12 | (ncpus - 1);
+		x->ecx = (x->ecx & ~0xf0ffu) | core_bits << 12 | ((ncpus - 1) & 0xff);
 	if ((x = cpuid_find(e, n, 0x8000001e, 0))) {
 		x->eax = id;
 		x->ebx = id & 0xff; /* core id; threads per core - 1 = 0 */

@@ -322,6 +322,17 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 		log_err(NULL, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		return r;
 	}
+	if (cfg->cpus > 255) { /* APIC IDs beyond the xAPIC range need 32-bit IDs in KVM */
+		struct kvm_enable_cap cap = {.cap = KVM_CAP_X2APIC_API,
+					     .args = {KVM_X2APIC_API_USE_32BIT_IDS |
+						      KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK}};
+		if (ioctl(h->fd, KVM_CHECK_EXTENSION, KVM_CAP_X2APIC_API) <= 0 ||
+		    ioctl(vm->fd, KVM_ENABLE_CAP, &cap) < 0) {
+			log_err(NULL, "--cpus %u needs KVM_CAP_X2APIC_API, which this host lacks",
+				cfg->cpus);
+			return -ENOTSUP;
+		}
+	}
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0) {
 		r = -errno;

@@ -22,7 +22,7 @@ def disassemble(tmp_path, cpus, mem_mib):
     return out
 
 
-@pytest.mark.parametrize("cpus,mem", [(1, 512), (4, 5120), (254, 65536)])
+@pytest.mark.parametrize("cpus,mem", [(1, 512), (4, 5120), (254, 65536), (300, 1024)])
 def test_tables_disassemble_cleanly(tmp_path, cpus, mem):
     t = disassemble(tmp_path, cpus, mem)
     for sig, text in t.items():
@@ -33,7 +33,8 @@ def test_tables_disassemble_cleanly(tmp_path, cpus, mem):
     assert 'EisaId ("PNP0501")' in dsdt and 'EisaId ("PNP0C02")' in dsdt
     assert len(re.findall(r"0x00[0-9A-F]{2}FFFF,", dsdt)) == 31  # _PRT: one entry per slot
     assert "WordBusNumber" in dsdt and "QWordMemory" in dsdt and "DWordMemory" in dsdt
-    assert len(re.findall(r"Subtable Type : 00 \[Processor Local APIC\]", t["APIC"])) == cpus
+    assert len(re.findall(r"Subtable Type : 00 \[Processor Local APIC\]", t["APIC"])) == min(cpus, 255)
+    assert len(re.findall(r"Subtable Type : 09 \[Processor Local x2APIC\]", t["APIC"])) == max(0, cpus - 255)
     assert "Subtable Type : 01 [I/O APIC]" in t["APIC"]
     assert re.search(r"Base Address : 00000000E0000000", t["MCFG"])
     assert re.search(r"PM1A Control Block Address : 00000604", t["FACP"])

@@ -295,10 +295,39 @@ static void test_bad_cpu_counts(void **state)
 	struct acpi_layout l;
 	struct acpi_params p = params(0, 4, 0);
 	assert_int_equal(acpi_build(buf, sizeof(buf), BASE, &p, &l), -EINVAL);
-	p.ncpus = 255;
+	p.ncpus = 1025;
 	assert_int_equal(acpi_build(buf, sizeof(buf), BASE, &p, &l), -EINVAL);
 	p.ncpus = 100000;
 	assert_int_equal(acpi_build(buf, sizeof(buf), BASE, &p, &l), -EINVAL);
+}
+
+/* From APIC ID 255 on, processors are Local x2APIC entries (type 9) plus one x2APIC NMI entry. */
+static void test_build_x2apic(void **state)
+{
+	(void)state;
+	struct acpi_layout l;
+	struct acpi_params p = params(300, 4, 3);
+	assert_int_equal(acpi_build(buf, sizeof(buf), BASE, &p, &l), 0);
+	const uint8_t *madt = buf + (l.madt - BASE);
+	uint32_t len = (uint32_t)madt[4] | (uint32_t)madt[5] << 8 | (uint32_t)madt[6] << 16;
+	assert_int_equal(acpi_checksum(madt, len), 0);
+	unsigned xapic = 0, x2apic = 0, x2nmi = 0;
+	for (uint32_t off = 44; off + 2 <= len && madt[off + 1]; off += madt[off + 1]) {
+		if (madt[off] == 0) {
+			assert_int_equal(madt[off + 3], xapic); /* APIC IDs 0..254 */
+			xapic++;
+		} else if (madt[off] == 9) {
+			uint32_t id = (uint32_t)madt[off + 4] | (uint32_t)madt[off + 5] << 8;
+			assert_int_equal(madt[off + 1], 16);
+			assert_int_equal(id, 255 + x2apic);
+			x2apic++;
+		} else if (madt[off] == 0x0a) {
+			x2nmi++;
+		}
+	}
+	assert_int_equal(xapic, 255);
+	assert_int_equal(x2apic, 45);
+	assert_int_equal(x2nmi, 1);
 }
 
 static void test_enospc_every_cap(void **state)
@@ -514,6 +543,7 @@ int main(void)
 	    cmocka_unit_test(test_build_2cpu),
 	    cmocka_unit_test(test_build_8cpu),
 	    cmocka_unit_test(test_build_254cpu),
+	    cmocka_unit_test(test_build_x2apic),
 	    cmocka_unit_test(test_com1_absent),
 	    cmocka_unit_test(test_bad_cpu_counts),
 	    cmocka_unit_test(test_enospc_every_cap),

@@ -212,15 +212,15 @@ static void test_cpus(void **state)
 	(void)state;
 	struct vm_config c;
 	struct cfg_error err;
-	assert_int_equal(PARSE(&c, &err, "--kernel", "k", "--cpus", "254"), CFG_RUN);
-	assert_int_equal(c.cpus, 254);
+	assert_int_equal(PARSE(&c, &err, "--kernel", "k", "--cpus", "1024"), CFG_RUN);
+	assert_int_equal(c.cpus, 1024);
 	config_free(&c);
 	assert_int_equal(PARSE(&c, &err, "--kernel", "k", "--cpus", "1"), CFG_RUN);
 	assert_int_equal(c.cpus, 1);
 	config_free(&c);
 	PARSE_FAILS("--cpus", "'0'", "--kernel", "k", "--cpus", "0");
-	PARSE_FAILS("--cpus", "'255'", "--kernel", "k", "--cpus", "255");
-	PARSE_FAILS("--cpus", "1 to 254", "--kernel", "k", "--cpus", "-1");
+	PARSE_FAILS("--cpus", "'1025'", "--kernel", "k", "--cpus", "1025");
+	PARSE_FAILS("--cpus", "1 to 1024", "--kernel", "k", "--cpus", "-1");
 	PARSE_FAILS("--cpus", "'4x'", "--kernel", "k", "--cpus", "4x");
 	PARSE_FAILS("--cpus", "''", "--kernel", "k", "--cpus", "");
 	PARSE_FAILS("-c", "needs a value", "--kernel", "k", "-c");
@@ -502,7 +502,7 @@ static void test_config_file_and_flag_override(void **state)
 	PARSE_FAILS("'/nonexistent/berth.json'", "--config", "--config", "/nonexistent/berth.json");
 	PARSE_FAILS("--config", "needs a value", "--kernel", "k", "--config");
 
-	static const char bad[] = "{\n  \"cpus\": 300\n}\n";
+	static const char bad[] = "{\n  \"cpus\": 3000\n}\n";
 	path = write_temp_file(bad, strlen(bad));
 	PARSE_FAILS(path, "field 'cpus'", "--config", path);
 	unlink(path);
@@ -591,8 +591,8 @@ static void test_json_errors(void **state)
 	JSON_FAILS("{\"cpus\": -1}", "field 'cpus'", "must not be negative");
 	JSON_FAILS("{\"timeout\": -5}", "field 'timeout'", "must not be negative");
 	JSON_FAILS("{\"memory\": -512}", "field 'memory'", "must not be negative");
-	JSON_FAILS("{\"cpus\": 0}", "field 'cpus'", "1 to 254");
-	JSON_FAILS("{\"cpus\": 255}", "field 'cpus'", "'255'");
+	JSON_FAILS("{\"cpus\": 0}", "field 'cpus'", "1 to 1024");
+	JSON_FAILS("{\"cpus\": 1025}", "field 'cpus'", "'1025'");
 	JSON_FAILS("{\"memory\": \"63M\"}", "field 'memory'", "between 64M and 64G");
 	JSON_FAILS("{\"memory\": 66560}", "field 'memory'", "between 64M and 64G");
 	JSON_FAILS("{\"memory\": \"\"}", "field 'memory'", "not a size");
