@@ -534,3 +534,204 @@ int blk_bench(const char *name, size_t len)
 	virtio_reset(&ctx.dev.v);
 	return 0;
 }
+
+/* ---- blk-reset ------------------------------------------------------------------------------ */
+
+#define RST_WRITES 64		 /* writes in the burst (at most) */
+#define RST_READS 16		 /* reads in the burst (at most) */
+#define RST_BS (64 * 1024)	 /* bytes per burst request (at most) */
+#define RST_STRIDE (128 * 1024)	 /* burst requests start this far apart on the disk */
+#define RST_BASE (1024 * 1024)	 /* first burst byte */
+#define RST_QUIET_US 50000	 /* the old rings must hold still this long after the reset */
+#define RST_STATUS_US 1000000ULL /* device_status must read 0 within this */
+#define RST_START_US 20000ULL	 /* longest wait for the device to start on the burst */
+#define RST_KEY ALT_KEY(blk_pattern_key(0x42))
+
+/* Count the burst's status bytes the device has written. */
+static uint32_t statuses_written(const struct blk_slot *s, uint32_t n)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		k += *(volatile const uint8_t *)&s[i].status != BLK_STATUS_NONE;
+	return k;
+}
+
+/* Post n requests on queue 0 (writes first, of pattern RST_KEY, then reads), publish and notify
+ * them with one kick, and reset the device without reaping. Fills in what it saw. */
+static int burst_and_reset(uint32_t nw, uint32_t nr, uint32_t bs, uint16_t *before,
+			   uint16_t *completed, uint64_t *reset_us, uint32_t *st_at_reset)
+{
+	struct virtio_dev *v = &ctx.dev.v;
+	struct virtq *vq = v->vq[0];
+	uint32_t n = nw + nr, segs = (bs + ctx.dev.lim.seg_bytes - 1) / ctx.dev.lim.seg_bytes;
+	struct blk_slot *slots = dma_alloc((uint64_t)n * sizeof(struct blk_slot));
+	uint8_t *data = dma_alloc((uint64_t)n * bs);
+	volatile uint16_t *used_idx = &vq->used->idx;
+	uint16_t used_at_reset, used_later, qen = 0;
+	uint32_t st_later;
+	uint64_t t0, end;
+	uint8_t s;
+
+	if (!slots || !data) {
+		snprintf(ctx.why, sizeof(ctx.why), "no-dma-memory n=%u bs=%u", n, bs);
+		return -1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = RST_BASE + (uint64_t)i * RST_STRIDE;
+
+		if (i < nw && fill(data + (uint64_t)i * bs, off, bs, RST_KEY, 0, 0, "") < 0)
+			return -1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct blk_slot *sl = &slots[i];
+		uint8_t *buf = data + (uint64_t)i * bs;
+		struct vq_buf b[VQ_INDIRECT_MAX];
+		uint32_t k = 0, rd = i >= nw;
+
+		memset(sl, 0, sizeof(*sl));
+		sl->hdr.type = rd ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT;
+		sl->hdr.sector = (RST_BASE + (uint64_t)i * RST_STRIDE) / BLK_SECTOR;
+		sl->status = BLK_STATUS_NONE;
+		b[k++] = (struct vq_buf){(uint64_t)&sl->hdr, sizeof(sl->hdr), 0};
+		for (uint32_t g = 0; g < segs; g++) {
+			uint32_t o = g * ctx.dev.lim.seg_bytes;
+			uint32_t len =
+			    bs - o < ctx.dev.lim.seg_bytes ? bs - o : ctx.dev.lim.seg_bytes;
+
+			b[k++] = (struct vq_buf){(uint64_t)(buf + o), len, rd};
+		}
+		b[k++] = (struct vq_buf){(uint64_t)&sl->status, 1, 1};
+		if (vq_add(vq, b, k, ctx.dev.lim.indirect, i) < 0) {
+			snprintf(ctx.why, sizeof(ctx.why), "cannot-post request=%u of %u", i, n);
+			return -1;
+		}
+	}
+	vq_kick(vq);
+	/* Reset as soon as the device is seen working on the burst (its first completion), so
+	 * that the rest is in flight inside it; reset anyway after reset_wait_us= (default
+	 * RST_START_US; 0: reset right after the notify). */
+	end = tsc_after_us(cmdline_u64("reset_wait_us", RST_START_US));
+	while (*used_idx == 0 && statuses_written(slots, 1) == 0 && rdtsc() < end)
+		cpu_relax();
+	*before = *used_idx;
+	virtio_set_status(v, 0); /* nothing reaped */
+	t0 = rdtsc();
+	end = tsc_after_us(RST_STATUS_US);
+	while ((s = virtio_status(v)) != 0 && rdtsc() < end)
+		cpu_relax();
+	*reset_us = (rdtsc() - t0) * 1000 / tsc_khz;
+	used_at_reset = *used_idx;
+	*st_at_reset = statuses_written(slots, n);
+	*completed = used_at_reset;
+	if (s != 0) {
+		snprintf(ctx.why, sizeof(ctx.why),
+			 "status-not-zero-after-reset status=0x%02x us=%lu", s, *reset_us);
+		return -1;
+	}
+	for (uint32_t q = 0; q < ctx.dev.nq; q++) {
+		qen = virtio_queue_read16(v, q, VCOMMON_Q_ENABLE);
+		if (qen != 0) {
+			snprintf(ctx.why, sizeof(ctx.why),
+				 "queue-still-enabled-after-reset q=%u q_enable=%u", q, qen);
+			return -1;
+		}
+	}
+	udelay(RST_QUIET_US);
+	used_later = *used_idx;
+	st_later = statuses_written(slots, n);
+	if (used_later != used_at_reset || st_later != *st_at_reset) {
+		snprintf(ctx.why, sizeof(ctx.why),
+			 "device-wrote-after-reset used=%u/%u statuses=%u/%u outstanding=%u",
+			 used_at_reset, used_later, *st_at_reset, st_later, n);
+		return -1;
+	}
+	if (used_at_reset > n) {
+		snprintf(ctx.why, sizeof(ctx.why), "used-idx-beyond-posted used=%u posted=%u",
+			 used_at_reset, n);
+		return -1;
+	}
+	return virtio_reset(v) < 0 ? (snprintf(ctx.why, sizeof(ctx.why), "%s", v->error), -1) : 0;
+}
+
+void test_blk_reset(void)
+{
+	uint64_t n = pattern_n(), key = blk_pattern_key(n), t0 = rdtsc(), reset_us = 0;
+	uint64_t first = RST_BASE, end;
+	uint32_t bs, nreq, nwr, nrd, qmax, st_at_reset = 0;
+	uint16_t before = 0, completed = 0;
+	const char *step = "open";
+
+	if (ctx_open(1) < 0)
+		goto fail;
+	step = "burst";
+	if (ctx.dev.v.features & VIRTIO_BLK_F_RO) {
+		snprintf(ctx.why, sizeof(ctx.why), "disk-is-read-only");
+		goto fail_reset;
+	}
+	bs = RST_BS;
+	if ((uint64_t)bs > (uint64_t)ctx.dev.lim.max_segs * ctx.dev.lim.seg_bytes)
+		bs = ctx.dev.lim.max_segs * ctx.dev.lim.seg_bytes & ~4095u;
+	qmax = per_queue_max(ctx.dev.v.vq[0], &ctx.dev.lim, bs);
+	nreq = RST_WRITES + RST_READS < qmax ? RST_WRITES + RST_READS : qmax;
+	nrd = nreq * RST_READS / (RST_WRITES + RST_READS);
+	nwr = nreq - nrd;
+	end = RST_BASE + (uint64_t)nreq * RST_STRIDE;
+	if (end > ctx.dev.cfg.capacity * BLK_SECTOR || nwr == 0) {
+		snprintf(ctx.why, sizeof(ctx.why), "disk-too-small sectors=%lu",
+			 ctx.dev.cfg.capacity);
+		goto fail_reset;
+	}
+	if (burst_and_reset(nwr, nrd, bs, &before, &completed, &reset_us, &st_at_reset) < 0)
+		goto fail_reset;
+
+	/* From scratch, twice: the first time one read and one write, the second time a final
+	 * pattern over the whole burst region, flushed and read back. */
+	step = "reinit-0";
+	if (ctx_open(BLK_MAX_WQ) < 0)
+		goto fail;
+	if (one_expect("reinit-read", VIRTIO_BLK_T_IN, first / BLK_SECTOR, ctx.buf[0], RST_BS, 0) <
+		0 ||
+	    fill(ctx.buf[1], first, 4096, key, 0, 0, "") < 0 ||
+	    one_expect("reinit-write", VIRTIO_BLK_T_OUT, first / BLK_SECTOR, ctx.buf[1], 4096, 0) <
+		0)
+		goto fail_reset;
+	if (virtio_reset(&ctx.dev.v) < 0) {
+		snprintf(ctx.why, sizeof(ctx.why), "%s", ctx.dev.v.error);
+		goto fail;
+	}
+	step = "reinit-1";
+	if (ctx_open(BLK_MAX_WQ) < 0)
+		goto fail;
+	step = "final";
+	if (setup_workers(ctx.nw, BLK_OP_WRITE_PATTERN, BIG_DEPTH * ctx.nw, BIG_BS, first, end) < 0)
+		goto fail_reset;
+	for (uint32_t i = 0; i < ctx.nw; i++) {
+		workers[i].key = key;
+		workers[i].deadline = tsc_after_us(JOB_US);
+	}
+	if (run_workers(ctx.nw, JOB_US + 10000000) < 0 || blk_flush() < 0)
+		goto fail_reset;
+	step = "verify";
+	if (setup_workers(ctx.nw, BLK_OP_VERIFY_PATTERN, BIG_DEPTH * ctx.nw, BIG_BS, first, end) <
+	    0)
+		goto fail_reset;
+	for (uint32_t i = 0; i < ctx.nw; i++) {
+		workers[i].key = key;
+		workers[i].deadline = tsc_after_us(JOB_US);
+	}
+	if (run_workers(ctx.nw, JOB_US + 10000000) < 0)
+		goto fail_reset;
+	kprintf("berth-test blk-reset PASS outstanding=%u writes=%u reads=%u bs=%u "
+		"completed_before_reset=%u completed_by_reset=%u statuses_at_reset=%u reset_us=%lu "
+		"cycles=2 "
+		"region=0x%lx-0x%lx pattern=%lu mq=%u cpus=%u ms=%lu\n",
+		nreq, nwr, nrd, bs, before, completed, st_at_reset, reset_us, first, end, n,
+		ctx.dev.nq, ctx.nw, (rdtsc() - t0) / tsc_khz);
+	virtio_reset(&ctx.dev.v);
+	return;
+fail_reset:
+	virtio_reset(&ctx.dev.v);
+fail:
+	kprintf("berth-test blk-reset FAIL reason=\"%s step=%s\"\n", ctx.why, step);
+}
