@@ -1,5 +1,6 @@
 """Shared fixtures for berth's system tests: where the binaries are, and how to run berth-vmm."""
 import os
+import shutil
 import subprocess
 import pytest
 
@@ -64,3 +65,22 @@ def guest():
     if not os.path.exists(GUEST):
         pytest.fail(f"{GUEST} is missing: build first")
     return GUEST
+
+
+QEMU_BIN = shutil.which("qemu-system-x86_64")
+
+
+@pytest.fixture
+def qemu(guest):
+    """QEMU for cross-checks; skipped (with the reason) where it is not installed."""
+    if not QEMU_BIN:
+        pytest.skip("qemu-system-x86_64 is not installed (Debian: qemu-system-x86)")
+    return QEMU_BIN
+
+
+@pytest.fixture
+def berth(vmm, guest):
+    """berth-vmm with the test guest; a missing build fails, a host without /dev/kvm skips."""
+    if not kvm_usable():
+        pytest.skip("/dev/kvm is not available on this host")
+    return vmm

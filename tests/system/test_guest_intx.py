@@ -21,6 +21,7 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import kvm_usable as _kvm_usable
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ELF = os.environ.get("BERTH_GUEST_ELF", os.path.join(REPO, "build", "guest", "berth-test-guest.elf"))
@@ -29,36 +30,6 @@ QEMU = shutil.which("qemu-system-x86_64")
 
 RESULT = re.compile(r"^berth-test (\S+) (PASS|FAIL)\b ?(.*)$")
 KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
-
-
-def _kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def _need_guest():
-    if not os.path.exists(ELF):
-        pytest.skip(f"guest ELF not built: {ELF}")
-
-
-@pytest.fixture
-def berth():
-    if not os.access(VMM, os.X_OK):
-        pytest.skip(f"berth-vmm not built: {VMM}")
-    if not _kvm_usable():
-        pytest.skip("/dev/kvm is not available on this host")
-    return VMM
-
-
-@pytest.fixture
-def qemu():
-    if not QEMU:
-        pytest.skip("qemu-system-x86_64 not installed (Debian: qemu-system-x86)")
-    return QEMU
 
 
 def run_intx(cmd):

@@ -22,6 +22,7 @@ import uuid
 
 import pytest
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ELF = os.environ.get("BERTH_GUEST_ELF", os.path.join(REPO, "build", "guest", "berth-test-guest.elf"))
 VMM = os.path.join(REPO, "build", "bin", "berth-vmm")
@@ -75,13 +76,6 @@ def check_payload(data, origin):
 
 # ---- environment ------------------------------------------------------------------------------------------------
 
-def _kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
 
 @pytest.fixture(autouse=True)
 def _need_env():
@@ -93,22 +87,6 @@ def _need_env():
         pytest.skip("/dev/net/tun is missing")
     if not shutil.which("ip"):
         pytest.skip("iproute2 `ip` is missing")
-
-
-@pytest.fixture
-def berth():
-    if not os.access(VMM, os.X_OK):
-        pytest.skip(f"berth-vmm not built: {VMM}")
-    if not _kvm_usable():
-        pytest.skip("/dev/kvm is not available on this host")
-    return VMM
-
-
-@pytest.fixture
-def qemu():
-    if not QEMU:
-        pytest.skip("qemu-system-x86_64 not installed (Debian: qemu-system-x86)")
-    return QEMU
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

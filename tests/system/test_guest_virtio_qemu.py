@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ELF = os.environ.get("BERTH_GUEST_ELF", os.path.join(REPO, "build", "guest", "berth-test-guest.elf"))
 VMM = os.path.join(REPO, "build", "bin", "berth-vmm")
@@ -24,39 +25,6 @@ PCI_INFO = re.compile(r"^berth-info pci (\S+) vendor=(\w+) device=(\w+) class=(\
 
 RNG = ["-device", "virtio-rng-pci,disable-legacy=on"]
 VIRTIO_TESTS = ["msix", "rng", "virtio-reset", "virtio-features"]
-
-
-def _kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def _need_guest():
-    if not os.path.exists(ELF):
-        pytest.skip(f"guest ELF not built: {ELF} (run `meson setup build && ninja -C build`)")
-
-
-@pytest.fixture
-def qemu():
-    if not QEMU:
-        pytest.skip("qemu-system-x86_64 not installed (Debian: qemu-system-x86)")
-    return QEMU
-
-
-@pytest.fixture
-def berth():
-    if not os.access(VMM, os.X_OK):
-        pytest.skip(f"berth-vmm not built: {VMM} (run `ninja -C build`)")
-    helptext = subprocess.run([VMM, "--help"], capture_output=True, text=True, timeout=30)
-    if "--rng" not in helptext.stdout + helptext.stderr:
-        pytest.skip("berth-vmm has no --rng yet")
-    if not _kvm_usable():
-        pytest.skip("/dev/kvm is not available on this host")
-    return VMM
 
 
 def qemu_cmd(append, extra=()):
