@@ -1,6 +1,7 @@
 /* user_net.c — ring-3 stack of the `net` test: ARP, ICMP echo, UDP send and echo on virtio-net. */
 #include "guest.h"
 #include "virtio_net.h"
+#include "user_bytes.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -18,58 +19,7 @@
 static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 static const uint8_t nomac[6];
 
-/* ---- helpers (no libc at ring 3) ------------------------------------------------------------ */
-
-static void copy(void *d, const void *s, uint32_t n)
-{
-	uint8_t *dp = d;
-	const uint8_t *sp = s;
-
-	while (n--)
-		*dp++ = *sp++;
-}
-
-static void zero(void *d, uint32_t n)
-{
-	uint8_t *dp = d;
-
-	while (n--)
-		*dp++ = 0;
-}
-
-static int same(const void *a, const void *b, uint32_t n)
-{
-	const uint8_t *x = a, *y = b;
-
-	for (; n; n--)
-		if (*x++ != *y++)
-			return 0;
-	return 1;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
+/* ---- helpers: user_bytes.h (no libc at ring 3) ---------------------------------------------- */
 
 /* Internet checksum (RFC 1071): ones' complement sum of big-endian 16-bit words. */
 static uint32_t csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
