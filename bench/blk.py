@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from procstat import thread_cpu
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VMM = os.path.join(ROOT, "build", "bin", "berth-vmm")
 GUEST = os.path.join(ROOT, "build", "guest", "berth-test-guest.elf")
@@ -27,22 +29,6 @@ WORKLOADS = [  # name, guest bench, qd, bs, fio rw
     ("seqread-1m", "blk-seqread", 8, 1 << 20, "read"),
     ("seqwrite-1m", "blk-seqwrite", 8, 1 << 20, "write"),
 ]
-
-
-def thread_cpu(pid):
-    """{thread name: cpu seconds} of a live process."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        name = st[st.index("(") + 1:st.rindex(")")]
-        fields = st[st.rindex(")") + 2:].split()
-        out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 def run_vm(cmd, timeout):

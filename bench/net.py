@@ -33,6 +33,8 @@ import sys
 import time
 import uuid
 
+from procstat import thread_cpu
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VMM = os.path.join(ROOT, "build", "bin", "berth-vmm")
 GUEST = os.path.join(ROOT, "build", "guest", "berth-test-guest.elf")
@@ -206,23 +208,6 @@ def read_line(rfd, timeout):
 
 # ---- VM runs -------------------------------------------------------------------------------------------------------
 
-def thread_cpu(pid):
-    """{name:tid: cpu seconds} of a live process."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        name = st[st.index("(") + 1:st.rindex(")")]
-        fields = st[st.rindex(")") + 2:].split()
-        out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / tick
-        out[f"sys/{name}:{tid}"] = int(fields[12]) / tick
-    return out
-
-
 def parse(line):
     return {k: float(v) if re.fullmatch(r"[\d.]+", v) else v
             for k, v in (kv.split("=", 1) for kv in line.split()[2:] if "=" in kv)}
@@ -247,13 +232,13 @@ def run_vm(ns, cmd, bench, on_ready, timeout):
             now = time.monotonic()
             if t_ready is None and f"berth-info {bench} ready" in out:
                 t_ready = now
-                cpu0 = thread_cpu(p.pid)
+                cpu0 = thread_cpu(p.pid, with_sys=True)
                 todo = sorted(on_ready(now) or [], key=lambda x: x[0])
             while todo and t_ready is not None and now - t_ready >= todo[0][0]:
                 todo.pop(0)[1]()
             m = re.search(rf"^.*berth-bench {bench} .*\n", out, re.M)
             if m:
-                cpu1 = thread_cpu(p.pid)
+                cpu1 = thread_cpu(p.pid, with_sys=True)
                 result = parse(m.group(0).strip()[m.group(0).index("berth-bench"):])
                 if "FAIL" in m.group(0):
                     result = None
