@@ -4,13 +4,14 @@
 Same guest, same image file, O_DIRECT everywhere (berth cache=none; QEMU cache=none, aio=io_uring,
 an iothread; fio direct=1 with io_uring). Prints IOPS/throughput, ratios, and the VMM's CPU time
 per I/O outside the vCPU threads (device emulation cost).
-Usage: bench/blk.py [--secs 5] [--size-mib 1024] [--image PATH] [--only randread-qd32,...]
+Usage: bench/blk.py [--secs 5] [--size-mib 1024] [--image PATH] [--only randread-qd32,...] [--repeat N]
 """
 import argparse
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -113,6 +114,8 @@ def main():
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--image", default="/var/tmp/berth-bench-blk.img")
     ap.add_argument("--only", default="")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="interleaved runs per workload; the median of each is reported")
     a = ap.parse_args()
     if not os.path.exists(a.image) or os.path.getsize(a.image) != a.size_mib << 20:
         print(f"writing {a.size_mib} MiB of random data to {a.image} ...", flush=True)
@@ -120,23 +123,28 @@ def main():
                         "status=none"], check=True)
     have_qemu = shutil.which("qemu-system-x86_64") is not None
     have_fio = shutil.which("fio") is not None
-    rows = []
     for name, bench, qd, bs, rw in WORKLOADS:
         if a.only and name not in a.only.split(","):
             continue
-        b, bcpu = berth(a.image, bench, qd, bs, a.secs)
-        q, qcpu = qemu(a.image, bench, qd, bs, a.secs) if have_qemu else (None, 0)
-        f = fio(a.image, rw, qd, bs, a.secs) if have_fio else None
-        rows.append((name, b, bcpu, q, qcpu, f))
         key = "iops" if bs == 4096 else "mbps"
-        bv = b[key] if b else 0
-        qv = q[key] if q else 0
-        fv = f[key] if f else 0
-        bper = bcpu / (b["reqs"]) * 1e6 if b and b.get("reqs") else 0
-        qper = qcpu / (q["reqs"]) * 1e6 if q and q.get("reqs") else 0
+        runs = []  # (berth value, berth CPU/IO, qemu value, qemu CPU/IO, fio value) per repeat
+        for _ in range(max(1, a.repeat)):
+            b, bcpu = berth(a.image, bench, qd, bs, a.secs)
+            q, qcpu = qemu(a.image, bench, qd, bs, a.secs) if have_qemu else (None, 0)
+            f = fio(a.image, rw, qd, bs, a.secs) if have_fio else None
+            runs.append((b[key] if b else 0,
+                         bcpu / b["reqs"] * 1e6 if b and b.get("reqs") else 0,
+                         q[key] if q else 0,
+                         qcpu / q["reqs"] * 1e6 if q and q.get("reqs") else 0,
+                         f[key] if f else 0))
+        bv, bper, qv, qper, fv = (statistics.median(col) for col in zip(*runs))
+        spread = ""
+        if len(runs) > 1:
+            spread = (f"  (berth {min(r[0] for r in runs):.0f}-{max(r[0] for r in runs):.0f}, "
+                      f"qemu {min(r[2] for r in runs):.0f}-{max(r[2] for r in runs):.0f})")
         print(f"{name:15} berth {bv:9.0f} {key}  qemu {qv:9.0f}  host-fio {fv:9.0f}  "
               f"berth/qemu {bv / qv if qv else 0:5.2f}x  berth/host {bv / fv if fv else 0:5.2f}x  "
-              f"device CPU/IO: berth {bper:5.1f} us, qemu {qper:5.1f} us", flush=True)
+              f"device CPU/IO: berth {bper:5.1f} us, qemu {qper:5.1f} us{spread}", flush=True)
     return 0
 
 

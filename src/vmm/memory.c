@@ -1,4 +1,4 @@
-/* Guest RAM: one memfd mapped shared, split into KVM regions around the PCI hole; checked gpa
+/* Guest RAM: one anonymous mapping (THP), split into KVM regions around the PCI hole; checked gpa
  * access. */
 #include "vmm/memory.h"
 
@@ -8,30 +8,20 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-int guest_mem_init(struct guest_mem *m, const struct mem_layout *l, const char *name)
+int guest_mem_init(struct guest_mem *m, const struct mem_layout *l)
 {
-	char fdname[96];
-	int ret;
-
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;
 	m->layout = *l;
-	snprintf(fdname, sizeof(fdname), "berth-ram-%s", name);
-	m->fd = memfd_create(fdname, MFD_CLOEXEC);
-	if (m->fd < 0)
+	/* Anonymous private memory, so transparent huge pages back it (shmem THP is off by default
+	 * on Linux): fewer TLB misses, and a guest buffer is physically contiguous, so one O_DIRECT
+	 * request of 1 MiB stays one host I/O instead of exceeding the disk's segment limit. */
+	void *p = mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
 		return -errno;
-	if (ftruncate(m->fd, (off_t)l->ram_bytes) < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	void *p =
-	    mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, m->fd, 0);
-	if (p == MAP_FAILED) {
-		ret = -errno;
-		goto fail;
-	}
 	m->base = p;
-	madvise(m->base, l->ram_bytes, MADV_HUGEPAGE); /* best effort: fewer TLB misses */
+	madvise(m->base, l->ram_bytes, MADV_HUGEPAGE); /* best effort */
 	m->regions[0] = (struct mem_region){0, l->low_ram, 0, m->base};
 	m->nregions = 1;
 	if (l->high_ram) {
@@ -40,10 +30,6 @@ int guest_mem_init(struct guest_mem *m, const struct mem_layout *l, const char *
 		m->nregions = 2;
 	}
 	return 0;
-fail:
-	close(m->fd);
-	m->fd = -1;
-	return ret;
 }
 
 void guest_mem_destroy(struct guest_mem *m)

@@ -1,4 +1,4 @@
-/* Guest RAM (memfd-backed) and the one checked accessor from guest-physical address to host
+/* Guest RAM (anonymous, THP) and the one checked accessor from guest-physical address to host
  * pointer. */
 #ifndef BERTH_MEMORY_H
 #define BERTH_MEMORY_H
@@ -12,20 +12,20 @@
 struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
-	uint64_t file_offset; /* offset in the memfd */
+	uint64_t file_offset; /* offset from the start of RAM */
 	uint8_t *host;
 };
 
 struct guest_mem {
 	struct mem_layout layout;
-	int fd; /* memfd holding all RAM, low part first */
+	int fd; /* -1, or the file RAM is mapped from; low part first */
 	uint8_t *base;
 	struct mem_region regions[2];
 	unsigned nregions;
 };
 
-/* Create the memfd and map it. -errno. */
-int guest_mem_init(struct guest_mem *m, const struct mem_layout *l, const char *name);
+/* Map anonymous RAM for the layout. -errno. */
+int guest_mem_init(struct guest_mem *m, const struct mem_layout *l);
 void guest_mem_destroy(struct guest_mem *m);
 
 /*

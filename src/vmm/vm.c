@@ -340,7 +340,7 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 		return r;
 	}
 
-	if ((r = guest_mem_init(&vm->mem, layout, cfg->name))) {
+	if ((r = guest_mem_init(&vm->mem, layout))) {
 		log_err(NULL, "cannot allocate %llu MiB of guest memory: %s",
 			(unsigned long long)(layout->ram_bytes >> 20), strerror(-r));
 		return r;
