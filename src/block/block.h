@@ -1,27 +1,44 @@
-/* The block-driver interface shared by berth's disk formats (raw now, qcow2 next): open, async I/O
- * through io_uring, sync maintenance. */
+/* The block-driver interface shared by berth's disk formats (raw, qcow2): open with format probing
+ * and backing chains, asynchronous reads/writes/flushes on the caller's io_uring, sync maintenance. */
 #ifndef BERTH_BLOCK_H
 #define BERTH_BLOCK_H
 
 #include <liburing.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 struct blk;
 
+/*
+ * One asynchronous operation. The user_data of every sqe a driver queues points to a blk_aio; the
+ * ring's owner calls blk_aio_complete(cqe) for each completion. done() runs exactly once per
+ * submitted operation with the bytes transferred or -errno, possibly before submit returns.
+ */
+struct blk_aio {
+	void (*done)(struct blk_aio *a, int res);
+};
+
+enum blk_format { BLK_FMT_AUTO, BLK_FMT_RAW, BLK_FMT_QCOW2 };
+
 struct blk_driver {
 	const char *name;
-	/* Queue one read or write of the iovecs at byte offset off; returns 0 or -errno. */
-	int (*prep_rw)(struct blk *b, struct io_uring_sqe *sqe, bool write, uint64_t off,
-		       const struct iovec *iov, unsigned n);
-	/* Queue a flush of everything written so far to stable storage. */
-	int (*prep_flush)(struct blk *b, struct io_uring_sqe *sqe);
-	/* Deallocate (discard) or zero a byte range, synchronously. */
+	/* Read or write len bytes of iov at byte offset off. 0 (done() will run) or -errno (it
+	 * will not). */
+	int (*submit_rw)(struct blk *b, struct io_uring *ring, struct blk_aio *a, bool write,
+			 uint64_t off, const struct iovec *iov, unsigned n, uint64_t len);
+	/* Make every completed write durable. Same contract as submit_rw. */
+	int (*submit_flush)(struct blk *b, struct io_uring *ring, struct blk_aio *a);
+	/* Deallocate (discard) or zero a byte range, synchronously. The caller has no reads or
+	 * writes in flight that overlap the range. */
 	int (*discard)(struct blk *b, uint64_t off, uint64_t len);
 	int (*write_zeroes)(struct blk *b, uint64_t off, uint64_t len, bool may_unmap);
-	void (*close)(struct blk *b);
+	/* Write back cached metadata (clean shutdown); nothing in flight. */
+	int (*close)(struct blk *b);
 };
+
+#define BLK_CHAIN_MAX 64 /* backing files deeper than this are refused (and loops with them) */
 
 struct blk {
 	const struct blk_driver *drv;
@@ -32,10 +49,47 @@ struct blk {
 	uint64_t size;		/* bytes the guest sees */
 	uint32_t logical_block; /* 512, or the host's logical block size with O_DIRECT */
 	bool can_discard;
+	uint64_t dev, ino;	  /* identity of the file, to refuse loops in backing chains */
+	struct blk *backing;	  /* qcow2: the image below this one, or NULL */
+	const struct blk *above; /* the image this one backs, or NULL at the top */
+	void *priv;		  /* the driver's state */
 };
 
-/* Open a disk image (raw for now). The message names the path and the reason. */
-int blk_open(struct blk *b, const char *path, bool readonly, bool direct, char *msg, size_t msglen);
-void blk_close(struct blk *b);
+const char *blk_format_name(enum blk_format f);
+/* "raw", "qcow2", "auto" → format; -EINVAL otherwise. */
+int blk_format_parse(const char *s, enum blk_format *f);
+
+/* Open a disk image and its backing chain (read-only below the top). The message names the path
+ * and the reason. */
+int blk_open(struct blk *b, const char *path, enum blk_format fmt, bool readonly, bool direct,
+	     char *msg, size_t msglen);
+/* Close the chain; -errno if cached metadata could not be written back (the image is then as
+ * after a crash: consistent, with possible leaks). */
+int blk_close(struct blk *b);
+
+/* Dispatch one completion of a ring the block layer queued on. */
+static inline void blk_aio_complete(struct io_uring_cqe *cqe)
+{
+	struct blk_aio *a = io_uring_cqe_get_data(cqe);
+	if (a)
+		a->done(a, cqe->res);
+}
+
+/* An sqe, submitting what is queued first if the submission queue is full; NULL on failure. */
+struct io_uring_sqe *blk_get_sqe(struct io_uring *ring);
+
+/* Synchronous helpers for metadata and copy-on-write (full transfers or -errno; EINTR retried,
+ * a short transfer is -EIO). */
+int blk_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int blk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Driver entry points used by blk_open. */
+extern const struct blk_driver blk_raw_driver;
+int qcow2_open(struct blk *b, char *msg, size_t msglen);
+bool qcow2_probe(const uint8_t *head, size_t len);
+/* Open the image below `above` (read-only, same cache mode) into above->backing; refuses chains
+ * deeper than BLK_CHAIN_MAX and files already in the chain. */
+int blk_open_backing(struct blk *above, const char *path, enum blk_format fmt, char *msg,
+		     size_t msglen);
 
 #endif

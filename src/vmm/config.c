@@ -163,7 +163,7 @@ static int set_serial(struct vm_config *c, const char *v, const char *what, stru
 	return parse_serial(&c->serial[0], v, what, err);
 }
 
-/* "PATH[,readonly][,cache=none|writeback][,serial=S]" */
+/* "PATH[,format=auto|raw|qcow2][,readonly][,cache=none|writeback][,serial=S]" */
 static int parse_disk(struct disk_cfg *d, const char *v, const char *what, struct cfg_error *err)
 {
 	char *copy = strdup(v), *save = NULL;
@@ -184,6 +184,12 @@ static int parse_disk(struct disk_cfg *d, const char *v, const char *what, struc
 			d->cache_none = true;
 		} else if (!strcmp(tok, "cache=writeback")) {
 			d->cache_none = false;
+		} else if (!strncmp(tok, "format=", 7)) {
+			if (blk_format_parse(tok + 7, &d->format)) {
+				ret = fail(err, "%s '%s': format '%s' is not auto, raw or qcow2",
+					   what, v, tok + 7);
+				goto out;
+			}
 		} else if (!strncmp(tok, "serial=", 7)) {
 			const char *sv = tok + 7;
 			if (strlen(sv) > DISK_SERIAL_MAX) {
@@ -202,8 +208,8 @@ static int parse_disk(struct disk_cfg *d, const char *v, const char *what, struc
 			snprintf(d->serial, sizeof(d->serial), "%s", sv);
 		} else {
 			ret = fail(err,
-				   "%s '%s': unknown option '%s' (known: readonly, cache=none, "
-				   "cache=writeback, serial=S)",
+				   "%s '%s': unknown option '%s' (known: format=auto|raw|qcow2, "
+				   "readonly, cache=none, cache=writeback, serial=S)",
 				   what, v, tok);
 			goto out;
 		}
@@ -244,8 +250,8 @@ static int set_disk(struct vm_config *c, const char *v, const char *what, struct
 	return add_disk(c, v, what, err);
 }
 
-/* A "disks" entry: {"path": "...", "readonly": bool, "cache": "none"|"writeback", "serial": "..."}.
- */
+/* A "disks" entry: {"path": "...", "format": "auto"|"raw"|"qcow2", "readonly": bool,
+ * "cache": "none"|"writeback", "serial": "..."}. */
 static int json_disk(struct vm_config *c, json_t *o, const char *where, struct cfg_error *err)
 {
 	if (json_is_string(o))
@@ -272,7 +278,7 @@ static int json_disk(struct vm_config *c, json_t *o, const char *where, struct c
 			if (json_is_true(v))
 				off +=
 				    (size_t)snprintf(spec + off, sizeof(spec) - off, ",readonly");
-		} else if (!strcmp(k, "cache") || !strcmp(k, "serial")) {
+		} else if (!strcmp(k, "cache") || !strcmp(k, "serial") || !strcmp(k, "format")) {
 			if (!json_is_string(v) || strchr(json_string_value(v), ','))
 				return fail(err, "%s: field '%s': must be a string without ','",
 					    where, k);
@@ -547,7 +553,8 @@ static const struct option_def options[] = {
     {"timeout", 0, "timeout", ARG_INT, set_timeout, "SECONDS",
      "stop the VM after this long (exit status 6); 0 = never (default)"},
     {"disk", 0, NULL, ARG_STR, set_disk, "PATH[,OPTS]",
-     "add a virtio-blk disk (repeatable); OPTS: readonly, cache=none, serial=S"},
+     "add a virtio-blk disk (repeatable); OPTS: format=auto|raw|qcow2, readonly, cache=none, "
+     "serial=S"},
     {"net", 0, NULL, ARG_STR, set_nic, "tap=T|bridge=B|fd=N[,mac=M]",
      "add a virtio-net NIC on a TAP: named, new on a bridge, or passed in (repeatable)"},
     {"console-port", 0, NULL, ARG_STR, set_port, "name=N,socket=P",
@@ -872,6 +879,7 @@ char *config_to_json(const struct vm_config *c)
 		json_t *jd = json_object();
 		json_object_set_new(jd, "path", json_string(d->path));
 		json_object_set_new(jd, "readonly", json_boolean(d->readonly));
+		json_object_set_new(jd, "format", json_string(blk_format_name(d->format)));
 		json_object_set_new(jd, "cache", json_string(d->cache_none ? "none" : "writeback"));
 		if (d->serial[0])
 			json_object_set_new(jd, "serial", json_string(d->serial));

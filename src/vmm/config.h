@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "block/block.h"
 #include "common/log.h"
 
 #define VM_NAME_MAX 63
@@ -17,6 +18,7 @@
 
 struct disk_cfg {
 	char *path;
+	enum blk_format format; /* auto (probe), raw or qcow2 */
 	bool readonly;
 	bool cache_none; /* O_DIRECT: bypass the host page cache */
 	char serial[DISK_SERIAL_MAX + 1];

@@ -165,8 +165,8 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < cfg.ndisks; i++) { /* can each disk be opened as asked? */
 		struct blk b;
 		char dmsg[300];
-		if (blk_open(&b, cfg.disks[i].path, cfg.disks[i].readonly, cfg.disks[i].cache_none,
-			     dmsg, sizeof(dmsg))) {
+		if (blk_open(&b, cfg.disks[i].path, cfg.disks[i].format, cfg.disks[i].readonly,
+			     cfg.disks[i].cache_none, dmsg, sizeof(dmsg))) {
 			fprintf(stderr, "berth-vmm: error: --disk %s\n", dmsg);
 			status = EXIT_CONFIG;
 			goto out_img;

@@ -36,6 +36,8 @@ enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request */
 
 struct blk_req {
+	struct blk_aio aio; /* the host I/O this request leads (reads, writes, flushes) */
+	struct virtio_pci *vp;
 	struct blk_req *next_free;
 	unsigned q;
 	uint8_t *status;
@@ -59,7 +61,9 @@ struct virtio_blk {
 	struct io_uring ring;
 	bool ring_ok;
 	int cq_fd; /* eventfd signalled on io_uring completions */
-	unsigned inflight;
+	unsigned inflight; /* host I/Os started whose done() has not run */
+	bool dropping;	   /* reset: results of requests in flight are dropped */
+	bool touched[VIRTIO_MAX_QUEUES]; /* queues with new used entries to interrupt */
 	struct blk_req *free;
 	struct blk_req *batch[BLK_QUEUE_SIZE];
 	unsigned nbatch;
@@ -142,15 +146,67 @@ static void iov_trim_back(struct iovec *iov, unsigned *n, size_t bytes)
 		iov[*n - 1].iov_len -= bytes;
 }
 
-static void complete(struct virtio_pci *vp, struct blk_req *r, uint8_t status, bool *touched)
+static void complete(struct virtio_pci *vp, struct blk_req *r, uint8_t status)
 {
+	struct virtio_blk *b = vp->dev;
 	free(r->merged_iov);
 	r->merged_iov = NULL;
 	r->group_next = NULL;
-	*r->status = status;
-	vq_push(&vp->q[r->q].vq, r->elem.head, r->written + 1);
-	touched[r->q] = true;
-	req_put(vp->dev, r);
+	if (!b->dropping) {
+		*r->status = status;
+		vq_push(&vp->q[r->q].vq, r->elem.head, r->written + 1);
+		b->touched[r->q] = true;
+	}
+	req_put(b, r);
+}
+
+/* A host I/O finished: complete its request and the ones merged behind it. */
+static void req_done(struct blk_aio *a, int res)
+{
+	struct blk_req *r = (struct blk_req *)a;
+	struct virtio_pci *vp = r->vp;
+	struct virtio_blk *b = vp->dev;
+	uint8_t st = S_OK;
+	if (res < 0) {
+		st = S_IOERR;
+		log_debug(vp->tag, "I/O error: %s", strerror(-res));
+	} else if (r->expect && (uint64_t)res != r->expect) {
+		st = S_IOERR; /* a short transfer is an error for a block device */
+	}
+	b->inflight--;
+	while (r) {
+		struct blk_req *next = r->group_next;
+		complete(vp, r, st);
+		r = next;
+	}
+}
+
+static void reap(struct virtio_blk *b)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&b->ring, head, cqe)
+	{
+		blk_aio_complete(cqe);
+		n++;
+	}
+	io_uring_cq_advance(&b->ring, n);
+}
+
+static void flush_batch(struct virtio_pci *vp);
+
+/* Finish every host I/O in flight (before discards, and on reset). */
+static void drain(struct virtio_pci *vp)
+{
+	struct virtio_blk *b = vp->dev;
+	flush_batch(vp);
+	io_uring_submit(&b->ring);
+	while (b->inflight) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&b->ring, &cqe) < 0)
+			break;
+		reap(b);
+	}
 }
 
 static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes)
@@ -174,13 +230,14 @@ static uint8_t do_ranges(struct virtio_blk *b, struct blk_req *r, bool zeroes)
 	if (n > MAX_DISCARD_SECTORS || !range_ok(b, sector, n * SECTOR) || (flags & ~1u) ||
 	    (!zeroes && flags))
 		return S_IOERR;
+	drain(r->vp);
 	int e = zeroes ? b->disk.drv->write_zeroes(&b->disk, sector * SECTOR, n * SECTOR, flags & 1)
 		       : b->disk.drv->discard(&b->disk, sector * SECTOR, n * SECTOR);
 	return e ? S_IOERR : S_OK;
 }
 
 /* Start one request; returns 1 if it went to io_uring, 0 if completed now. */
-static int start(struct virtio_pci *vp, struct blk_req *r, bool *touched)
+static int start(struct virtio_pci *vp, struct blk_req *r)
 {
 	struct virtio_blk *b = vp->dev;
 	uint8_t hdr[16];
@@ -197,18 +254,17 @@ static int start(struct virtio_pci *vp, struct blk_req *r, bool *touched)
 	r->elem.in_len -= 1;
 	r->written = 0;
 
-	struct io_uring_sqe *sqe;
 	switch (type) {
 	case T_IN:
 	case T_OUT: {
 		bool wr = type == T_OUT;
 		uint64_t len = wr ? r->elem.out_len : r->elem.in_len;
 		if ((wr && b->disk.readonly) || len % SECTOR || !range_ok(b, sector, len)) {
-			complete(vp, r, S_IOERR, touched);
+			complete(vp, r, S_IOERR);
 			return 0;
 		}
 		if (len == 0) {
-			complete(vp, r, S_OK, touched);
+			complete(vp, r, S_OK);
 			return 0;
 		}
 		r->wr = wr;
@@ -220,71 +276,49 @@ static int start(struct virtio_pci *vp, struct blk_req *r, bool *touched)
 		b->batch[b->nbatch++] = r; /* submitted by flush_batch() */
 		return 0;
 	}
-	case T_FLUSH:
-		if (!(sqe = io_uring_get_sqe(&b->ring)))
-			break;
-		b->disk.drv->prep_flush(&b->disk, sqe);
+	case T_FLUSH: {
 		r->expect = 0;
 		r->group_next = NULL;
-		io_uring_sqe_set_data(sqe, r);
+		b->inflight++;
+		int e = b->disk.drv->submit_flush(&b->disk, &b->ring, &r->aio);
+		if (e) {
+			b->inflight--;
+			log_debug(vp->tag, "flush: %s", strerror(-e));
+			break;
+		}
 		return 1;
+	}
 	case T_GET_ID: {
 		char id[DISK_SERIAL_MAX] = {0};
 		memcpy(id, b->serial, strlen(b->serial));
 		r->written = (uint32_t)iov_from_buf(r->elem.in, r->elem.in_num, 0, id, sizeof(id));
-		complete(vp, r, S_OK, touched);
+		complete(vp, r, S_OK);
 		return 0;
 	}
 	case T_DISCARD:
 	case T_WRITE_ZEROES:
-		complete(vp, r, do_ranges(b, r, type == T_WRITE_ZEROES), touched);
+		complete(vp, r, do_ranges(b, r, type == T_WRITE_ZEROES));
 		return 0;
 	default:
-		complete(vp, r, S_UNSUPP, touched);
+		complete(vp, r, S_UNSUPP);
 		return 0;
 	}
-	/* The submission queue is full: cannot happen with the ring sized for every queue entry. */
-	complete(vp, r, S_IOERR, touched);
+	complete(vp, r, S_IOERR);
 	return 0;
 }
 
-static void interrupt_touched(struct virtio_pci *vp, const bool *touched)
+static void interrupt_touched(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;
 	for (unsigned q = 0; q < b->nqueues; q++)
-		if (touched[q])
+		if (b->touched[q]) {
+			b->touched[q] = false;
 			virtio_queue_interrupt(vp, q);
-}
-
-static void reap(struct virtio_pci *vp, bool *touched)
-{
-	struct virtio_blk *b = vp->dev;
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
-
-	io_uring_for_each_cqe(&b->ring, head, cqe)
-	{
-		struct blk_req *r = io_uring_cqe_get_data(cqe);
-		uint8_t st = S_OK;
-		if (cqe->res < 0) {
-			st = S_IOERR;
-			log_debug(vp->tag, "I/O error: %s", strerror(-cqe->res));
-		} else if (r->expect && (uint64_t)cqe->res != r->expect) {
-			st = S_IOERR; /* a short transfer is an error for a block device */
 		}
-		while (r) {
-			struct blk_req *next = r->group_next;
-			complete(vp, r, st, touched);
-			r = next;
-		}
-		b->inflight--;
-		n++;
-	}
-	io_uring_cq_advance(&b->ring, n);
 }
 
 /* Submit the batched reads and writes, merging runs of adjacent ones into one host I/O. */
-static void flush_batch(struct virtio_pci *vp, bool *touched)
+static void flush_batch(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;
 	unsigned i = 0;
@@ -323,19 +357,16 @@ static void flush_batch(struct virtio_pci *vp, bool *touched)
 				lead->merged_iov = iov = m;
 			}
 		}
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
-		if (!sqe) { /* cannot happen: the ring has room for every queue entry */
-			for (unsigned x = i; x < j; x++)
-				complete(vp, b->batch[x], S_IOERR, touched);
-		} else {
-			lead->expect = bytes;
-			b->stat_submits++;
-			b->stat_rw += j - i;
-			b->stat_group[j - i < 16 ? j - i : 15]++;
-			b->disk.drv->prep_rw(&b->disk, sqe, lead->wr, lead->sector * SECTOR, iov,
-					     niov);
-			io_uring_sqe_set_data(sqe, lead);
-			b->inflight++;
+		lead->expect = bytes;
+		b->stat_submits++;
+		b->stat_rw += j - i;
+		b->stat_group[j - i < 16 ? j - i : 15]++;
+		b->inflight++;
+		int e = b->disk.drv->submit_rw(&b->disk, &b->ring, &lead->aio, lead->wr,
+					       lead->sector * SECTOR, iov, niov, bytes);
+		if (e) {
+			log_debug(vp->tag, "cannot start I/O: %s", strerror(-e));
+			req_done(&lead->aio, e);
 		}
 		i = j;
 	}
@@ -346,11 +377,10 @@ static void on_completion(struct virtio_pci *vp, void *arg)
 {
 	struct virtio_blk *b = arg;
 	uint64_t cnt;
-	bool touched[VIRTIO_MAX_QUEUES] = {0};
 	if (read(b->cq_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		return;
-	reap(vp, touched);
-	interrupt_touched(vp, touched);
+	reap(b);
+	interrupt_touched(vp);
 }
 
 /* Polling hook: reap completions without waiting for the eventfd. */
@@ -359,9 +389,8 @@ static bool blk_poll(struct virtio_pci *vp)
 	struct virtio_blk *b = vp->dev;
 	if (!b->inflight || !io_uring_cq_ready(&b->ring))
 		return false;
-	bool touched[VIRTIO_MAX_QUEUES] = {0};
-	reap(vp, touched);
-	interrupt_touched(vp, touched);
+	reap(b);
+	interrupt_touched(vp);
 	return true;
 }
 
@@ -369,7 +398,6 @@ static void blk_notify(struct virtio_pci *vp, unsigned qi)
 {
 	struct virtio_blk *b = vp->dev;
 	struct virtqueue *vq = &vp->q[qi].vq;
-	bool touched[VIRTIO_MAX_QUEUES] = {0};
 	unsigned queued = 0;
 	do {
 		vq_enable_notify(vq, false);
@@ -390,6 +418,8 @@ static void blk_notify(struct virtio_pci *vp, unsigned qi)
 				break;
 			}
 			r->q = qi;
+			r->vp = vp;
+			r->aio.done = req_done;
 			if (r->elem.out_len < 16 || r->elem.in_num == 0) {
 				req_put(b, r);
 				virtio_needs_reset(vp, "request without header or status byte");
@@ -397,42 +427,28 @@ static void blk_notify(struct virtio_pci *vp, unsigned qi)
 			}
 			if (b->nbatch == BLK_QUEUE_SIZE) {
 				queued += b->nbatch;
-				flush_batch(vp, touched);
+				flush_batch(vp);
 			}
-			int s = start(vp, r, touched);
-			queued += (unsigned)s;
-			b->inflight += (unsigned)s;
+			queued += (unsigned)start(vp, r);
 		}
 		/* The I/O thread polls next and re-arms doorbells when it stops polling. */
 	} while (0);
 out:
 	queued += b->nbatch;
-	flush_batch(vp, touched);
+	flush_batch(vp);
 	if (queued)
 		io_uring_submit(&b->ring);
-	interrupt_touched(vp, touched);
+	interrupt_touched(vp);
 }
 
 /* The driver reset the device: wait for every request in flight; their results are dropped. */
 static void blk_reset(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;
-	while (b->inflight) {
-		struct io_uring_cqe *cqe;
-		if (io_uring_wait_cqe(&b->ring, &cqe) < 0)
-			break;
-		struct blk_req *r = io_uring_cqe_get_data(cqe);
-		while (r) {
-			struct blk_req *next = r->group_next;
-			free(r->merged_iov);
-			r->merged_iov = NULL;
-			r->group_next = NULL;
-			req_put(b, r);
-			r = next;
-		}
-		io_uring_cqe_seen(&b->ring, cqe);
-		b->inflight--;
-	}
+	b->dropping = true;
+	drain(vp);
+	b->dropping = false;
+	memset(b->touched, 0, sizeof(b->touched));
 }
 
 static void blk_destroy(struct virtio_pci *vp)
@@ -454,7 +470,8 @@ static void blk_destroy(struct virtio_pci *vp)
 		io_uring_queue_exit(&b->ring);
 	if (b->cq_fd >= 0)
 		close(b->cq_fd);
-	blk_close(&b->disk);
+	if (blk_close(&b->disk) < 0)
+		log_err(vp->tag, "metadata could not be written back at close");
 	free(b);
 	vp->dev = NULL;
 }
@@ -475,7 +492,8 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 		nqueues = VIRTIO_MAX_QUEUES;
 	b->nqueues = nqueues ? nqueues : 1;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial);
-	if ((r = blk_open(&b->disk, cfg->path, cfg->readonly, cfg->cache_none, msg, sizeof(msg)))) {
+	if ((r = blk_open(&b->disk, cfg->path, cfg->format, cfg->readonly, cfg->cache_none, msg,
+			    sizeof(msg)))) {
 		log_err("virtio-blk", "--disk %s", msg);
 		goto fail;
 	}

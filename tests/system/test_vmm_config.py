@@ -180,8 +180,8 @@ def test_json_disks_and_flag_override(vmm, guest, tmp_path):
     r = run_vmm(["--config", str(f), "--print-config"], guest=False)
     assert r.rc == 0, r
     disks = json.loads(r.out)["disks"]
-    assert disks == [{"path": str(a), "readonly": True, "cache": "writeback", "serial": "A1"},
-                     {"path": str(b), "readonly": False, "cache": "writeback"}]
+    assert disks == [{"path": str(a), "readonly": True, "format": "auto", "cache": "writeback", "serial": "A1"},
+                     {"path": str(b), "readonly": False, "format": "auto", "cache": "writeback"}]
     r = run_vmm(["--config", str(f), "--disk", f"{b},cache=none", "--print-config"], guest=False)
     assert [d["path"] for d in json.loads(r.out)["disks"]] == [str(b)]
     f.write_text(json.dumps({"kernel": GUEST, "disks": [{"path": str(a), "speed": 3}]}))

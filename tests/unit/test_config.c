@@ -677,6 +677,7 @@ static void assert_config_equal(const struct vm_config *a, const struct vm_confi
 		assert_string_equal(a->disks[i].path, b->disks[i].path);
 		assert_int_equal(a->disks[i].readonly, b->disks[i].readonly);
 		assert_int_equal(a->disks[i].cache_none, b->disks[i].cache_none);
+		assert_int_equal(a->disks[i].format, b->disks[i].format);
 		assert_string_equal(a->disks[i].serial, b->disks[i].serial);
 	}
 	assert_int_equal(a->nnics, b->nnics);
@@ -723,7 +724,7 @@ static void test_golden_config(void **state)
 		      "--cpu-template", "baseline", "--boot", "linux", "--serial", "file:/l/1",
 		      "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120",
 		      "--name", "golden", "--log-level", "debug", "--rng", "--disk",
-		      "/d/a.img,readonly,cache=none,serial=S1", "--disk", "/d/b.img",
+		      "/d/a.img,readonly,cache=none,serial=S1,format=qcow2", "--disk", "/d/b.img",
 		      "--console-port", "name=org.qemu.guest_agent.0,socket=/run/qga.sock", "--net",
 		      "bridge=br0,mac=02:00:00:aa:bb:cc");
 	assert_int_equal(r, CFG_RUN);
@@ -746,12 +747,14 @@ static void test_golden_config(void **state)
 	    "    {\n"
 	    "      \"path\": \"/d/a.img\",\n"
 	    "      \"readonly\": true,\n"
+	    "      \"format\": \"qcow2\",\n"
 	    "      \"cache\": \"none\",\n"
 	    "      \"serial\": \"S1\"\n"
 	    "    },\n"
 	    "    {\n"
 	    "      \"path\": \"/d/b.img\",\n"
 	    "      \"readonly\": false,\n"
+	    "      \"format\": \"auto\",\n"
 	    "      \"cache\": \"writeback\"\n"
 	    "    }\n"
 	    "  ],\n"
