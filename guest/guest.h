@@ -254,6 +254,7 @@ void test_virtio_features(void);
 void test_blk(void);
 void test_blk_ro(void);
 void test_blk_verify(void);
+void test_blk_fill(void);
 void test_blk_reset(void);
 void test_net(void);
 void test_console(void);

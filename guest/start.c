@@ -73,6 +73,7 @@ static const struct test tests[] = {
     {"blk", test_blk},
     {"blk-ro", test_blk_ro},
     {"blk-verify", test_blk_verify},
+    {"blk-fill", test_blk_fill},
     {"blk-reset", test_blk_reset},
     {"net", test_net},
     {"console", test_console},

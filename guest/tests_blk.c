@@ -438,6 +438,53 @@ void test_blk_verify(void)
 	virtio_reset(&ctx.dev.v);
 }
 
+/* ---- blk-fill: writes in a scrambled order with periodic flushes (crash-safety workload) --- */
+
+/* Chunk j of the workload is disk chunk (j * FILL_STRIDE) mod nchunks (the host recomputes it). */
+#define FILL_STRIDE 389
+
+void test_blk_fill(void)
+{
+	uint64_t n = pattern_n(), key = blk_pattern_key(n), t0 = rdtsc();
+	uint64_t chunk = cmdline_u64("chunk", 64 * 1024), every = cmdline_u64("flush_every", 16);
+	uint64_t nchunks, j;
+
+	if (ctx_open(1) < 0) {
+		kprintf("berth-test blk-fill FAIL reason=\"%s\"\n", ctx.why);
+		return;
+	}
+	nchunks = ctx.dev.cfg.capacity * BLK_SECTOR / chunk;
+	if (!chunk || chunk % 4096 || chunk > ONE_BUF || !nchunks || !every ||
+	    (nchunks & (nchunks - 1))) {
+		kprintf("berth-test blk-fill FAIL reason=\"bad-parameters chunk=%lu flush_every=%lu "
+			"chunks=%lu (a power of two)\"\n",
+			chunk, every, nchunks);
+		virtio_reset(&ctx.dev.v);
+		return;
+	}
+	kprintf("berth-info blk-fill start chunks=%lu chunk=%lu stride=%u\n", nchunks, chunk,
+		FILL_STRIDE);
+	for (j = 0; j < nchunks; j++) {
+		uint64_t off = (j * FILL_STRIDE) % nchunks * chunk;
+
+		if (fill(ctx.buf[0], off, chunk, key, 0, 0, "") < 0 ||
+		    one_expect("write", VIRTIO_BLK_T_OUT, off / BLK_SECTOR, ctx.buf[0],
+			       (uint32_t)chunk, 0) < 0)
+			break;
+		if ((j + 1) % every == 0 || j + 1 == nchunks) {
+			if (one_expect("flush", VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 0) < 0)
+				break;
+			kprintf("berth-info blk-fill flushed=%lu\n", j + 1);
+		}
+	}
+	if (j < nchunks)
+		kprintf("berth-test blk-fill FAIL reason=\"%s\" chunk=%lu\n", ctx.why, j);
+	else
+		kprintf("berth-test blk-fill PASS chunks=%lu pattern=%lu ms=%lu\n", nchunks, n,
+			(rdtsc() - t0) / tsc_khz);
+	virtio_reset(&ctx.dev.v);
+}
+
 /* ---- benchmarks (bench=…) ------------------------------------------------------------------- */
 
 static const struct {
