@@ -87,13 +87,13 @@ def berth(img, bench, qd, bs, secs):
     return parse(out), device_cpu(cpu, r"vcpu\d+:")
 
 
-def qemu(img, bench, qd, bs, secs):
+def qemu(img, bench, qd, bs, secs, fmt="raw"):
     cmd = ["qemu-system-x86_64", "-M", "q35", "-accel", "kvm", "-cpu", "qemu64", "-m", "512M",
            "-nodefaults", "-nographic", "-no-reboot", "-name", "bench,debug-threads=on",
            "-serial", "stdio", "-kernel", GUEST,
            "-append", f"bench={bench} qd={qd} bs={bs} secs={secs}",
            "-object", "iothread,id=io0",
-           "-drive", f"if=none,id=d0,file={img},format=raw,cache=none,aio=io_uring",
+           "-drive", f"if=none,id=d0,file={img},format={fmt},cache=none,aio=io_uring",
            "-device", "virtio-blk-pci,disable-legacy=on,drive=d0,iothread=io0,num-queues=1"]
     out, cpu = run_vm(cmd, secs + 60)
     return parse(out), device_cpu(cpu, r"CPU \d+/KVM:")
