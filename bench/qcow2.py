@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 from blk import berth, qemu
 
@@ -33,6 +34,8 @@ def main():
     if os.path.exists(q2):
         os.unlink(q2)
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, q2], check=True)  # every cluster allocated
+    os.sync()  # no writeback of the new files during the runs
+    time.sleep(2)
     for name, bench, qd in WORKLOADS:
         runs = []
         for _ in range(max(1, a.repeat)):

@@ -447,7 +447,7 @@ void test_blk_fill(void)
 {
 	uint64_t n = pattern_n(), key = blk_pattern_key(n), t0 = rdtsc();
 	uint64_t chunk = cmdline_u64("chunk", 64 * 1024), every = cmdline_u64("flush_every", 16);
-	uint64_t nchunks, j;
+	uint64_t nchunks, count, j;
 
 	if (ctx_open(1) < 0) {
 		kprintf("berth-test blk-fill FAIL reason=\"%s\"\n", ctx.why);
@@ -462,25 +462,28 @@ void test_blk_fill(void)
 		virtio_reset(&ctx.dev.v);
 		return;
 	}
-	kprintf("berth-info blk-fill start chunks=%lu chunk=%lu stride=%u\n", nchunks, chunk,
+	count = cmdline_u64("count", nchunks);
+	if (count > nchunks)
+		count = nchunks;
+	kprintf("berth-info blk-fill start chunks=%lu chunk=%lu stride=%u\n", count, chunk,
 		FILL_STRIDE);
-	for (j = 0; j < nchunks; j++) {
+	for (j = 0; j < count; j++) {
 		uint64_t off = (j * FILL_STRIDE) % nchunks * chunk;
 
 		if (fill(ctx.buf[0], off, chunk, key, 0, 0, "") < 0 ||
 		    one_expect("write", VIRTIO_BLK_T_OUT, off / BLK_SECTOR, ctx.buf[0],
 			       (uint32_t)chunk, 0) < 0)
 			break;
-		if ((j + 1) % every == 0 || j + 1 == nchunks) {
+		if ((j + 1) % every == 0 || j + 1 == count) {
 			if (one_expect("flush", VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 0) < 0)
 				break;
 			kprintf("berth-info blk-fill flushed=%lu\n", j + 1);
 		}
 	}
-	if (j < nchunks)
+	if (j < count)
 		kprintf("berth-test blk-fill FAIL reason=\"%s\" chunk=%lu\n", ctx.why, j);
 	else
-		kprintf("berth-test blk-fill PASS chunks=%lu pattern=%lu ms=%lu\n", nchunks, n,
+		kprintf("berth-test blk-fill PASS chunks=%lu pattern=%lu ms=%lu\n", count, n,
 			(rdtsc() - t0) / tsc_khz);
 	virtio_reset(&ctx.dev.v);
 }

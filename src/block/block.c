@@ -77,8 +77,15 @@ static int open_one(struct blk *b, const char *path, enum blk_format fmt, bool r
 {
 	int e;
 	b->fd = -1;
-	int flags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0);
+	int flags = (readonly || b->dry ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0);
 	b->fd = open(path, flags);
+	if (b->fd >= 0 && b->dry && !readonly && access(path, W_OK) != 0) {
+		e = errno;
+		snprintf(msg, msglen, "'%s': %s", path, strerror(e));
+		close(b->fd);
+		b->fd = -1;
+		return -e;
+	}
 	if (b->fd < 0) {
 		e = errno;
 		snprintf(msg, msglen, "'%s': %s%s", path, strerror(e),
@@ -166,6 +173,18 @@ int blk_open(struct blk *b, const char *path, enum blk_format fmt, bool readonly
 	return open_one(b, path, fmt, readonly, direct, msg, msglen);
 }
 
+int blk_check(const char *path, enum blk_format fmt, bool readonly, bool direct, char *msg,
+	      size_t msglen)
+{
+	struct blk b;
+	memset(&b, 0, sizeof(b));
+	b.dry = true;
+	int r = open_one(&b, path, fmt, readonly, direct, msg, msglen);
+	if (!r)
+		blk_close(&b);
+	return r;
+}
+
 int blk_open_backing(struct blk *above, const char *path, enum blk_format fmt, char *msg,
 		     size_t msglen)
 {
@@ -183,6 +202,7 @@ int blk_open_backing(struct blk *above, const char *path, enum blk_format fmt, c
 		return -ENOMEM;
 	}
 	b->above = above;
+	b->dry = above->dry;
 	int r = open_one(b, path, fmt, true, above->direct, msg, msglen);
 	if (r) {
 		free(b);

@@ -49,6 +49,7 @@ struct blk {
 	uint64_t size;		/* bytes the guest sees */
 	uint32_t logical_block; /* 512, or the host's logical block size with O_DIRECT */
 	bool can_discard;
+	bool dry; /* blk_check: validate as if opened this way, change nothing */
 	uint64_t dev, ino;	  /* identity of the file, to refuse loops in backing chains */
 	struct blk *backing;	  /* qcow2: the image below this one, or NULL */
 	const struct blk *above; /* the image this one backs, or NULL at the top */
@@ -63,6 +64,10 @@ int blk_format_parse(const char *s, enum blk_format *f);
  * and the reason. */
 int blk_open(struct blk *b, const char *path, enum blk_format fmt, bool readonly, bool direct,
 	     char *msg, size_t msglen);
+/* Validate that blk_open would succeed with these arguments, without changing the image (the file
+ * is opened read-only; write permission is checked separately). */
+int blk_check(const char *path, enum blk_format fmt, bool readonly, bool direct, char *msg,
+	      size_t msglen);
 /* Close the chain; -errno if cached metadata could not be written back (the image is then as
  * after a crash: consistent, with possible leaks). */
 int blk_close(struct blk *b);

@@ -455,6 +455,8 @@ static int qcow2_submit_rw(struct blk *b, struct io_uring *ring, struct blk_aio 
 		return -EROFS;
 	if (!len || off + len > b->size || off + len < off)
 		return -EINVAL;
+	if (write)
+		qcow2_bitmaps_mark(q, off, len);
 	uint64_t in = off & (q->cluster_size - 1);
 	struct map m;
 	int r = lookup(q, off >> q->cluster_bits, &m);
@@ -540,6 +542,7 @@ static int zero_or_discard(struct blk *b, uint64_t off, uint64_t len, bool zero)
 	uint64_t end = off + len, cs = q->cluster_size;
 	uint64_t a = (off + cs - 1) & ~(cs - 1), z = end & ~(cs - 1);
 	int r = 0;
+	qcow2_bitmaps_mark(q, off, len);
 	if (a >= z) { /* no whole cluster inside */
 		return zero ? write_sync(q, off, NULL, 0, len) : 0;
 	}
@@ -587,8 +590,12 @@ static int qcow2_close(struct blk *b)
 	int r = 0;
 	if (!q)
 		return 0;
-	if (!q->readonly && !q->corrupt)
-		r = qcow2_flush_meta(q, true);
+	if (!q->readonly && !q->corrupt) {
+		r = qcow2_bitmaps_store(q);
+		int r2 = qcow2_flush_meta(q, true);
+		r = r ? r : r2;
+	}
+	qcow2_bitmaps_free(q);
 	qcow2_cache_free(&q->l2c);
 	qcow2_cache_free(&q->rbc);
 	free(q->l1);

@@ -94,6 +94,32 @@ struct qcow2 {
 	char backing_name[QCOW2_MAX_BACKING_NAME + 1];
 	char backing_fmt[32];
 	uint8_t *buf; /* one aligned scratch cluster */
+
+	/* Persistent dirty bitmaps (header extension QCOW2_EXT_BITMAPS). */
+	uint32_t bm_ext_pos; /* offset of the extension's data in the header cluster, 0 if none */
+	uint32_t nbitmaps;
+	uint64_t bmdir_offset, bmdir_size;
+	struct qcow2_bitmap *bitmaps;
+};
+
+#define QCOW2_BME_IN_USE (1u << 0)
+#define QCOW2_BME_AUTO (1u << 1)
+#define QCOW2_BME_EXTRA_DATA_COMPATIBLE (1u << 2)
+#define QCOW2_MAX_BITMAPS 65535
+#define QCOW2_MAX_BITMAP_DIR_BYTES (64u << 20)
+
+struct qcow2_bitmap {
+	uint8_t *entry; /* the directory entry as read (header, extra data, name) */
+	uint32_t entry_len;
+	uint64_t table_offset;
+	uint32_t table_size;
+	uint32_t flags;
+	unsigned granularity_bits;
+	char name[QCOW2_MAX_BACKING_NAME + 1];
+	uint64_t *table; /* the bitmap table as read (host order), table_size entries */
+	uint8_t *bits;	 /* tracked bitmaps: one bit per granule, LSB first */
+	uint64_t nbits;
+	bool tracking; /* auto and consistent: berth records writes and stores it at close */
 };
 
 static inline uint64_t be64_get(const uint8_t *p)
@@ -153,6 +179,13 @@ bool qcow2_meta_overlaps(const struct qcow2 *q, uint64_t cluster, uint64_t n);
 int qcow2_write_header(struct qcow2 *q);
 
 extern const struct blk_driver qcow2_driver;
+
+/* qcow2_bitmap.c: load at open (writable: mark the tracked ones in use), record writes, store at
+ * close. */
+int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen);
+void qcow2_bitmaps_mark(struct qcow2 *q, uint64_t off, uint64_t len);
+int qcow2_bitmaps_store(struct qcow2 *q);
+void qcow2_bitmaps_free(struct qcow2 *q);
 
 /* qcow2_create.c */
 struct qcow2_create_opts {

@@ -97,6 +97,12 @@ static int parse_extensions(struct qcow2 *q, const char *path, char *msg, size_t
 		if (len > end - p)
 			return refuse(msg, msglen, path, EINVAL,
 				      "header extension 0x%08x runs past the first cluster", type);
+		if (type == QCOW2_EXT_BITMAPS) {
+			if (len < 24)
+				return refuse(msg, msglen, path, EINVAL,
+					      "bitmaps extension is %u bytes, not 24", len);
+			q->bm_ext_pos = (uint32_t)p;
+		}
 		if (type == QCOW2_EXT_BACKING_FORMAT) {
 			if (len >= sizeof(q->backing_fmt))
 				return refuse(msg, msglen, path, EINVAL,
@@ -145,7 +151,7 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 	}
 	q->b = b;
 	q->fd = b->fd;
-	q->readonly = b->readonly;
+	q->readonly = b->readonly || b->dry; /* dry: validate as asked, write nothing */
 	b->priv = q;
 	ssize_t got = pread(q->fd, h0, 4096, 0);
 	if (got < 72 || !qcow2_probe(h0, (size_t)got)) {
@@ -212,7 +218,7 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 			   (unsigned long long)q->incompat);
 		goto fail;
 	}
-	if (!q->readonly && (q->incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT))) {
+	if (!b->readonly && (q->incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT))) {
 		r = refuse(msg, msglen, path, EUCLEAN,
 			   "the image is marked %s; repair it with 'qemu-img check -r all' or open "
 			   "it read-only",
@@ -252,7 +258,7 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 			   "is invalid", (unsigned long long)q->reftable_offset, rt_clusters);
 		goto fail;
 	}
-	if (nb_snapshots && !q->readonly) {
+	if (nb_snapshots && !b->readonly) {
 		r = refuse(msg, msglen, path, ENOTSUP,
 			   "the image has %u internal snapshot(s); berth opens such images "
 			   "read-only only (delete them with 'qemu-img snapshot -d')", nb_snapshots);
@@ -340,11 +346,13 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 
 	if (q->backing_name[0] && (r = open_backing(q, msg, msglen)))
 		goto fail;
-	if (!q->readonly && q->version >= 3 && q->autoclear) {
-		/* Autoclear features we do not maintain (bitmaps included, for now) must be
-		 * cleared before the image changes, so other tools know they are stale. */
-		q->autoclear = 0;
-		be64_put(h + 88, 0);
+	if ((r = qcow2_bitmaps_open(q, msg, msglen)))
+		goto fail;
+	if (!q->readonly && q->version >= 3 && (q->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS)) {
+		/* Autoclear features we do not maintain must be cleared before the image changes,
+		 * so other tools know they are stale. */
+		q->autoclear &= QCOW2_AUTOCLEAR_BITMAPS;
+		be64_put(h + 88, q->autoclear);
 		if ((r = qcow2_write_header(q))) {
 			r = refuse(msg, msglen, path, -r, "cannot update the header: %s",
 				   strerror(-r));

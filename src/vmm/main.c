@@ -163,15 +163,13 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	for (unsigned i = 0; i < cfg.ndisks; i++) { /* can each disk be opened as asked? */
-		struct blk b;
-		char dmsg[300];
-		if (blk_open(&b, cfg.disks[i].path, cfg.disks[i].format, cfg.disks[i].readonly,
-			     cfg.disks[i].cache_none, dmsg, sizeof(dmsg))) {
+		char dmsg[600];
+		const struct disk_cfg *d = &cfg.disks[i];
+		if (blk_check(d->path, d->format, d->readonly, d->cache_none, dmsg, sizeof(dmsg))) {
 			fprintf(stderr, "berth-vmm: error: --disk %s\n", dmsg);
 			status = EXIT_CONFIG;
 			goto out_img;
 		}
-		blk_close(&b);
 	}
 	for (unsigned i = 0; i < cfg.nnics; i++) { /* do the named host resources exist? */
 		const struct nic_cfg *n = &cfg.nics[i];

@@ -5,6 +5,7 @@ qemu-img made must read back as the pattern in the guest, and killing berth-vmm 
 write workload must leave an image without corruption (leaks allowed) that holds every write completed before
 the guest's last flush."""
 
+import hashlib
 import json
 import os
 import random
@@ -235,3 +236,80 @@ def test_kill9_leaves_consistent_image(tmp_path, backing):
     run(vm("test=blk-fill,poweroff pattern=3 chunk=65536", img)).passed("blk-fill")
     assert_clean(img, leaks_ok=True)
     assert first_mismatch(as_raw(img, tmp_path), 3) is None
+
+
+# ---- persistent dirty bitmaps ------------------------------------------------------------------------------------
+
+def qemu_bitmaps(img):
+    """QEMU's own view of the image's persistent bitmaps (QMP on a machine-less QEMU): name -> info + sha256."""
+    p = subprocess.Popen(["qemu-system-x86_64", "-M", "none", "-nodefaults", "-display", "none", "-qmp", "stdio",
+                          "-blockdev", f"driver=qcow2,node-name=d0,file.driver=file,file.filename={img}"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def cmd(c, **args):
+        p.stdin.write(json.dumps({"execute": c, "arguments": args}) + "\n")
+        p.stdin.flush()
+        while True:
+            m = json.loads(p.stdout.readline())
+            if "return" in m or "error" in m:
+                return m
+
+    try:
+        p.stdout.readline()  # greeting
+        cmd("qmp_capabilities")
+        out = {}
+        for n in cmd("query-named-block-nodes")["return"]:
+            if n.get("node-name") == "d0":
+                for b in n.get("dirty-bitmaps", []):
+                    h = cmd("x-debug-block-dirty-bitmap-sha256", node="d0", name=b["name"])
+                    out[b["name"]] = dict(b, sha256=h.get("return", {}).get("sha256"))
+        cmd("quit")
+    finally:
+        p.wait(30)
+    return out
+
+
+def bitmap_sha(granules, nbits):
+    bits = bytearray((nbits + 63) // 64 * 8)
+    for g in granules:
+        bits[g // 8] |= 1 << (g % 8)
+    return hashlib.sha256(bytes(bits)).hexdigest()
+
+
+@pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="qemu-system-x86 not installed")
+def test_dirty_bitmap_records_guest_writes(tmp_path):
+    img = str(tmp_path / "d.qcow2")
+    qimg("create", "-q", "-f", "qcow2", img, str(DISK_BYTES))
+    qimg("bitmap", "--add", img, "b0")                              # auto: records writes
+    qimg("bitmap", "--add", "--granularity", "4096", img, "fine")   # a second, finer one
+    qimg("bitmap", "--add", "--disable", img, "frozen")             # must not change
+    subprocess.run([QEMU_IO, "-c", "write -P 1 0x40000 4k", img], check=True, capture_output=True)  # QEMU's write
+    run(vm("test=blk-fill,poweroff count=5 chunk=65536", img)).passed("blk-fill")
+    assert_clean(img)
+    written = sorted((j * FILL_STRIDE) % 1024 for j in range(5))  # 64 KiB chunks the guest wrote
+    bm = qemu_bitmaps(img)
+    assert set(bm) == {"b0", "fine", "frozen"}, bm
+    g64 = set(written) | {0x40000 >> 16}
+    assert bm["b0"]["count"] == len(g64) << 16, bm["b0"]
+    assert bm["b0"]["sha256"] == bitmap_sha(g64, DISK_BYTES >> 16), bm["b0"]
+    g4k = {c * 16 + i for c in written for i in range(16)} | {0x40000 >> 12}
+    assert bm["fine"]["count"] == len(g4k) << 12 and bm["fine"]["sha256"] == bitmap_sha(g4k, DISK_BYTES >> 12)
+    assert bm["frozen"]["count"] == 0 and not bm["frozen"]["recording"]
+    # A discard is a change too.
+    subprocess.run([QEMU_IO, "-c", "discard 0x800000 64k", img], check=True, capture_output=True)
+    assert qemu_bitmaps(img)["b0"]["count"] == (len(g64) + 1) << 16
+
+
+@pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="qemu-system-x86 not installed")
+def test_dirty_bitmap_after_kill9_is_inconsistent(tmp_path):
+    """A bitmap berth was recording when it died cannot be trusted: it must read as in use / inconsistent."""
+    img = str(tmp_path / "d.qcow2")
+    qimg("create", "-q", "-f", "qcow2", img, str(DISK_BYTES))
+    qimg("bitmap", "--add", img, "b0")
+    run_until_killed(vm("test=blk-fill,poweroff chunk=65536 flush_every=8", img), 0.2)
+    rc, rep = qcheck(img)
+    assert rep.get("corruptions", 0) == 0 and rc in (0, 3), rep
+    info = json.loads(qimg("info", "--output=json", img).stdout)
+    flags = info["format-specific"]["data"]["bitmaps"][0]["flags"]
+    assert "in-use" in flags, info
+    assert qemu_bitmaps(img)["b0"].get("inconsistent") is True

@@ -161,7 +161,7 @@ def test_help_and_version(vmm):
     ("{img},bogus", ["--disk", "unknown option 'bogus'"]),
     ("{img},serial=" + "x" * 21, ["--disk", "serial is longer than 20"]),
     ("{img},serial=a b", ["--disk", "printable ASCII"]),
-    ("{dir}", ["--disk", "Is a directory"]),
+    ("{dir}", ["--disk", "not a regular file or block device"]),
 ])
 def test_bad_disk(vmm, guest, tmp_path, spec, words):
     img = tmp_path / "d.img"
