@@ -3,10 +3,13 @@
 #include "vmm/msix.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/b64.h"
 #include "common/log.h"
 #include "vmm/vm.h"
 
@@ -181,4 +184,48 @@ bool msix_notify(struct msix *m, unsigned vec)
 	}
 	pthread_mutex_unlock(&m->lock);
 	return true;
+}
+
+/* ---- save/restore ---- */
+
+json_t *msix_save(struct msix *m)
+{
+	pthread_mutex_lock(&m->lock);
+	char *t = b64_encode(m->table, m->nvec * 16);
+	json_t *o = t ? json_pack("{s:s,s:I,s:b,s:b}", "table", t, "pba", (json_int_t)m->pba,
+				  "enabled", m->enabled, "function_mask", m->fmask)
+		      : NULL;
+	pthread_mutex_unlock(&m->lock);
+	free(t);
+	return o;
+}
+
+int msix_load(struct msix *m, json_t *o, char *msg, size_t msglen)
+{
+	size_t len = 0;
+	const char *s = json_string_value(json_object_get(o, "table"));
+	json_t *pba = json_object_get(o, "pba"), *en = json_object_get(o, "enabled"),
+	       *fm = json_object_get(o, "function_mask");
+	uint8_t *t = s ? b64_decode(s, &len) : NULL;
+	if (!t || len != m->nvec * 16 || !json_is_integer(pba) || !json_is_boolean(en) ||
+	    !json_is_boolean(fm)) {
+		snprintf(msg, msglen, "%s: MSI-X state: fields table (%u vectors), pba, enabled, "
+				      "function_mask required",
+			 m->pci->name, m->nvec);
+		free(t);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&m->lock);
+	memcpy(m->table, t, len);
+	m->pba = (uint64_t)json_integer_value(pba) &
+		 (m->nvec >= 64 ? ~0ULL : (1ULL << m->nvec) - 1);
+	m->enabled = json_is_true(en);
+	m->fmask = json_is_true(fm);
+	for (unsigned v = 0; v < m->nvec; v++) {
+		m->routed[v] = false;
+		sync_vector(m, v);
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(t);
+	return 0;
 }

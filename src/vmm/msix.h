@@ -35,6 +35,10 @@ int msix_init(struct msix *m, struct pci_device *pci, struct vm *vm, unsigned nv
 	      uint32_t table_off, uint32_t pba_off);
 void msix_destroy(struct msix *m);
 
+/* Save/restore the table, pending bits and enable/mask state; loading re-routes every vector. */
+json_t *msix_save(struct msix *m);
+int msix_load(struct msix *m, json_t *o, char *msg, size_t msglen);
+
 /* BAR accesses to the table and the PBA (offsets relative to each). */
 uint64_t msix_table_read(struct msix *m, uint64_t off, unsigned size);
 void msix_table_write(struct msix *m, uint64_t off, unsigned size, uint64_t val);

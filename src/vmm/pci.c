@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/b64.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "vmm/layout.h"
@@ -335,5 +337,47 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 	pb->slot[s] = d;
 	sync_bars(pb);
 	pthread_mutex_unlock(&pb->lock);
+	return 0;
+}
+
+/* ---- save/restore ---- */
+
+json_t *pci_device_save(struct pci_device *d)
+{
+	pthread_mutex_lock(&d->bus->lock);
+	char *b = b64_encode(d->cfg, PCI_CFG_SIZE);
+	pthread_mutex_unlock(&d->bus->lock);
+	json_t *o = b ? json_pack("{s:s}", "config", b) : NULL;
+	free(b);
+	return o;
+}
+
+int pci_device_load(struct pci_device *d, json_t *o, char *msg, size_t msglen)
+{
+	size_t len = 0;
+	const char *s = json_string_value(json_object_get(o, "config"));
+	uint8_t *cfg = s ? b64_decode(s, &len) : NULL;
+	if (!cfg || len != PCI_CFG_SIZE) {
+		snprintf(msg, msglen, "%s: field 'config': missing or not %u bytes of base64", d->name,
+			 PCI_CFG_SIZE);
+		free(cfg);
+		return -EINVAL;
+	}
+	/* Read-only bytes describe the device itself: they must match what this VMM built. */
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++) {
+		uint8_t ro = (uint8_t)~(d->wmask[i] | d->w1c[i]);
+		if ((cfg[i] & ro) != (d->cfg[i] & ro)) {
+			snprintf(msg, msglen,
+				 "%s: saved config space differs at 0x%x (a different device)",
+				 d->name, i);
+			free(cfg);
+			return -EINVAL;
+		}
+	}
+	pthread_mutex_lock(&d->bus->lock);
+	memcpy(d->cfg, cfg, PCI_CFG_SIZE);
+	sync_bars(d->bus);
+	pthread_mutex_unlock(&d->bus->lock);
+	free(cfg);
 	return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef BERTH_PCI_H
 #define BERTH_PCI_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -91,6 +92,11 @@ int pci_set_bar(struct pci_device *d, unsigned idx, uint64_t size, bool is64, bo
 int pci_add_cap(struct pci_device *d, uint8_t id, unsigned len);
 /* Give the device a slot, place its BARs in the windows and map them (memory decoding on). */
 int pci_bus_add(struct pci_bus *pb, struct pci_device *d);
+
+/* Save/restore a device's config space; loading maps BARs as the saved config says and refuses
+ * state whose read-only bytes (IDs, class, capabilities) differ from this device's. */
+json_t *pci_device_save(struct pci_device *d);
+int pci_device_load(struct pci_device *d, json_t *o, char *msg, size_t msglen);
 
 /* Config access from the guest (also used by tests and fuzzers). Absent functions read all-ones. */
 uint32_t pci_cfg_read(struct pci_bus *pb, unsigned bus, unsigned devfn, unsigned off,

@@ -10,6 +10,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "common/b64.h"
 #include "common/evloop.h"
 #include "common/log.h"
 
@@ -387,4 +388,59 @@ void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t val)
 	}
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- save/restore ---- */
+
+json_t *serial_save(struct serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	uint8_t fifo[SERIAL_FIFO];
+	for (unsigned i = 0; i < s->fifo_count; i++)
+		fifo[i] = s->fifo[(s->fifo_head + i) % SERIAL_FIFO];
+	char *f = b64_encode(fifo, s->fifo_count);
+	json_t *o = f ? json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:s}", "ier", s->ier,
+				  "lcr", s->lcr, "mcr", s->mcr, "lsr", s->lsr, "msr_delta",
+				  s->msr_delta, "scr", s->scr, "dll", s->dll, "dlm", s->dlm, "fcr",
+				  s->fcr, "thr_ipending", s->thr_ipending, "timeout_ipending",
+				  s->timeout_ipending, "rx_fifo", f)
+		      : NULL;
+	pthread_mutex_unlock(&s->lock);
+	free(f);
+	return o;
+}
+
+int serial_load(struct serial *s, json_t *o, char *msg, size_t msglen)
+{
+	static const char *const regs[] = {"ier", "lcr", "mcr", "lsr", "msr_delta",
+					   "scr", "dll", "dlm", "fcr"};
+	uint8_t v[9];
+	for (unsigned i = 0; i < 9; i++) {
+		json_t *j = json_object_get(o, regs[i]);
+		if (!json_is_integer(j) || json_integer_value(j) < 0 || json_integer_value(j) > 255) {
+			snprintf(msg, msglen, "%s: field '%s': missing or not a byte", s->tag, regs[i]);
+			return -EINVAL;
+		}
+		v[i] = (uint8_t)json_integer_value(j);
+	}
+	size_t n = 0;
+	const char *f = json_string_value(json_object_get(o, "rx_fifo"));
+	uint8_t *fifo = f ? b64_decode(f, &n) : NULL;
+	if (!fifo || n > SERIAL_FIFO) {
+		snprintf(msg, msglen, "%s: field 'rx_fifo': missing or longer than the FIFO", s->tag);
+		free(fifo);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ier = v[0], s->lcr = v[1], s->mcr = v[2], s->lsr = v[3], s->msr_delta = v[4];
+	s->scr = v[5], s->dll = v[6], s->dlm = v[7], s->fcr = v[8];
+	s->thr_ipending = json_is_true(json_object_get(o, "thr_ipending"));
+	s->timeout_ipending = json_is_true(json_object_get(o, "timeout_ipending"));
+	memcpy(s->fifo, fifo, n);
+	s->fifo_head = 0;
+	s->fifo_count = (unsigned)n;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	free(fifo);
+	return 0;
 }

@@ -2,6 +2,7 @@
 #ifndef BERTH_SERIAL_H
 #define BERTH_SERIAL_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,6 +73,10 @@ int serial_init(struct serial *s, const char *tag, struct serial_backend *be, un
 		void (*set_irq)(void *opaque, unsigned gsi, int level), void *irq_opaque,
 		struct evloop *loop);
 void serial_destroy(struct serial *s);
+
+/* Save/restore the UART registers and the receive FIFO. */
+json_t *serial_save(struct serial *s);
+int serial_load(struct serial *s, json_t *o, char *msg, size_t msglen);
 /* Register access, offset 0..7. */
 uint64_t serial_read(void *opaque, uint64_t offset, unsigned size);
 void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t val);

@@ -451,6 +451,13 @@ static void blk_reset(struct virtio_pci *vp)
 	memset(b->touched, 0, sizeof(b->touched));
 }
 
+/* Save: every request in flight completes (and is in the used ring) before memory is saved. */
+static void blk_quiesce(struct virtio_pci *vp)
+{
+	drain(vp);
+	interrupt_touched(vp);
+}
+
 static void blk_destroy(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;
@@ -521,6 +528,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 	    .config_size = sizeof(b->config),
 	    .config_read = config_read,
 	    .reset = blk_reset,
+	    .quiesce = blk_quiesce,
 	    .queue_notify = blk_notify,
 	    .destroy = blk_destroy,
 	    .owns_ops = true,

@@ -312,6 +312,60 @@ static void con_reset(struct virtio_pci *vp)
 	}
 }
 
+/* Port handshake state survives a save/restore; host bytes not yet delivered do not. */
+static json_t *con_save(struct virtio_pci *vp)
+{
+	struct virtio_console *c = vp->dev;
+	json_t *ports = json_array(), *ctrl = json_array();
+	for (unsigned i = 0; i < c->nports; i++)
+		json_array_append_new(ports, json_pack("{s:s,s:b,s:b}", "name", c->ports[i].name,
+						       "ready", c->ports[i].ready, "guest_open",
+						       c->ports[i].guest_open));
+	for (unsigned i = 0; i < c->ctrl_count; i++) {
+		const struct ctrl_msg *m = &c->ctrlq[(c->ctrl_head + i) % CTRLQ_MAX];
+		json_array_append_new(ctrl, json_pack("{s:i,s:i,s:i,s:s}", "id", (int)m->id, "event",
+						      m->event, "value", m->value, "name", m->name));
+	}
+	return json_pack("{s:o,s:o}", "ports", ports, "control", ctrl);
+}
+
+static int con_load(struct virtio_pci *vp, json_t *st, char *msg, size_t msglen)
+{
+	struct virtio_console *c = vp->dev;
+	json_t *ports = json_object_get(st, "ports"), *ctrl = json_object_get(st, "control");
+	if (!json_is_array(ports) || json_array_size(ports) != c->nports || !json_is_array(ctrl) ||
+	    json_array_size(ctrl) > CTRLQ_MAX) {
+		snprintf(msg, msglen, "%s: saved console state does not match its %u port(s)",
+			 vp->tag, c->nports);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < c->nports; i++) {
+		json_t *p = json_array_get(ports, i);
+		const char *name = json_string_value(json_object_get(p, "name"));
+		if (!name || strcmp(name, c->ports[i].name)) {
+			snprintf(msg, msglen, "%s: saved port %u is not '%s'", vp->tag, i + 1,
+				 c->ports[i].name);
+			return -EINVAL;
+		}
+		c->ports[i].ready = json_is_true(json_object_get(p, "ready"));
+		c->ports[i].guest_open = json_is_true(json_object_get(p, "guest_open"));
+	}
+	c->ctrl_head = 0;
+	c->ctrl_count = 0;
+	size_t i;
+	json_t *m;
+	json_array_foreach(ctrl, i, m)
+	{
+		struct ctrl_msg *d = &c->ctrlq[c->ctrl_count++];
+		const char *name = json_string_value(json_object_get(m, "name"));
+		d->id = (uint32_t)json_integer_value(json_object_get(m, "id"));
+		d->event = (uint16_t)json_integer_value(json_object_get(m, "event"));
+		d->value = (uint16_t)json_integer_value(json_object_get(m, "value"));
+		snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
+	}
+	return 0;
+}
+
 static void con_destroy(struct virtio_pci *vp)
 {
 	struct virtio_console *c = vp->dev;
@@ -357,6 +411,8 @@ static const struct virtio_device_ops con_ops_template = {
     .config_read = config_read,
     .reset = con_reset,
     .queue_notify = con_notify,
+    .save = con_save,
+    .load = con_load,
     .destroy = con_destroy,
     .owns_ops = true,
 };

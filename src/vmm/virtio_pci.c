@@ -764,3 +764,143 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	pthread_mutex_destroy(&vp->lock);
 	free(vp);
 }
+
+/* ---- save/restore ---- */
+
+void virtio_pci_quiesce(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	if (vp->ops->quiesce)
+		vp->ops->quiesce(vp);
+}
+
+void virtio_pci_unquiesce(struct virtio_pci *vp)
+{
+	pthread_mutex_unlock(&vp->lock);
+}
+
+json_t *virtio_pci_save(struct virtio_pci *vp)
+{
+	json_t *queues = json_array();
+	for (unsigned i = 0; queues && i < vp->ops->num_queues; i++) {
+		const struct virtio_queue_state *q = &vp->q[i];
+		json_array_append_new(
+		    queues, json_pack("{s:i,s:i,s:i,s:I,s:I,s:I,s:i,s:i,s:i,s:b}", "size", q->size,
+				      "vector", q->vector, "enabled", q->enabled, "desc",
+				      (json_int_t)q->desc, "driver", (json_int_t)q->driver, "device",
+				      (json_int_t)q->device, "last_avail", q->vq.last_avail,
+				      "used_idx", q->vq.used_idx, "signalled_used",
+				      q->vq.signalled_used, "signalled_valid", q->vq.signalled_valid));
+	}
+	json_t *t = json_pack("{s:s,s:i,s:i,s:I,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:o}", "device",
+			      vp->ops->name, "dfselect", vp->dfselect, "gfselect", vp->gfselect,
+			      "guest_features", (json_int_t)vp->guest_features, "status", vp->status,
+			      "config_gen", vp->config_gen, "isr", vp->isr, "config_vector",
+			      vp->config_vector, "queue_sel", vp->queue_sel, "broken", vp->broken,
+			      "intx_level", vp->intx_level, "queues", queues);
+	json_t *o = json_pack("{s:o,s:o,s:o}", "pci", pci_device_save(&vp->pci), "msix",
+			      msix_save(&vp->msix), "transport", t);
+	if (o && vp->ops->save) {
+		json_t *d = vp->ops->save(vp);
+		if (!d || json_object_set_new(o, "state", d)) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static int get_int(json_t *o, const char *k, int64_t lo, int64_t hi, int64_t *out)
+{
+	json_t *v = json_object_get(o, k);
+	if (!json_is_integer(v) && !json_is_boolean(v))
+		return -EINVAL;
+	*out = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+	return *out < lo || *out > hi ? -EINVAL : 0;
+}
+
+#define GET(obj, key, lo, hi, dst)                                                                  \
+	do {                                                                                       \
+		int64_t v_;                                                                        \
+		if (get_int(obj, key, lo, hi, &v_)) {                                              \
+			snprintf(msg, msglen, "%s: field '%s': missing or out of range", vp->tag,   \
+				 key);                                                             \
+			return -EINVAL;                                                            \
+		}                                                                                  \
+		dst = v_;                                                                          \
+	} while (0)
+
+int virtio_pci_load(struct virtio_pci *vp, json_t *o, char *msg, size_t msglen)
+{
+	json_t *t = json_object_get(o, "transport"), *queues = json_object_get(t, "queues");
+	const char *name = json_string_value(json_object_get(t, "device"));
+	if (!json_is_object(t) || !name || strcmp(name, vp->ops->name) || !json_is_array(queues) ||
+	    json_array_size(queues) != vp->ops->num_queues) {
+		snprintf(msg, msglen, "%s: saved state is for another device or queue count",
+			 vp->tag);
+		return -EINVAL;
+	}
+	int r;
+	if ((r = pci_device_load(&vp->pci, json_object_get(o, "pci"), msg, msglen)) ||
+	    (r = msix_load(&vp->msix, json_object_get(o, "msix"), msg, msglen)))
+		return r;
+	pthread_mutex_lock(&vp->lock);
+	uint64_t gf;
+	int64_t status, broken, intx;
+	GET(t, "dfselect", 0, 1, vp->dfselect);
+	GET(t, "gfselect", 0, 1, vp->gfselect);
+	GET(t, "guest_features", INT64_MIN, INT64_MAX, gf);
+	GET(t, "status", 0, 255, status);
+	GET(t, "config_gen", 0, 255, vp->config_gen);
+	GET(t, "isr", 0, 3, vp->isr);
+	GET(t, "config_vector", 0, 0xffff, vp->config_vector);
+	GET(t, "queue_sel", 0, 0xffff, vp->queue_sel);
+	GET(t, "broken", 0, 1, broken);
+	GET(t, "intx_level", 0, 1, intx);
+	if (gf & ~vp->host_features) {
+		pthread_mutex_unlock(&vp->lock);
+		snprintf(msg, msglen, "%s: saved features 0x%llx are not all offered here (0x%llx)",
+			 vp->tag, (unsigned long long)gf, (unsigned long long)vp->host_features);
+		return -EINVAL;
+	}
+	vp->guest_features = gf;
+	vp->broken = broken;
+	for (unsigned i = 0; i < vp->ops->num_queues; i++) {
+		json_t *j = json_array_get(queues, i);
+		struct virtio_queue_state *q = &vp->q[i];
+		int64_t en, la, ui, su, sv;
+		GET(j, "size", 0, vp->ops->queue_max, q->size);
+		GET(j, "vector", 0, 0xffff, q->vector);
+		GET(j, "enabled", 0, 1, en);
+		GET(j, "desc", INT64_MIN, INT64_MAX, q->desc);
+		GET(j, "driver", INT64_MIN, INT64_MAX, q->driver);
+		GET(j, "device", INT64_MIN, INT64_MAX, q->device);
+		GET(j, "last_avail", 0, 0xffff, la);
+		GET(j, "used_idx", 0, 0xffff, ui);
+		GET(j, "signalled_used", 0, 0xffff, su);
+		GET(j, "signalled_valid", 0, 1, sv);
+		q->enabled = 0;
+		q->ready = false;
+		if (en && !vp->broken) {
+			enable_queue(vp, q);
+			q->vq.last_avail = (uint16_t)la;
+			q->vq.used_idx = (uint16_t)ui;
+			q->vq.signalled_used = (uint16_t)su;
+			q->vq.signalled_valid = sv;
+		}
+	}
+	vp->status = (uint8_t)(status & ~VIRTIO_STATUS_DRIVER_OK);
+	pthread_mutex_unlock(&vp->lock);
+	if (vp->ops->load && (r = vp->ops->load(vp, json_object_get(o, "state"), msg, msglen)))
+		return r;
+	pthread_mutex_lock(&vp->lock);
+	set_status(vp, (uint8_t)status); /* DRIVER_OK again: the device starts serving */
+	set_intx(vp, intx);
+	/* An interrupt raised just before the save may not have reached the saved LAPIC: signal
+	 * every live queue once (a spurious interrupt is harmless to a virtio driver). */
+	for (unsigned i = 0; i < vp->ops->num_queues && (status & VIRTIO_STATUS_DRIVER_OK); i++)
+		if (vp->q[i].ready)
+			interrupt(vp, vp->q[i].vector, 1);
+	pthread_mutex_unlock(&vp->lock);
+	return 0;
+}

@@ -67,6 +67,11 @@ struct virtio_device_ops {
 	unsigned poll_us;
 	unsigned settle_ns; /* when polling finds requests, wait this long for more (batching) */
 	bool (*poll)(struct virtio_pci *vp); /* lock held; true if it found work */
+	/* Save/restore (all optional, lock held for quiesce): finish in-flight work that writes
+	 * guest memory; device-specific state to JSON and back (before DRIVER_OK is set again). */
+	void (*quiesce)(struct virtio_pci *vp);
+	json_t *(*save)(struct virtio_pci *vp);
+	int (*load)(struct virtio_pci *vp, json_t *state, char *msg, size_t msglen);
 };
 
 struct virtio_queue_state {
@@ -146,6 +151,13 @@ int virtio_pci_watch(struct virtio_pci *vp, int fd, void (*cb)(struct virtio_pci
 		     void *arg);
 /* Stop watching fd (call with vp->lock held, e.g. from a callback). */
 void virtio_pci_unwatch(struct virtio_pci *vp, int fd);
+
+/* Save/restore. quiesce takes the device lock (the I/O thread stops) and finishes in-flight
+ * work; unquiesce releases it. load runs before the vCPUs and brings the device back live. */
+void virtio_pci_quiesce(struct virtio_pci *vp);
+void virtio_pci_unquiesce(struct virtio_pci *vp);
+json_t *virtio_pci_save(struct virtio_pci *vp);
+int virtio_pci_load(struct virtio_pci *vp, json_t *o, char *msg, size_t msglen);
 
 /* Register access on BAR 0 (exposed for tests and fuzzing). */
 uint64_t virtio_pci_bar_read(void *opaque, uint64_t off, unsigned size);
