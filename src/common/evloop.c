@@ -83,6 +83,17 @@ int evloop_del(struct evloop *l, int fd)
 	return -ENOENT;
 }
 
+int evloop_mod(struct evloop *l, int fd, uint32_t events)
+{
+	for (uint32_t i = 0; i < EVLOOP_MAX_FDS; i++) {
+		if (l->w[i].fd != fd)
+			continue;
+		struct epoll_event ev = {.events = events, .data.u32 = i};
+		return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+	}
+	return -ENOENT;
+}
+
 int evloop_run(struct evloop *l)
 {
 	struct epoll_event evs[16];

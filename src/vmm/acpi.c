@@ -220,9 +220,9 @@ static size_t build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 	put16(t + 96, 101);		   /* P_LVL2_LAT > 100: no C2 */
 	put16(t + 98, 1001);		   /* P_LVL3_LAT > 1000: no C3 */
 	put16(t + 109, 1u << 2 | 1u << 5); /* IAPC_BOOT_ARCH: no VGA, no CMOS RTC; no 8042 */
+	/* PWR_BUTTON (bit 4) clear: the power button is fixed hardware, PWRBTN_STS/EN in PM1. */
 	uint32_t flags = 1u << 0	   /* WBINVD works */
 			 | 1u << 2	   /* C1 supported */
-			 | 1u << 4	   /* no fixed power button */
 			 | 1u << 5	   /* no fixed sleep button */
 			 | 1u << 10;	   /* RESET_REG supported */
 	put32(t + 112, flags);

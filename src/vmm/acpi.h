@@ -16,6 +16,9 @@
 #define ACPI_SLP_TYP_S5 5 /* the value in the DSDT's \_S5 package */
 #define ACPI_PM1_SLP_EN (1u << 13)
 #define ACPI_PM1_SCI_EN (1u << 0)
+/* PM1 status (write 1 to clear) and enable bits of the fixed power button. */
+#define ACPI_PM1_PWRBTN_STS (1u << 8)
+#define ACPI_PM1_PWRBTN_EN (1u << 8)
 
 #define ACPI_MAX_CPUS 1024
 

@@ -149,7 +149,7 @@ static int parse_serial(struct serial_cfg *s, const char *v, const char *what,
 			    v);
 	if (path && !*path)
 		return fail(err, "%s '%s': the path is empty", what, v);
-	if (kind == SERIAL_UNIX && strlen(path) >= 108)
+	if (kind == SERIAL_UNIX && strlen(path) > UNIX_PATH_MAX_LEN)
 		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what,
 			    v);
 	free(s->path);
@@ -512,6 +512,14 @@ static int set_rng(struct vm_config *c, const char *v, const char *what, struct 
 	return set_bool(&c->rng, v, what, err);
 }
 
+static int set_control(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	if (strlen(v) > UNIX_PATH_MAX_LEN)
+		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what,
+			    v);
+	return set_path(&c->control, v, what, err);
+}
+
 static int set_log_level(struct vm_config *c, const char *v, const char *what,
 			 struct cfg_error *err)
 {
@@ -560,6 +568,8 @@ static const struct option_def options[] = {
     {"console-port", 0, NULL, ARG_STR, set_port, "name=N,socket=P",
      "add a named virtio-console port served on a unix socket (repeatable)"},
     {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
+    {"control", 0, "control", ARG_STR, set_control, "PATH",
+     "serve the control socket (framed JSON: status, pause, power button, quit) on PATH"},
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
      "error, warn, info (default) or debug"},
@@ -583,6 +593,7 @@ void config_free(struct vm_config *c)
 	free(c->cmdline);
 	free(c->serial[0].path);
 	free(c->serial[1].path);
+	free(c->control);
 	clear_disks(c);
 	clear_ports(c);
 	memset(c, 0, sizeof(*c));
@@ -909,6 +920,8 @@ char *config_to_json(const struct vm_config *c)
 		json_array_append_new(nets, json_string(spec));
 	}
 	json_object_set_new(o, "nets", nets);
+	if (c->control)
+		json_object_set_new(o, "control", json_string(c->control));
 	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
 	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
@@ -935,8 +948,8 @@ void config_usage(FILE *out)
 	    "initrd,\n"
 	    "                               cmdline, memory, cpus, cpu_template, boot, serial, "
 	    "serial2,\n"
-	    "                               on_reboot, timeout, name, log_level); flags override "
-	    "it\n"
+	    "                               on_reboot, timeout, rng, disks, nets, console_ports,\n"
+	    "                               control, name, log_level); flags override it\n"
 	    "      --check                  validate the configuration and the boot files, then "
 	    "exit\n"
 	    "      --print-config           validate, print the effective configuration as JSON, "
@@ -947,6 +960,7 @@ void config_usage(FILE *out)
 	    "file,\n"
 	    "3 guest rebooted (--on-reboot=exit), 4 guest crashed (triple fault), 5 KVM internal "
 	    "error\n"
-	    "or emulation failure, 6 --timeout expired, 7 stopped by SIGINT/SIGTERM or Ctrl-A x.\n"
+	    "or emulation failure, 6 --timeout expired, 7 stopped by SIGINT/SIGTERM or Ctrl-A x,\n"
+	    "8 stopped by the control socket's quit command.\n"
 	    "See berth-vmm(1).\n");
 }

@@ -33,6 +33,7 @@ struct console_port_cfg {
 };
 
 #define VM_NICS_MAX 4
+#define UNIX_PATH_MAX_LEN 107 /* sun_path holds 108 bytes with the NUL */
 
 enum nic_kind { NIC_TAP, NIC_BRIDGE, NIC_FD };
 
@@ -75,6 +76,7 @@ struct vm_config {
 	struct console_port_cfg ports[VM_CONSOLE_PORTS_MAX];
 	unsigned nports;
 	bool ports_from_flags;
+	char *control; /* unix socket path of the control socket (NULL: none) */
 	enum log_level log_level;
 	bool check_only;
 	bool print_config;

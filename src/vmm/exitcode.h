@@ -11,6 +11,7 @@ enum vmm_exit {
 	EXIT_KVM_ERROR = 5, /* KVM internal error, emulation failure, failed VM entry */
 	EXIT_TIMEOUT = 6,   /* --timeout expired */
 	EXIT_SIGNAL = 7,    /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x on the console */
+	EXIT_QUIT = 8,	    /* the control socket's quit command */
 };
 
 #endif

@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "vmm/boot.h"
 #include "vmm/config.h"
+#include "vmm/control.h"
 #include "vmm/exitcode.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
@@ -27,6 +28,7 @@
 struct runner {
 	struct vm *vm;		  /* the running VM, NULL between runs */
 	enum stop_reason pending; /* a stop that arrived while no VM ran */
+	struct control *ctl;	  /* --control, or NULL */
 };
 
 static void request_stop(struct runner *rn, enum stop_reason why)
@@ -35,6 +37,11 @@ static void request_stop(struct runner *rn, enum stop_reason why)
 		vm_request_stop(rn->vm, why);
 	else if (rn->pending == STOP_NONE)
 		rn->pending = why;
+}
+
+static void on_control_stop(void *opaque, enum stop_reason why)
+{
+	request_stop(opaque, why);
 }
 
 static void on_signal(void *opaque, int fd, uint32_t events)
@@ -85,6 +92,8 @@ static int exit_status_of(enum stop_reason r)
 		return EXIT_TIMEOUT;
 	case STOP_SIGNAL:
 		return EXIT_SIGNAL;
+	case STOP_QUIT:
+		return EXIT_QUIT;
 	default:
 		return EXIT_VMM_ERROR;
 	}
@@ -102,6 +111,7 @@ static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 		goto out;
 	evloop_rearm(loop);
 	rn->vm = &vm;
+	control_attach(rn->ctl, &vm);
 	if (rn->pending != STOP_NONE)
 		vm_request_stop(&vm, rn->pending);
 	if (vm_start(&vm) == 0) {
@@ -114,6 +124,7 @@ static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 	vm_stop_vcpus(&vm);
 	why = (enum stop_reason)vm.stop_reason;
 	rn->vm = NULL;
+	control_attach(rn->ctl, NULL);
 out:
 	vm_destroy(&vm);
 	return why;
@@ -247,6 +258,13 @@ int main(int argc, char **argv)
 		log_err(NULL, "cannot set up the event loop: %s", strerror(-r));
 		goto out_serial;
 	}
+	if (cfg.control &&
+	    control_open(&rn.ctl, cfg.control, loop, &cfg, on_control_stop, &rn) < 0) {
+		fprintf(stderr, "berth-vmm: error: --control '%s': cannot serve the control socket\n",
+			cfg.control);
+		status = EXIT_CONFIG;
+		goto out_serial;
+	}
 	if (cfg.timeout_s) {
 		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 		struct itimerspec its = {.it_value.tv_sec = cfg.timeout_s};
@@ -262,9 +280,13 @@ int main(int argc, char **argv)
 		if (why == STOP_REBOOT && cfg.on_reboot == ON_REBOOT_RESTART &&
 		    rn.pending == STOP_NONE) {
 			log_info(NULL, "guest rebooted: restarting the VM (--on-reboot=restart)");
+			control_event(rn.ctl, "reset", json_pack("{s:s}", "reason", "reboot"));
 			continue;
 		}
 		status = exit_status_of(why);
+		control_event(rn.ctl, "shutdown",
+			      json_pack("{s:s, s:i}", "reason", stop_reason_name(why),
+					"exit_status", status));
 		if (why == STOP_REBOOT)
 			log_info(NULL, "guest rebooted: exiting with status %d (--on-reboot=exit)",
 				 status);
@@ -272,6 +294,7 @@ int main(int argc, char **argv)
 	}
 
 out_serial:
+	control_close(rn.ctl);
 	serial_backend_close(&be[0]);
 	serial_backend_close(&be[1]);
 	evloop_free(loop);

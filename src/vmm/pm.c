@@ -1,5 +1,5 @@
-/* ACPI fixed hardware (PM1a event and control: SLP_EN with S5 powers off), reset control 0xCF9,
- * i8042 reset. */
+/* ACPI fixed hardware (PM1a event: power button and SCI; control: SLP_EN with S5 powers off),
+ * reset control 0xCF9, i8042 reset. */
 #include "vmm/pm.h"
 
 #include <string.h>
@@ -13,6 +13,27 @@
 #define I8042_CMD_RESET 0xfe
 #define RST_CNT_SYS_RST 0x02
 #define RST_CNT_RST_CPU 0x04
+
+/* The SCI is level-triggered: asserted while an enabled fixed event's status bit is set. Called
+ * with pm->lock held. */
+static void update_sci(struct pm *pm)
+{
+	int level = (pm->pm1_sts & pm->pm1_en & ACPI_PM1_PWRBTN_STS) != 0;
+	if (level == pm->sci_level)
+		return;
+	pm->sci_level = level;
+	vm_set_irq(pm->vm, ACPI_SCI_IRQ, level);
+}
+
+bool pm_power_button(struct pm *pm)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->pm1_sts |= ACPI_PM1_PWRBTN_STS;
+	bool enabled = pm->pm1_en & ACPI_PM1_PWRBTN_EN;
+	update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return enabled;
+}
 
 static uint64_t pm1_evt_read(void *opaque, uint64_t off, unsigned size)
 {
@@ -37,6 +58,7 @@ static void pm1_evt_write(void *opaque, uint64_t off, unsigned size, uint64_t va
 			pm->pm1_en = (uint16_t)((pm->pm1_en & ~(0xffu << (8 * (at - 2)))) |
 						(uint16_t)b << (8 * (at - 2)));
 	}
+	update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 }
 

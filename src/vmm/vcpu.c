@@ -18,6 +18,19 @@ void vcpu_kick(struct vcpu *v)
 	pthread_kill(v->thread, KICK_SIGNAL);
 }
 
+void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	pthread_mutex_lock(&vm->run_lock);
+	vm->nparked++;
+	pthread_cond_broadcast(&vm->run_cond); /* a pauser counts the parked threads */
+	while (__atomic_load_n(&vm->pause_req, __ATOMIC_SEQ_CST) &&
+	       __atomic_load_n(&vm->stop_reason, __ATOMIC_SEQ_CST) == STOP_NONE)
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	vm->nparked--;
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -34,6 +47,10 @@ void *vcpu_thread(void *arg)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+				/* Parked only here: KVM has completed any pending port/MMIO exit
+				 * before returning EINTR, so the vCPU state is whole. */
+				if (__atomic_load_n(&vm->pause_req, __ATOMIC_SEQ_CST))
+					vcpu_park(v);
 				continue;
 			}
 			log_err(v->tag, "KVM_RUN failed: %s", strerror(errno));

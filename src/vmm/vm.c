@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/evloop.h"
@@ -299,6 +300,12 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 	vm->fd = -1;
 	vm->ncpus = cfg->cpus;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->run_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 
@@ -444,6 +451,10 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason)
 	if (vm->stop_reason == STOP_NONE)
 		vm->stop_reason = reason;
 	pthread_mutex_unlock(&vm->stop_lock);
+	/* Parked vCPUs and waiting pausers see the stop under run_lock, so none misses it. */
+	pthread_mutex_lock(&vm->run_lock);
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if (vm->vcpus[i].thread_started)
 			vcpu_kick(&vm->vcpus[i]);
@@ -451,8 +462,84 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason)
 		evloop_stop(vm->loop);
 }
 
+const char *stop_reason_name(enum stop_reason r)
+{
+	static const char *const names[] = {
+	    [STOP_NONE] = "none",	    [STOP_POWEROFF] = "poweroff", [STOP_REBOOT] = "reboot",
+	    [STOP_CRASH] = "crash",	    [STOP_KVM_ERROR] = "kvm-error", [STOP_TIMEOUT] = "timeout",
+	    [STOP_SIGNAL] = "signal",	    [STOP_VMM_ERROR] = "vmm-error", [STOP_QUIT] = "quit",
+	};
+	return (unsigned)r < ARRAY_SIZE(names) && names[r] ? names[r] : "unknown";
+}
+
+static bool stopping(struct vm *vm)
+{
+	return __atomic_load_n(&vm->stop_reason, __ATOMIC_SEQ_CST) != STOP_NONE;
+}
+
+int vm_pause_vcpus(struct vm *vm, unsigned timeout_ms)
+{
+	unsigned nthreads = 0;
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		nthreads += vm->vcpus[i].thread_started;
+
+	pthread_mutex_lock(&vm->run_lock);
+	vm->pause_depth++;
+	__atomic_store_n(&vm->pause_req, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->run_lock);
+	/* Like vm_request_stop: immediate_exit catches a vCPU between its checks and KVM_RUN. */
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].thread_started)
+			vcpu_kick(&vm->vcpus[i]);
+
+	int r = 0;
+	pthread_mutex_lock(&vm->run_lock);
+	while (vm->nparked < nthreads && !stopping(vm) && r == 0)
+		r = pthread_cond_timedwait(&vm->run_cond, &vm->run_lock, &until);
+	if (vm->nparked >= nthreads && !stopping(vm)) {
+		r = 0;
+	} else {
+		r = stopping(vm) ? -ECANCELED : -ETIMEDOUT;
+		if (--vm->pause_depth == 0) {
+			__atomic_store_n(&vm->pause_req, 0, __ATOMIC_SEQ_CST);
+			pthread_cond_broadcast(&vm->run_cond);
+		}
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	return r;
+}
+
+void vm_resume_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->pause_depth && --vm->pause_depth == 0) {
+		__atomic_store_n(&vm->pause_req, 0, __ATOMIC_SEQ_CST);
+		pthread_cond_broadcast(&vm->run_cond);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+bool vm_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	bool p = vm->pause_depth > 0;
+	pthread_mutex_unlock(&vm->run_lock);
+	return p;
+}
+
 int vm_start(struct vm *vm)
 {
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	vm->start_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
@@ -512,4 +599,6 @@ void vm_destroy(struct vm *vm)
 		close(vm->fd);
 	vm->fd = -1;
 	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_cond_destroy(&vm->run_cond);
+	pthread_mutex_destroy(&vm->run_lock);
 }

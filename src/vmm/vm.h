@@ -28,6 +28,7 @@ enum stop_reason {
 	STOP_TIMEOUT,
 	STOP_SIGNAL,
 	STOP_VMM_ERROR,
+	STOP_QUIT, /* the control socket's quit command */
 };
 
 struct vm;
@@ -75,6 +76,15 @@ struct vm {
 	pthread_mutex_t stop_lock;
 	volatile int stop_reason; /* enum stop_reason; the first reason wins */
 	struct evloop *loop;	  /* woken when the VM stops */
+
+	/* Pausing (vm_pause_vcpus): while pause_req is set, vCPU threads park on run_cond outside
+	 * KVM_RUN. pause_depth counts the holders of a pause; nparked the threads parked. */
+	pthread_mutex_t run_lock;
+	pthread_cond_t run_cond; /* CLOCK_MONOTONIC; parkers and pausers wait here */
+	volatile int pause_req;	 /* read by vCPU threads without the lock */
+	unsigned pause_depth;
+	unsigned nparked;
+	uint64_t start_ns; /* CLOCK_MONOTONIC at vm_start */
 };
 
 /* Open /dev/kvm and check every capability berth needs; message on failure. */
@@ -91,6 +101,23 @@ int vm_load(struct vm *vm, const struct boot_image *img);
 int vm_start(struct vm *vm);
 /* Ask the VM to stop (any thread). The first reason is kept. */
 void vm_request_stop(struct vm *vm, enum stop_reason reason);
+/* Name of a stop reason for logs and control events ("poweroff", "quit", ...). */
+const char *stop_reason_name(enum stop_reason r);
+
+/*
+ * Stop every vCPU outside KVM_RUN (each completes the exit it was handling, including pending
+ * port/MMIO I/O) and keep it parked until vm_resume_vcpus(). Returns once all are parked. Pauses
+ * nest: every successful call holds the VM paused until its matching vm_resume_vcpus(), so a
+ * checkpoint can pause a VM a user already paused. -ETIMEDOUT when the vCPUs did not all park
+ * within timeout_ms (the attempt is undone), -ECANCELED when the VM is stopping. Any thread but a
+ * vCPU thread; it blocks.
+ */
+int vm_pause_vcpus(struct vm *vm, unsigned timeout_ms);
+/* Release one pause; the vCPUs run again when no pause is held. */
+void vm_resume_vcpus(struct vm *vm);
+/* True while at least one pause is held. */
+bool vm_paused(struct vm *vm);
+
 /* Kick and join vCPU threads. */
 void vm_stop_vcpus(struct vm *vm);
 void vm_destroy(struct vm *vm);
@@ -107,6 +134,9 @@ void vm_set_irq(void *opaque, unsigned gsi, int level);
 /* vcpu.c */
 void *vcpu_thread(void *arg);
 void vcpu_kick(struct vcpu *v);
+/* Wait on run_cond while a pause is requested (called by the vCPU thread after KVM_RUN returned
+ * EINTR). */
+void vcpu_park(struct vcpu *v);
 /* Log registers, segment state and the code bytes at RIP (crash reports). */
 void vcpu_dump(struct vcpu *v, const uint8_t *insn, unsigned insn_len);
 

@@ -1,0 +1,428 @@
+/* berth-vmm's control socket: listener, client connections, command handlers and event broadcast
+ * on the main event loop. */
+#include "vmm/control.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/evloop.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "vmm/control_req.h"
+
+#define TAG "control"
+#define MSGS_PER_WAKEUP 32 /* then back to the loop, so one busy client cannot starve others */
+
+struct client {
+	struct control *ctl;
+	int fd; /* -1: slot free */
+	unsigned no;
+	struct proto_rx rx;
+	struct proto_tx tx;
+	bool want_out; /* registered for EPOLLOUT */
+};
+
+struct control {
+	int lfd;
+	char *path;
+	struct evloop *loop;
+	const struct vm_config *cfg;
+	control_stop_fn stop;
+	void *opaque;
+	struct vm *vm;
+	bool user_paused; /* a pause command holds one vm_pause_vcpus() */
+	unsigned next_no;
+	struct client clients[CONTROL_MAX_CLIENTS];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+static void drop_client(struct client *cl, const char *why)
+{
+	if (cl->fd < 0)
+		return;
+	log_debug(TAG, "client %u: disconnected (%s)", cl->no, why);
+	evloop_del(cl->ctl->loop, cl->fd);
+	close(cl->fd);
+	cl->fd = -1;
+	proto_rx_reset(&cl->rx);
+	proto_tx_free(&cl->tx);
+}
+
+/* Write what the socket takes; wait for EPOLLOUT for the rest, drop a client that falls behind. */
+static void flush_client(struct client *cl)
+{
+	int r = proto_tx_flush(cl->fd, &cl->tx);
+	if (r < 0) {
+		drop_client(cl, strerror(-r));
+		return;
+	}
+	if (proto_tx_pending(&cl->tx) > CONTROL_TX_LIMIT) {
+		log_warn(TAG, "client %u: more than %u MiB of replies and events unread; closing",
+			 cl->no, CONTROL_TX_LIMIT >> 20);
+		drop_client(cl, "too slow");
+		return;
+	}
+	bool want = r == 1;
+	if (want != cl->want_out &&
+	    evloop_mod(cl->ctl->loop, cl->fd, EPOLLIN | (want ? EPOLLOUT : 0)) == 0)
+		cl->want_out = want;
+}
+
+/* Queue a message (consumed) for one client. */
+static void send_msg(struct client *cl, json_t *msg)
+{
+	if (!msg || cl->fd < 0) {
+		json_decref(msg);
+		return;
+	}
+	int r = proto_tx_push(&cl->tx, msg);
+	json_decref(msg);
+	if (r == -EMSGSIZE) { /* an enormous id echoed back */
+		struct control_error e;
+		control_fail(&e, CERR_INTERNAL, "id", "the reply would exceed the 1 MiB frame limit");
+		msg = control_reply_error(NULL, &e);
+		r = msg ? proto_tx_push(&cl->tx, msg) : -ENOMEM;
+		json_decref(msg);
+	}
+	if (r) {
+		drop_client(cl, strerror(-r));
+		return;
+	}
+	flush_client(cl);
+}
+
+void control_event(struct control *c, const char *name, json_t *data)
+{
+	json_t *ev = control_event_msg(name, data);
+	if (!c || !ev) {
+		json_decref(ev);
+		return;
+	}
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (c->clients[i].fd >= 0)
+			send_msg(&c->clients[i], json_incref(ev));
+	json_decref(ev);
+}
+
+static const char *state_name(struct control *c)
+{
+	return vm_paused(c->vm) ? "paused" : "running";
+}
+
+static json_t *status(struct control *c)
+{
+	struct vm *vm = c->vm;
+	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:i}", "state", state_name(c), "name",
+			 c->cfg->name, "pid", (int)getpid(), "vcpus", (int)vm->ncpus,
+			 "memory_bytes", (json_int_t)c->cfg->mem_bytes, "uptime_ms",
+			 (json_int_t)((now_ns() - vm->start_ns) / 1000000), "protocol",
+			 CONTROL_PROTOCOL_VERSION);
+}
+
+/* What a command announces to every client once its reply is queued. */
+struct pending_event {
+	const char *name; /* NULL: none */
+	json_t *data;
+};
+
+static int cmd_pause(struct control *c, const struct control_request *req, json_t **result,
+		     struct control_error *err, struct pending_event *ev)
+{
+	if (!c->user_paused) {
+		uint64_t t0 = now_ns();
+		int r = vm_pause_vcpus(c->vm, req->args.pause.timeout_ms);
+		if (r == -ETIMEDOUT)
+			return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
+					    "the vCPUs did not all stop within %u ms; the VM "
+					    "keeps running",
+					    req->args.pause.timeout_ms);
+		if (r)
+			return control_fail(err, CERR_STOPPING, NULL, "the VM is stopping");
+		c->user_paused = true;
+		log_info(TAG, "VM paused (%u vCPUs stopped in %llu us)", c->vm->ncpus,
+			 (unsigned long long)((now_ns() - t0) / 1000));
+		ev->name = "paused";
+	}
+	*result = json_pack("{s:s}", "state", state_name(c));
+	return 0;
+}
+
+static int cmd_resume(struct control *c, json_t **result, struct pending_event *ev)
+{
+	if (c->user_paused) {
+		vm_resume_vcpus(c->vm);
+		c->user_paused = false;
+		log_info(TAG, "VM resumed");
+		ev->name = "resumed";
+	}
+	*result = json_pack("{s:s}", "state", state_name(c));
+	return 0;
+}
+
+static int run_cmd(struct control *c, const struct control_request *req, json_t **result,
+		   struct control_error *err, struct pending_event *ev)
+{
+	if (!c->vm)
+		return control_fail(err, CERR_NOT_RUNNING, NULL, "no VM is running");
+	switch (req->cmd) {
+	case CMD_QUERY_STATUS:
+		*result = status(c);
+		return 0;
+	case CMD_PAUSE:
+		return cmd_pause(c, req, result, err, ev);
+	case CMD_RESUME:
+		return cmd_resume(c, result, ev);
+	case CMD_POWERDOWN: {
+		bool listening = pm_power_button(&c->vm->pm);
+		log_info(TAG, "ACPI power button pressed%s",
+			 listening ? "" : " (the guest has not enabled it: the press stays latched)");
+		*result = json_pack("{s:b}", "guest_enabled", listening);
+		ev->name = "powerdown-requested";
+		ev->data = json_pack("{s:b}", "guest_enabled", listening);
+		return 0;
+	}
+	case CMD_QUIT:
+		log_info(TAG, "stopping the VM: quit command on the control socket");
+		*result = json_object();
+		c->stop(c->opaque, STOP_QUIT);
+		return 0;
+	}
+	return control_fail(err, CERR_INTERNAL, NULL, "unhandled command");
+}
+
+static void handle(struct client *cl, json_t *msg, const int *fds, unsigned nfds)
+{
+	struct control *c = cl->ctl;
+	struct control_request req;
+	struct control_error err;
+	json_t *result = NULL;
+	struct pending_event ev = {NULL, NULL};
+	int r = control_req_parse(msg, nfds, &req, &err);
+	for (unsigned i = 0; i < nfds; i++) /* no command keeps descriptors yet */
+		close(fds[i]);
+	json_t *id = json_incref(req.id);
+	if (r == 0) {
+		log_debug(TAG, "client %u: %s", cl->no, control_cmd_name(req.cmd));
+		r = run_cmd(c, &req, &result, &err, &ev);
+	}
+	if (r == 0 && !result)
+		r = control_fail(&err, CERR_INTERNAL, NULL, "out of memory");
+	if (r)
+		log_debug(TAG, "client %u: error %s%s%s: %s", cl->no, err.code,
+			  err.field[0] ? " field " : "", err.field, err.message);
+	/* The reply goes to the requester before the quit takes effect: the loop stops only after
+	 * this callback, and control_close() drains the queue. */
+	send_msg(cl, r ? control_reply_error(id, &err) : control_reply_ok(id, result));
+	json_decref(id);
+	if (ev.name) /* after the reply, so the requester sees its answer first */
+		control_event(c, ev.name, ev.data);
+	else
+		json_decref(ev.data);
+}
+
+static void on_client(void *opaque, int fd, uint32_t events)
+{
+	struct client *cl = opaque;
+	if (events & EPOLLOUT)
+		flush_client(cl);
+	for (unsigned n = 0; n < MSGS_PER_WAKEUP && cl->fd == fd; n++) {
+		json_t *msg = NULL;
+		int fds[PROTO_MAX_FDS];
+		unsigned nfds = 0;
+		int r = proto_recv(fd, &cl->rx, &msg, fds, &nfds);
+		if (r == PROTO_NEED_MORE)
+			break;
+		if (r < 0) {
+			if (r == -EPIPE) {
+				drop_client(cl, "closed by the client");
+				break;
+			}
+			log_warn(TAG, "client %u: %s; closing the connection", cl->no,
+				 proto_strerror(r));
+			if (r == -EBADMSG || r == -EPROTO) { /* the frame was read whole: say why */
+				struct control_error e;
+				control_fail(&e, CERR_BAD_FRAME, NULL, "%s", proto_strerror(r));
+				json_t *m = control_reply_error(NULL, &e);
+				if (m && proto_tx_push(&cl->tx, m) == 0)
+					proto_tx_flush(fd, &cl->tx);
+				json_decref(m);
+			}
+			drop_client(cl, proto_strerror(r));
+			break;
+		}
+		handle(cl, msg, fds, nfds);
+		json_decref(msg);
+	}
+}
+
+static void on_accept(void *opaque, int fd, uint32_t events)
+{
+	struct control *c = opaque;
+	(void)events;
+	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (cfd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			log_warn(TAG, "accept: %s", strerror(errno));
+		return;
+	}
+	struct client *cl = NULL;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS && !cl; i++)
+		if (c->clients[i].fd < 0)
+			cl = &c->clients[i];
+	if (!cl) {
+		struct control_error e;
+		control_fail(&e, CERR_TOO_MANY_CLIENTS, NULL,
+			     "%d clients are connected already; try again later",
+			     CONTROL_MAX_CLIENTS);
+		log_warn(TAG, "refusing a client: %d are connected already", CONTROL_MAX_CLIENTS);
+		json_t *m = control_reply_error(NULL, &e);
+		if (m)
+			proto_send(cfd, m, NULL, 0); /* a fresh socket has room for one frame */
+		json_decref(m);
+		close(cfd);
+		return;
+	}
+	cl->fd = cfd;
+	cl->no = ++c->next_no;
+	cl->want_out = false;
+	proto_rx_init(&cl->rx);
+	proto_tx_init(&cl->tx);
+	int r = evloop_add(c->loop, cfd, EPOLLIN, on_client, cl);
+	if (r) {
+		log_warn(TAG, "cannot watch a new client: %s", strerror(-r));
+		close(cfd);
+		cl->fd = -1;
+		return;
+	}
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		log_debug(TAG, "client %u: connected (pid %d, uid %u)", cl->no, (int)cred.pid,
+			  (unsigned)cred.uid);
+}
+
+/* Bind path, replacing only a socket nobody listens on any more. */
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			close(fd);
+			return -EEXIST;
+		}
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			close(fd);
+			return -EADDRINUSE;
+		}
+		unlink(path); /* stale: left by a VMM that did not exit cleanly */
+	}
+	mode_t old = umask(0177); /* the socket file is created 0600 */
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r == 0 && chmod(path, 0600) < 0)
+		r = -1;
+	if (r < 0 || listen(fd, CONTROL_MAX_CLIENTS) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int control_open(struct control **out, const char *path, struct evloop *loop,
+		 const struct vm_config *cfg, control_stop_fn stop, void *opaque)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->loop = loop;
+	c->cfg = cfg;
+	c->stop = stop;
+	c->opaque = opaque;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+		c->clients[i].fd = -1;
+		c->clients[i].ctl = c;
+	}
+	c->path = strdup(path);
+	c->lfd = c->path ? listen_unix(path) : -ENOMEM;
+	if (c->lfd < 0) {
+		int r = c->lfd;
+		log_err(TAG, "cannot listen on '%s': %s", path,
+			r == -EEXIST ? "the file exists and is not a socket"
+			: r == -EADDRINUSE
+			    ? "another process is serving this socket"
+			    : strerror(-r));
+		free(c->path);
+		free(c);
+		return r;
+	}
+	int r = evloop_add(loop, c->lfd, EPOLLIN, on_accept, c);
+	if (r) {
+		log_err(TAG, "cannot watch the control socket: %s", strerror(-r));
+		close(c->lfd);
+		unlink(path);
+		free(c->path);
+		free(c);
+		return r;
+	}
+	log_info(TAG, "control socket on %s", path);
+	*out = c;
+	return 0;
+}
+
+void control_attach(struct control *c, struct vm *vm)
+{
+	if (!c)
+		return;
+	c->vm = vm;
+	c->user_paused = false; /* a new VM run starts unpaused */
+}
+
+void control_close(struct control *c)
+{
+	if (!c)
+		return;
+	uint64_t deadline = now_ns() + (uint64_t)CONTROL_DRAIN_MS * 1000000ULL;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+		struct client *cl = &c->clients[i];
+		while (cl->fd >= 0 && proto_tx_flush(cl->fd, &cl->tx) == 1) {
+			uint64_t now = now_ns();
+			struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
+			if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000 + 1)) <= 0)
+				break;
+		}
+		drop_client(cl, "VMM exiting");
+	}
+	evloop_del(c->loop, c->lfd);
+	close(c->lfd);
+	unlink(c->path);
+	free(c->path);
+	free(c);
+}
