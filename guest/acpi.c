@@ -235,6 +235,18 @@ static void parse_fadt(const struct sdt_header *h)
 	acpi.have_fadt = 1;
 	if (len >= 116)
 		acpi.fadt_flags = rd32(p, 112);
+	if (len >= 48)
+		acpi.sci_irq = (uint16_t)(rd8(p, 46) | rd8(p, 47) << 8);
+	if (len >= 89) {
+		acpi.pm1_evt_len = rd8(p, 88);
+		if (rd32(p, 56)) {
+			acpi.pm1a_evt.space = 1;
+			acpi.pm1a_evt.bit_width = (uint8_t)(8 * acpi.pm1_evt_len);
+			acpi.pm1a_evt.address = rd32(p, 56);
+		}
+	}
+	if (len >= 160 && rd64(p, 152))
+		memcpy(&acpi.pm1a_evt, p + 148, sizeof(struct gas));
 	if (len >= 68 && rd32(p, 64)) {
 		acpi.pm1a_cnt.space = 1;
 		acpi.pm1a_cnt.bit_width = 16;

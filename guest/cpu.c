@@ -199,6 +199,9 @@ void trap_dispatch(struct trap_frame *f)
 	case VEC_UART:
 		uart_irq(); /* EOIs */
 		break;
+	case VEC_SCI:
+		sci_irq(); /* EOIs */
+		break;
 	case VEC_SPURIOUS:
 		break; /* no EOI for spurious interrupts */
 	default:

@@ -17,6 +17,7 @@
 #define VEC_WAKE 0x41	   /* IPI: work posted / work done / AP online */
 #define VEC_TICK 0x42	   /* LAPIC timer used only to bound hlt waits */
 #define VEC_UART 0x43	   /* 16550 interrupts through the IOAPIC (uart and echo tests) */
+#define VEC_SCI 0x44	   /* the ACPI SCI through the IOAPIC (powerbutton test) */
 #define VEC_MSIX_BASE 0x50 /* MSI-X vectors of PCI devices: VEC_MSIX_BASE + entry slot */
 #define VEC_MSIX_COUNT 16
 #define VEC_INTX_BASE 0x60 /* INTx through the I/O APIC: VEC_INTX_BASE + (GSI - 16) */
@@ -188,7 +189,9 @@ struct acpi_info {
 	} isa_irq[16];
 	int have_fadt;
 	uint32_t fadt_flags;
-	struct gas pm1a_cnt, pm1b_cnt, reset_reg, sleep_ctl;
+	uint16_t sci_irq;    /* FADT SCI_INT: an ISA IRQ (MADT overrides apply) */
+	uint8_t pm1_evt_len; /* PM1_EVT_LEN: status, then enable, each half of it */
+	struct gas pm1a_evt, pm1a_cnt, pm1b_cnt, reset_reg, sleep_ctl;
 	uint8_t reset_value;
 	uint64_t dsdt;
 	int have_s5;
@@ -259,6 +262,9 @@ void test_blk_reset(void);
 void test_net(void);
 void test_console(void);
 void test_virtio_intx(void);
+void test_powerbutton(void);
+void sci_irq(void);
+void test_ticker(void) __attribute__((noreturn));
 void intx_irq(unsigned int index);
 int blk_bench(const char *name, size_t len); /* -1: no such benchmark */
 int net_bench(const char *name, size_t len); /* bench_net.c; -1: no such benchmark */
@@ -296,6 +302,11 @@ struct mem_job {
 };
 uint64_t u_mem_job(uint64_t job);
 uint64_t u_spin_until(uint64_t tsc_deadline);
+
+struct tick_job {
+	uint64_t period_tsc; /* TSC ticks between two lines */
+};
+uint64_t u_ticker(uint64_t job);
 
 #endif /* __ASSEMBLER__ */
 #endif

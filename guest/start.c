@@ -78,6 +78,8 @@ static const struct test tests[] = {
     {"net", test_net},
     {"console", test_console},
     {"virtio-intx", test_virtio_intx},
+    {"powerbutton", test_powerbutton},
+    {"ticker", test_ticker},
     {"poweroff", action_poweroff},
     {"reboot-acpi", action_reboot_acpi},
     {"reboot-kbd", action_reboot_kbd},

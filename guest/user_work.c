@@ -90,3 +90,31 @@ uint64_t u_mem_job(uint64_t arg)
 	job->tsc[3] = u_rdtsc();
 	return 0;
 }
+
+/* `ticker`: print "berth-tick N" through the write system call, then spin (ring 3, no interrupts)
+ * until a period has passed; forever. The next line is timed from the previous one, so a paused VM
+ * resumes with N+1 rather than a burst of missed ticks. */
+uint64_t u_ticker(uint64_t arg)
+{
+	const struct tick_job *job = (const struct tick_job *)arg;
+	static const char prefix[] = "berth-tick ";
+	char line[40];
+
+	for (uint64_t n = 1;; n++) {
+		uint64_t next = u_rdtsc() + job->period_tsc;
+		char digits[24];
+		uint32_t nd = 0, len = 0;
+
+		for (uint64_t v = n; v || !nd; v /= 10)
+			digits[nd++] = (char)('0' + v % 10);
+		for (uint32_t i = 0; prefix[i]; i++)
+			line[len++] = prefix[i];
+		while (nd)
+			line[len++] = digits[--nd];
+		line[len++] = '\n';
+		u_syscall(SYS_WRITE, (uint64_t)line, len);
+		while (u_rdtsc() < next)
+			;
+	}
+	return 0;
+}
