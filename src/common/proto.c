@@ -47,7 +47,8 @@ size_t proto_rx_space(struct proto_rx *rx, uint8_t **where)
 static int finish_frame(struct proto_rx *rx, json_t **msg)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb((const char *)rx->buf, rx->len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *j = json_loadb((const char *)rx->buf, rx->len,
+			       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	free(rx->buf);
 	rx->buf = NULL;
 	rx->hdr_got = rx->got = 0;
@@ -87,8 +88,7 @@ int proto_rx_commit(struct proto_rx *rx, size_t n, json_t **msg)
 	return finish_frame(rx, msg);
 }
 
-int proto_rx_feed(struct proto_rx *rx, const uint8_t *data, size_t len, size_t *used,
-		  json_t **msg)
+int proto_rx_feed(struct proto_rx *rx, const uint8_t *data, size_t len, size_t *used, json_t **msg)
 {
 	int r = PROTO_NEED_MORE;
 	*used = 0;
@@ -295,7 +295,8 @@ int proto_tx_push(struct proto_tx *tx, const json_t *msg)
 int proto_tx_flush(int fd, struct proto_tx *tx)
 {
 	while (tx->off < tx->len) {
-		ssize_t n = send(fd, tx->buf + tx->off, tx->len - tx->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n =
+		    send(fd, tx->buf + tx->off, tx->len - tx->off, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

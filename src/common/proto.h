@@ -47,8 +47,7 @@ size_t proto_rx_space(struct proto_rx *rx, uint8_t **where);
  * parsed object, the caller's reference; rx is ready for the next frame), or a decoder error. */
 int proto_rx_commit(struct proto_rx *rx, size_t n, json_t **msg);
 /* Copy bytes from a buffer: consumes at most up to the end of the current frame (*used). */
-int proto_rx_feed(struct proto_rx *rx, const uint8_t *data, size_t len, size_t *used,
-		  json_t **msg);
+int proto_rx_feed(struct proto_rx *rx, const uint8_t *data, size_t len, size_t *used, json_t **msg);
 
 /*
  * Read from a (non-blocking) stream socket until one message is complete or the socket would

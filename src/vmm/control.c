@@ -95,7 +95,8 @@ static void send_msg(struct client *cl, json_t *msg)
 	json_decref(msg);
 	if (r == -EMSGSIZE) { /* an enormous id echoed back */
 		struct control_error e;
-		control_fail(&e, CERR_INTERNAL, "id", "the reply would exceed the 1 MiB frame limit");
+		control_fail(&e, CERR_INTERNAL, "id",
+			     "the reply would exceed the 1 MiB frame limit");
 		msg = control_reply_error(NULL, &e);
 		r = msg ? proto_tx_push(&cl->tx, msg) : -ENOMEM;
 		json_decref(msg);
@@ -191,7 +192,8 @@ static int run_cmd(struct control *c, const struct control_request *req, json_t 
 	case CMD_POWERDOWN: {
 		bool listening = pm_power_button(&c->vm->pm);
 		log_info(TAG, "ACPI power button pressed%s",
-			 listening ? "" : " (the guest has not enabled it: the press stays latched)");
+			 listening ? ""
+				   : " (the guest has not enabled it: the press stays latched)");
 		*result = json_pack("{s:b}", "guest_enabled", listening);
 		ev->name = "powerdown-requested";
 		ev->data = json_pack("{s:b}", "guest_enabled", listening);
@@ -225,7 +227,8 @@ static void handle(struct client *cl, json_t *msg, const int *fds, unsigned nfds
 		r = control_fail(&err, CERR_INTERNAL, NULL, "out of memory");
 	if (r)
 		log_debug(TAG, "client %u: error %s%s%s: %s", cl->no, err.code,
-			  err.field[0] ? " field " : "", err.field, err.message);
+			  err.has_field ? " field " : "", err.has_field ? err.field : "",
+			  err.message);
 	/* The reply goes to the requester before the quit takes effect: the loop stops only after
 	 * this callback, and control_close() drains the queue. */
 	send_msg(cl, r ? control_reply_error(id, &err) : control_reply_ok(id, result));
@@ -375,10 +378,9 @@ int control_open(struct control **out, const char *path, struct evloop *loop,
 	if (c->lfd < 0) {
 		int r = c->lfd;
 		log_err(TAG, "cannot listen on '%s': %s", path,
-			r == -EEXIST ? "the file exists and is not a socket"
-			: r == -EADDRINUSE
-			    ? "another process is serving this socket"
-			    : strerror(-r));
+			r == -EEXIST	   ? "the file exists and is not a socket"
+			: r == -EADDRINUSE ? "another process is serving this socket"
+					   : strerror(-r));
 		free(c->path);
 		free(c);
 		return r;
@@ -415,7 +417,8 @@ void control_close(struct control *c)
 		while (cl->fd >= 0 && proto_tx_flush(cl->fd, &cl->tx) == 1) {
 			uint64_t now = now_ns();
 			struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
-			if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000 + 1)) <= 0)
+			if (now >= deadline ||
+			    poll(&p, 1, (int)((deadline - now) / 1000000 + 1)) <= 0)
 				break;
 		}
 		drop_client(cl, "VMM exiting");

@@ -68,6 +68,7 @@ int control_fail(struct control_error *err, const char *code, const char *field,
 {
 	va_list ap;
 	err->code = code;
+	err->has_field = field != NULL;
 	snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
 	utf8_trim(err->field);
 	va_start(ap, fmt);
@@ -170,7 +171,8 @@ int control_req_parse(json_t *req, unsigned nfds, struct control_request *out,
 	}
 	json_t *cmd = json_object_get(req, "cmd");
 	if (!cmd)
-		return control_fail(err, CERR_INVALID_REQUEST, "cmd", "the command name is missing");
+		return control_fail(err, CERR_INVALID_REQUEST, "cmd",
+				    "the command name is missing");
 	if (!json_is_string(cmd))
 		return control_fail(err, CERR_INVALID_REQUEST, "cmd", "must be a string, not %s",
 				    type_name(cmd));
@@ -223,7 +225,7 @@ json_t *control_reply_error(json_t *id, const struct control_error *err)
 	}
 	json_object_set_new(e, "code", json_string(err->code ? err->code : CERR_INTERNAL));
 	json_object_set_new(e, "message", text(err->message));
-	if (err->field[0])
+	if (err->has_field)
 		json_object_set_new(e, "field", text(err->field));
 	json_object_set(r, "id", id ? id : json_null());
 	json_object_set_new(r, "ok", json_false());

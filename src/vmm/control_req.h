@@ -4,6 +4,7 @@
 #define BERTH_CONTROL_REQ_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CONTROL_PROTOCOL_VERSION 1
@@ -37,7 +38,8 @@ enum control_cmd {
 struct control_error {
 	const char *code;  /* one of CERR_* */
 	char message[256]; /* for humans; valid UTF-8 */
-	char field[96];	   /* "cmd", "args.timeout_ms", ... or "" */
+	char field[96];	   /* "cmd", "args.timeout_ms", ... (a request may use "" as a key) */
+	bool has_field;	   /* the error names a field */
 };
 
 struct control_request {

@@ -260,7 +260,8 @@ int main(int argc, char **argv)
 	}
 	if (cfg.control &&
 	    control_open(&rn.ctl, cfg.control, loop, &cfg, on_control_stop, &rn) < 0) {
-		fprintf(stderr, "berth-vmm: error: --control '%s': cannot serve the control socket\n",
+		fprintf(stderr,
+			"berth-vmm: error: --control '%s': cannot serve the control socket\n",
 			cfg.control);
 		status = EXIT_CONFIG;
 		goto out_serial;

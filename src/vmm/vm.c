@@ -465,9 +465,9 @@ void vm_request_stop(struct vm *vm, enum stop_reason reason)
 const char *stop_reason_name(enum stop_reason r)
 {
 	static const char *const names[] = {
-	    [STOP_NONE] = "none",	    [STOP_POWEROFF] = "poweroff", [STOP_REBOOT] = "reboot",
-	    [STOP_CRASH] = "crash",	    [STOP_KVM_ERROR] = "kvm-error", [STOP_TIMEOUT] = "timeout",
-	    [STOP_SIGNAL] = "signal",	    [STOP_VMM_ERROR] = "vmm-error", [STOP_QUIT] = "quit",
+	    [STOP_NONE] = "none",     [STOP_POWEROFF] = "poweroff",   [STOP_REBOOT] = "reboot",
+	    [STOP_CRASH] = "crash",   [STOP_KVM_ERROR] = "kvm-error", [STOP_TIMEOUT] = "timeout",
+	    [STOP_SIGNAL] = "signal", [STOP_VMM_ERROR] = "vmm-error", [STOP_QUIT] = "quit",
 	};
 	return (unsigned)r < ARRAY_SIZE(names) && names[r] ? names[r] : "unknown";
 }

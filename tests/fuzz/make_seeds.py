@@ -4,8 +4,10 @@
 Run from anywhere: python3 tests/fuzz/make_seeds.py. The outputs are committed; rerun only when the
 input format of a target changes. fuzz_boot_image inputs are: mode byte, RAM-size byte, kernel file.
 fuzz_virtqueue inputs are a small header (queue size, features, ring addresses, guest writes) and a
-guest RAM image; fuzz_pci_config inputs are 8-byte config-space operations.
+guest RAM image; fuzz_pci_config inputs are 8-byte config-space operations. fuzz_proto inputs are a
+control byte (chunk size, descriptors) and a control-socket byte stream of framed JSON.
 """
+import json
 import os
 import struct
 
@@ -286,6 +288,8 @@ def main():
         write("fuzz_pci_config", name, data)
     for name, data in virtio_pci_seeds().items():
         write("fuzz_virtio_pci", name, data)
+    for name, data in proto_seeds().items():
+        write("fuzz_proto", name, data)
 
 
 def virtio_pci_seeds():
@@ -315,6 +319,29 @@ def virtio_pci_seeds():
     good += ram_w(0x2000, 1 << 16) + bar_w(0x3000, 2, 0) + op(0, 1, 0x1000, 0)
     bad = init(0xfff000, 0x2000, 0x3000) + bar_w(0x14, 1, 0) + init(0x1000, 0x1001, 0x3002)
     return {"driver-init": good, "bad-rings": bad}
+
+
+def proto_seeds():
+    """fuzz_proto: control byte (bits 0-5: chunk size - 1, bit 6: one fd per frame), then frames."""
+    def fr(payload):
+        if not isinstance(payload, bytes):
+            payload = json.dumps(payload).encode()
+        return struct.pack(">I", len(payload)) + payload
+
+    reqs = [{"id": 1, "cmd": "query-status"}, {"id": "p", "cmd": "pause", "args": {"timeout_ms": 500}},
+            {"id": [1, {"x": None}], "cmd": "resume", "args": {}}, {"cmd": "powerdown"},
+            {"id": 2.5, "cmd": "quit"}]
+    bad = [{"cmd": "pause", "args": {"timeout_ms": "soon"}}, {"cmd": "pause", "args": {"timeout_ms": 0}},
+           {"cmd": "resume", "args": {"x": 1}}, {"cmd": "nope"}, {"cmd": 5}, {"id": 1},
+           {"cmd": "pause", "args": [1]}, {"cmd": "quit", "extra": True}]
+    return {
+        "requests": bytes([63]) + b"".join(fr(r) for r in reqs),
+        "bad-args": bytes([63]) + b"".join(fr(r) for r in bad),
+        "byte-chunks-fds": bytes([0x40 | 2]) + fr(reqs[0]) + fr(reqs[1]),
+        "oversize": bytes([3]) + fr(reqs[0]) + struct.pack(">I", (1 << 20) + 1) + b"{}",
+        "invalid-json": bytes([63]) + fr(b'{"cmd": "pause",}') + fr(reqs[0]),
+        "not-object": bytes([63]) + fr(b'[1, 2, 3]') + fr(b"") + fr(reqs[0]),
+    }
 
 
 if __name__ == "__main__":
