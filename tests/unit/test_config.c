@@ -351,6 +351,38 @@ static void test_serial_conflicts(void **state)
 	config_free(&c);
 }
 
+static void test_control_socket(void **state)
+{
+	(void)state;
+	struct vm_config c;
+	struct cfg_error err;
+	assert_int_equal(PARSE(&c, &err, "--kernel", "k"), CFG_RUN);
+	assert_null(c.control);
+	char *j = config_to_json(&c);
+	assert_not_contains(j, "control");
+	free(j);
+	config_free(&c);
+
+	assert_int_equal(PARSE(&c, &err, "--kernel", "k", "--control", "/run/berth/a.ctl"),
+			 CFG_RUN);
+	assert_string_equal(c.control, "/run/berth/a.ctl");
+	j = config_to_json(&c);
+	assert_contains(j, "\"control\": \"/run/berth/a.ctl\"");
+	free(j);
+	config_free(&c);
+
+	char longpath[120];
+	memset(longpath, 'x', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = 0;
+	PARSE_FAILS("--control", "shorter than 108 bytes", "--kernel", "k", "--control", longpath);
+	PARSE_FAILS("--control", "path is empty", "--kernel", "k", "--control", "");
+	JSON_FAILS("{\"control\": 5}", "field 'control'", "must be a string");
+	assert_int_equal(apply_json(&c, &err, "{\"control\": \"/c.sock\"}"), 0);
+	assert_string_equal(c.control, "/c.sock");
+	config_free(&c);
+}
+
 static void test_on_reboot_timeout_log_level(void **state)
 {
 	(void)state;
@@ -825,6 +857,7 @@ int main(void)
 	    cmocka_unit_test(test_serial_backends),
 	    cmocka_unit_test(test_serial_conflicts),
 	    cmocka_unit_test(test_on_reboot_timeout_log_level),
+	    cmocka_unit_test(test_control_socket),
 	    cmocka_unit_test(test_name_and_cmdline),
 	    cmocka_unit_test(test_argument_errors),
 	    cmocka_unit_test(test_parse_twice_resets_getopt),
