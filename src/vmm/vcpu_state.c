@@ -140,10 +140,14 @@ int vcpu_state_set(struct vcpu *v, const struct vcpu_state *s)
 	if (what)
 		goto fail;
 	if (s->has_tsc_deadline) {
-		struct {
+		union { /* kvm_msrs ends in a flexible array: room for one entry */
 			struct kvm_msrs h;
-			struct kvm_msr_entry e;
-		} m = {.h.nmsrs = 1, .e = {.index = MSR_IA32_TSC_DEADLINE, .data = s->tsc_deadline}};
+			uint8_t raw[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+		} m;
+		memset(&m, 0, sizeof(m));
+		m.h.nmsrs = 1;
+		m.h.entries[0].index = MSR_IA32_TSC_DEADLINE;
+		m.h.entries[0].data = s->tsc_deadline;
 		if (ioctl(v->fd, KVM_SET_MSRS, &m) != 1)
 			log_warn(v->tag, "restoring the TSC deadline failed");
 	}
