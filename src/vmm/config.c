@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "vmm/cpuid.h"
@@ -588,6 +589,7 @@ void config_defaults(struct vm_config *c)
 
 void config_free(struct vm_config *c)
 {
+	free(c->restore);
 	free(c->kernel);
 	free(c->initrd);
 	free(c->cmdline);
@@ -755,11 +757,40 @@ static int apply_config_file(struct vm_config *c, const char *path, struct cfg_e
 	return r;
 }
 
-enum { OPT_BASE = 256, OPT_CONFIG = 1000, OPT_CHECK, OPT_PRINT_CONFIG, OPT_VERSION, OPT_HELP };
+enum {
+	OPT_BASE = 256,
+	OPT_CONFIG = 1000,
+	OPT_RESTORE,
+	OPT_CHECK,
+	OPT_PRINT_CONFIG,
+	OPT_VERSION,
+	OPT_HELP
+};
+
+/* --restore DIR: the saved configuration is the config file; the directory is kept. */
+static int apply_restore(struct vm_config *c, const char *dir, bool had_config, struct cfg_error *err)
+{
+	if (had_config)
+		return fail(err, "--restore '%s': a saved state carries its own configuration; drop "
+				 "--config",
+			    dir);
+	if (!*dir || strlen(dir) > 4000)
+		return fail(err, "--restore: the directory name is empty or too long");
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if (access(path, R_OK) != 0)
+		return fail(err, "--restore '%s': no saved configuration (%s: %s)", dir, path,
+			    strerror(errno));
+	if (apply_config_file(c, path, err))
+		return -EINVAL;
+	free(c->restore);
+	c->restore = strdup(dir);
+	return c->restore ? 0 : fail(err, "--restore: out of memory");
+}
 
 int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_error *err)
 {
-	struct option longopts[ARRAY_SIZE(options) + 6];
+	struct option longopts[ARRAY_SIZE(options) + 7];
 	char shortopts[64] = "+:h";
 	size_t n = 0, sl = strlen(shortopts);
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
@@ -774,6 +805,7 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 	}
 	shortopts[sl] = 0;
 	longopts[n++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+	longopts[n++] = (struct option){"restore", required_argument, NULL, OPT_RESTORE};
 	longopts[n++] = (struct option){"check", no_argument, NULL, OPT_CHECK};
 	longopts[n++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT_CONFIG};
 	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
@@ -781,6 +813,7 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 	longopts[n] = (struct option){0};
 
 	/* Pass 1: the config file, help and version. Pass 2: flags, which override the file. */
+	bool had_config = false;
 	for (int pass = 1; pass <= 2; pass++) {
 		optind = 0;
 		opterr = 0;
@@ -796,7 +829,14 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 			if (ch == OPT_VERSION)
 				return CFG_VERSION;
 			if (ch == OPT_CONFIG) {
-				if (pass == 1 && apply_config_file(c, optarg, err))
+				if (pass == 1 && (c->restore ? apply_restore(c, c->restore, true, err)
+							     : apply_config_file(c, optarg, err)))
+					return -EINVAL;
+				had_config |= pass == 1;
+				continue;
+			}
+			if (ch == OPT_RESTORE) {
+				if (pass == 1 && apply_restore(c, optarg, had_config, err))
 					return -EINVAL;
 				continue;
 			}
@@ -950,6 +990,8 @@ void config_usage(FILE *out)
 	    "serial2,\n"
 	    "                               on_reboot, timeout, rng, disks, nets, console_ports,\n"
 	    "                               control, name, log_level); flags override it\n"
+	    "      --restore DIR            start from a state saved by the control socket's save\n"
+	    "                               (its config.json; flags override it)\n"
 	    "      --check                  validate the configuration and the boot files, then "
 	    "exit\n"
 	    "      --print-config           validate, print the effective configuration as JSON, "
@@ -961,6 +1003,6 @@ void config_usage(FILE *out)
 	    "3 guest rebooted (--on-reboot=exit), 4 guest crashed (triple fault), 5 KVM internal "
 	    "error\n"
 	    "or emulation failure, 6 --timeout expired, 7 stopped by SIGINT/SIGTERM or Ctrl-A x,\n"
-	    "8 stopped by the control socket's quit command.\n"
+	    "8 stopped by the control socket's quit command, 9 state saved (control socket save).\n"
 	    "See berth-vmm(1).\n");
 }

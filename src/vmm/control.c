@@ -19,6 +19,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "vmm/control_req.h"
+#include "vmm/vmstate.h"
 
 #define TAG "control"
 #define MSGS_PER_WAKEUP 32 /* then back to the loop, so one busy client cannot starve others */
@@ -176,6 +177,39 @@ static int cmd_resume(struct control *c, json_t **result, struct pending_event *
 	return 0;
 }
 
+/* Save the VM's state into a new directory; by default the VM then ends (Hyper-V "Save"). */
+static int cmd_save(struct control *c, const struct control_request *req, json_t **result,
+		    struct control_error *err, struct pending_event *ev)
+{
+	const char *dir = req->args.save.dir;
+	uint64_t t0 = now_ns();
+	int r = vm_pause_vcpus(c->vm, req->args.save.timeout_ms);
+	if (r == -ETIMEDOUT)
+		return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
+				    "the vCPUs did not all stop within %u ms; nothing was saved",
+				    req->args.save.timeout_ms);
+	if (r)
+		return control_fail(err, CERR_STOPPING, NULL, "the VM is stopping");
+	char msg[512];
+	r = vmstate_save(c->vm, dir, msg, sizeof(msg));
+	uint64_t paused_us = (now_ns() - t0) / 1000;
+	if (r) {
+		vm_resume_vcpus(c->vm);
+		log_err(TAG, "save failed: %s", msg);
+		return control_fail(err, CERR_SAVE_FAILED, "args.dir", "%s", msg);
+	}
+	bool stop = req->args.save.stop;
+	if (stop) /* the pause is kept: the vCPUs never run again */
+		c->stop(c->opaque, STOP_SAVED);
+	else
+		vm_resume_vcpus(c->vm);
+	*result = json_pack("{s:s,s:I,s:b}", "dir", dir, "paused_us", (json_int_t)paused_us,
+			    "stopped", stop);
+	ev->name = "saved";
+	ev->data = json_pack("{s:s,s:b}", "dir", dir, "stopped", stop);
+	return 0;
+}
+
 static int run_cmd(struct control *c, const struct control_request *req, json_t **result,
 		   struct control_error *err, struct pending_event *ev)
 {
@@ -199,6 +233,8 @@ static int run_cmd(struct control *c, const struct control_request *req, json_t 
 		ev->data = json_pack("{s:b}", "guest_enabled", listening);
 		return 0;
 	}
+	case CMD_SAVE:
+		return cmd_save(c, req, result, err, ev);
 	case CMD_QUIT:
 		log_info(TAG, "stopping the VM: quit command on the control socket");
 		*result = json_object();

@@ -11,14 +11,14 @@
 #include "common/util.h"
 
 /* Arguments are typed; each lands at an offset in struct control_request. */
-enum arg_type { ARGT_UINT };
+enum arg_type { ARGT_UINT, ARGT_STR, ARGT_BOOL };
 
 struct arg_spec {
 	const char *name;
 	enum arg_type type;
 	uint64_t min, max, def;
 	bool required;
-	size_t offset; /* of an unsigned in struct control_request */
+	size_t offset; /* of an unsigned, a const char * (borrowed) or a bool in the request */
 };
 
 struct cmd_spec {
@@ -33,12 +33,20 @@ static const struct arg_spec pause_args[] = {
      offsetof(struct control_request, args.pause.timeout_ms)},
 };
 
+static const struct arg_spec save_args[] = {
+    {"dir", ARGT_STR, 1, 4095, 0, true, offsetof(struct control_request, args.save.dir)},
+    {"stop", ARGT_BOOL, 0, 1, 1, false, offsetof(struct control_request, args.save.stop)},
+    {"timeout_ms", ARGT_UINT, 1, PAUSE_TIMEOUT_MS_MAX, PAUSE_TIMEOUT_MS_DEFAULT, false,
+     offsetof(struct control_request, args.save.timeout_ms)},
+};
+
 static const struct cmd_spec commands[] = {
     {"query-status", CMD_QUERY_STATUS, NULL, 0},
     {"pause", CMD_PAUSE, pause_args, ARRAY_SIZE(pause_args)},
     {"resume", CMD_RESUME, NULL, 0},
     {"powerdown", CMD_POWERDOWN, NULL, 0},
     {"quit", CMD_QUIT, NULL, 0},
+    {"save", CMD_SAVE, save_args, ARRAY_SIZE(save_args)},
 };
 
 const char *control_cmd_name(enum control_cmd cmd)
@@ -120,8 +128,15 @@ static int parse_args(const struct cmd_spec *c, json_t *args, struct control_req
 		      struct control_error *err)
 {
 	char kb[52], field[64];
-	for (unsigned i = 0; i < c->nargs; i++)
-		*(unsigned *)((char *)out + c->args[i].offset) = (unsigned)c->args[i].def;
+	for (unsigned i = 0; i < c->nargs; i++) {
+		char *at = (char *)out + c->args[i].offset;
+		if (c->args[i].type == ARGT_UINT)
+			*(unsigned *)at = (unsigned)c->args[i].def;
+		else if (c->args[i].type == ARGT_BOOL)
+			*(bool *)at = c->args[i].def != 0;
+		else
+			*(const char **)at = NULL;
+	}
 	const char *key;
 	json_t *v;
 	json_object_foreach(args, key, v)
@@ -134,13 +149,34 @@ static int parse_args(const struct cmd_spec *c, json_t *args, struct control_req
 		if (!a)
 			return control_fail(err, CERR_UNKNOWN_FIELD, field,
 					    "%s takes no argument '%s'", c->name, kb);
+		char *at = (char *)out + a->offset;
+		if (a->type == ARGT_BOOL) {
+			if (!json_is_boolean(v))
+				return control_fail(err, CERR_INVALID_ARGUMENT, field,
+						    "must be true or false, not %s", type_name(v));
+			*(bool *)at = json_is_true(v);
+			continue;
+		}
+		if (a->type == ARGT_STR) {
+			size_t len = json_is_string(v) ? json_string_length(v) : 0;
+			if (!json_is_string(v) || len < a->min || len > a->max ||
+			    strlen(json_string_value(v)) != len)
+				return control_fail(err, CERR_INVALID_ARGUMENT, field,
+						    "must be a string of %llu to %llu bytes "
+						    "without NUL, not %s",
+						    (unsigned long long)a->min,
+						    (unsigned long long)a->max,
+						    json_is_string(v) ? "that" : type_name(v));
+			*(const char **)at = json_string_value(v);
+			continue;
+		}
 		json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
 		if (!json_is_integer(v) || n < 0 || (uint64_t)n < a->min || (uint64_t)n > a->max)
 			return control_fail(err, CERR_INVALID_ARGUMENT, field,
 					    "must be an integer from %llu to %llu, not %s",
 					    (unsigned long long)a->min, (unsigned long long)a->max,
 					    json_is_integer(v) ? "out of range" : type_name(v));
-		*(unsigned *)((char *)out + a->offset) = (unsigned)n;
+		*(unsigned *)at = (unsigned)n;
 	}
 	for (unsigned i = 0; i < c->nargs; i++) {
 		if (c->args[i].required && !json_object_get(args, c->args[i].name)) {

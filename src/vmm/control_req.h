@@ -15,6 +15,7 @@ enum control_cmd {
 	CMD_RESUME,
 	CMD_POWERDOWN,
 	CMD_QUIT,
+	CMD_SAVE,
 };
 
 /* Defaults and limits of command arguments. */
@@ -34,6 +35,7 @@ enum control_cmd {
 #define CERR_BAD_FRAME "bad-frame"
 #define CERR_TOO_MANY_CLIENTS "too-many-clients"
 #define CERR_INTERNAL "internal-error"
+#define CERR_SAVE_FAILED "save-failed"
 
 struct control_error {
 	const char *code;  /* one of CERR_* */
@@ -49,6 +51,11 @@ struct control_request {
 		struct {
 			unsigned timeout_ms;
 		} pause;
+		struct {
+			const char *dir; /* borrowed from the request */
+			bool stop;	 /* stop the VM once saved (default) */
+			unsigned timeout_ms;
+		} save;
 	} args;
 };
 

@@ -12,6 +12,7 @@ enum vmm_exit {
 	EXIT_TIMEOUT = 6,   /* --timeout expired */
 	EXIT_SIGNAL = 7,    /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x on the console */
 	EXIT_QUIT = 8,	    /* the control socket's quit command */
+	EXIT_SAVED = 9,	    /* the VM's state was saved (control socket save) and the VM ended */
 };
 
 #endif

@@ -20,6 +20,7 @@
 #include "vmm/exitcode.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
+#include "vmm/vmstate.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "unknown"
@@ -94,20 +95,29 @@ static int exit_status_of(enum stop_reason r)
 		return EXIT_SIGNAL;
 	case STOP_QUIT:
 		return EXIT_QUIT;
+	case STOP_SAVED:
+		return EXIT_SAVED;
 	default:
 		return EXIT_VMM_ERROR;
 	}
 }
 
-/* Create, load and run the VM until it stops; returns why it stopped. */
+/* Create the VM, load it (boot image or saved state) and run it until it stops; returns why. */
 static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 				 const struct vm_config *cfg, const struct mem_layout *layout,
 				 const struct boot_image *img, struct serial_backend *be,
-				 struct evloop *loop)
+				 struct evloop *loop, const struct vmstate *saved)
 {
 	struct vm vm;
 	enum stop_reason why = STOP_VMM_ERROR;
-	if (vm_create(&vm, host, cfg, layout, be, loop) || vm_load(&vm, img))
+	char msg[600];
+	if (vm_create(&vm, host, cfg, layout, be, loop, saved ? saved->memory_path : NULL))
+		goto out;
+	if (saved && vmstate_apply(&vm, saved, msg, sizeof(msg))) {
+		log_err(NULL, "--restore '%s': %s", cfg->restore, msg);
+		goto out;
+	}
+	if (!saved && vm_load(&vm, img))
 		goto out;
 	evloop_rearm(loop);
 	rn->vm = &vm;
@@ -141,6 +151,8 @@ int main(int argc, char **argv)
 	struct serial_backend be[2];
 	struct evloop *loop = NULL;
 	struct runner rn = {0};
+	struct vmstate *saved = NULL;
+	bool have_img = false;
 	int status = EXIT_VMM_ERROR, sfd = -1, tfd = -1;
 	char msg[256];
 
@@ -168,10 +180,32 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_CONFIG;
 	}
-	if (boot_probe(&cfg, &layout, &img, &berr)) {
+	memset(&img, 0, sizeof(img));
+	if (cfg.restore) {
+		if (vmstate_read(cfg.restore, &saved, msg, sizeof(msg))) {
+			fprintf(stderr, "berth-vmm: error: --restore %s\n", msg);
+			config_free(&cfg);
+			return EXIT_CONFIG;
+		}
+		if (saved->ram_bytes != layout.ram_bytes) {
+			fprintf(stderr, "berth-vmm: error: --restore '%s': the saved RAM is %llu "
+					"bytes, --memory asks for %llu\n",
+				cfg.restore, (unsigned long long)saved->ram_bytes,
+				(unsigned long long)layout.ram_bytes);
+			vmstate_free(saved);
+			config_free(&cfg);
+			return EXIT_CONFIG;
+		}
+		/* The kernel is only needed if the guest reboots later. */
+		have_img = boot_probe(&cfg, &layout, &img, &berr) == 0;
+		if (!have_img)
+			log_warn(NULL, "%s: a guest reboot will end the VM", berr.msg);
+	} else if (boot_probe(&cfg, &layout, &img, &berr)) {
 		fprintf(stderr, "berth-vmm: error: %s\n", berr.msg);
 		config_free(&cfg);
 		return EXIT_CONFIG;
+	} else {
+		have_img = true;
 	}
 	for (unsigned i = 0; i < cfg.ndisks; i++) { /* can each disk be opened as asked? */
 		char dmsg[600];
@@ -208,9 +242,11 @@ int main(int argc, char **argv)
 		goto out_img;
 	}
 	if (cfg.check_only) {
-		printf("berth-vmm: configuration OK: %s kernel, %u vCPU(s), %llu MiB\n",
-		       img.mode == BOOT_LINUX ? "Linux bzImage" : "PVH ELF", cfg.cpus,
-		       (unsigned long long)(cfg.mem_bytes >> 20));
+		printf("berth-vmm: configuration OK: %s, %u vCPU(s), %llu MiB\n",
+		       saved			  ? "saved state"
+		       : img.mode == BOOT_LINUX ? "Linux bzImage kernel"
+						  : "PVH ELF kernel",
+		       cfg.cpus, (unsigned long long)(cfg.mem_bytes >> 20));
 		status = 0;
 		goto out_img;
 	}
@@ -277,9 +313,11 @@ int main(int argc, char **argv)
 	}
 
 	for (;;) {
-		enum stop_reason why = run_once(&rn, &host, &cfg, &layout, &img, be, loop);
+		enum stop_reason why = run_once(&rn, &host, &cfg, &layout, &img, be, loop, saved);
+		vmstate_free(saved); /* a restart after a reboot boots the kernel */
+		saved = NULL;
 		if (why == STOP_REBOOT && cfg.on_reboot == ON_REBOOT_RESTART &&
-		    rn.pending == STOP_NONE) {
+		    rn.pending == STOP_NONE && have_img) {
 			log_info(NULL, "guest rebooted: restarting the VM (--on-reboot=restart)");
 			control_event(rn.ctl, "reset", json_pack("{s:s}", "reason", "reboot"));
 			continue;
@@ -306,6 +344,7 @@ out_serial:
 out_host:
 	kvm_host_close(&host);
 out_img:
+	vmstate_free(saved);
 	boot_image_free(&img);
 	config_free(&cfg);
 	return status;

@@ -3,6 +3,8 @@
 #include "vmm/memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,6 +24,39 @@ int guest_mem_init(struct guest_mem *m, const struct mem_layout *l)
 		return -errno;
 	m->base = p;
 	madvise(m->base, l->ram_bytes, MADV_HUGEPAGE); /* best effort */
+	m->regions[0] = (struct mem_region){0, l->low_ram, 0, m->base};
+	m->nregions = 1;
+	if (l->high_ram) {
+		m->regions[1] = (struct mem_region){HIGHMEM_BASE, l->high_ram, l->low_ram,
+						    m->base + l->low_ram};
+		m->nregions = 2;
+	}
+	return 0;
+}
+
+int guest_mem_init_file(struct guest_mem *m, const struct mem_layout *l, const char *path)
+{
+	memset(m, 0, sizeof(*m));
+	m->layout = *l;
+	m->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (m->fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(m->fd, &st) < 0 || (uint64_t)st.st_size != l->ram_bytes) {
+		int e = errno ? -errno : -EINVAL;
+		close(m->fd);
+		m->fd = -1;
+		return (uint64_t)st.st_size != l->ram_bytes ? -EINVAL : e;
+	}
+	void *p = mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+		       m->fd, 0);
+	if (p == MAP_FAILED) {
+		int e = -errno;
+		close(m->fd);
+		m->fd = -1;
+		return e;
+	}
+	m->base = p;
 	m->regions[0] = (struct mem_region){0, l->low_ram, 0, m->base};
 	m->nregions = 1;
 	if (l->high_ram) {

@@ -26,6 +26,9 @@ struct guest_mem {
 
 /* Map anonymous RAM for the layout. -errno. */
 int guest_mem_init(struct guest_mem *m, const struct mem_layout *l);
+/* Map RAM copy-on-write from a saved memory file (restore): pages load on first touch, the file
+ * never changes. -errno; -EINVAL if its size is not the layout's. */
+int guest_mem_init_file(struct guest_mem *m, const struct mem_layout *l, const char *path);
 void guest_mem_destroy(struct guest_mem *m);
 
 /*

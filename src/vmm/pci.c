@@ -366,6 +366,8 @@ int pci_device_load(struct pci_device *d, json_t *o, char *msg, size_t msglen)
 	/* Read-only bytes describe the device itself: they must match what this VMM built. */
 	for (unsigned i = 0; i < PCI_CFG_SIZE; i++) {
 		uint8_t ro = (uint8_t)~(d->wmask[i] | d->w1c[i]);
+		if (i == PCI_STATUS)
+			ro &= (uint8_t)~PCI_STATUS_INTX; /* the device's own line state */
 		if ((cfg[i] & ro) != (d->cfg[i] & ro)) {
 			snprintf(msg, msglen,
 				 "%s: saved config space differs at 0x%x (a different device)",

@@ -2,6 +2,8 @@
  * reset control 0xCF9, i8042 reset. */
 #include "vmm/pm.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -160,4 +162,39 @@ int pm_init(struct pm *pm, struct vm *vm)
 void pm_destroy(struct pm *pm)
 {
 	pthread_mutex_destroy(&pm->lock);
+}
+
+/* ---- save/restore ---- */
+
+json_t *pm_save(struct pm *pm)
+{
+	pthread_mutex_lock(&pm->lock);
+	json_t *o = json_pack("{s:i,s:i,s:i,s:i}", "pm1_sts", pm->pm1_sts, "pm1_en", pm->pm1_en,
+			      "pm1_cnt", pm->pm1_cnt, "rst_cnt", pm->rst_cnt);
+	pthread_mutex_unlock(&pm->lock);
+	return o;
+}
+
+int pm_load(struct pm *pm, json_t *o, char *msg, size_t msglen)
+{
+	static const char *const keys[] = {"pm1_sts", "pm1_en", "pm1_cnt", "rst_cnt"};
+	json_int_t v[4];
+	for (unsigned i = 0; i < 4; i++) {
+		json_t *j = json_object_get(o, keys[i]);
+		if (!json_is_integer(j) || json_integer_value(j) < 0 ||
+		    json_integer_value(j) > (i == 3 ? 0xff : 0xffff)) {
+			snprintf(msg, msglen, "field 'pm.%s': missing or out of range", keys[i]);
+			return -EINVAL;
+		}
+		v[i] = json_integer_value(j);
+	}
+	pthread_mutex_lock(&pm->lock);
+	pm->pm1_sts = (uint16_t)v[0];
+	pm->pm1_en = (uint16_t)v[1];
+	pm->pm1_cnt = (uint16_t)v[2];
+	pm->rst_cnt = (uint8_t)v[3];
+	pm->sci_level = -1; /* unknown: set the line from the restored state */
+	update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef BERTH_PM_H
 #define BERTH_PM_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,5 +24,9 @@ void pm_destroy(struct pm *pm);
 /* Press the fixed ACPI power button: PWRBTN_STS is set and the SCI raised while the guest has
  * PWRBTN_EN set. Returns whether PWRBTN_EN was set (an ACPI OS listening). Any thread. */
 bool pm_power_button(struct pm *pm);
+
+/* Save/restore the PM1 and reset-control registers (the SCI line follows). */
+json_t *pm_save(struct pm *pm);
+int pm_load(struct pm *pm, json_t *o, char *msg, size_t msglen);
 
 #endif

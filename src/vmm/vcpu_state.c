@@ -201,7 +201,7 @@ json_t *vcpu_state_to_json(const struct vcpu_state *s)
 	for (unsigned i = 0; i < s->nmsrs; i++) {
 		char v[24];
 		snprintf(v, sizeof(v), "0x%llx", (unsigned long long)s->msrs[i].data);
-		json_array_append_new(msrs, json_pack("[i,s]", (json_int_t)s->msrs[i].index, v));
+		json_array_append_new(msrs, json_pack("[I,s]", (json_int_t)s->msrs[i].index, v));
 	}
 	json_object_set_new(o, "msrs", msrs);
 	msrs = NULL;

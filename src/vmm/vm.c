@@ -290,7 +290,7 @@ static int add_serial(struct vm *vm, unsigned idx, struct serial_backend *be)
 
 int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 	      const struct mem_layout *layout, struct serial_backend *serial_be,
-	      struct evloop *loop)
+	      struct evloop *loop, const char *mem_file)
 {
 	int r;
 	memset(vm, 0, sizeof(*vm));
@@ -347,7 +347,8 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 		return r;
 	}
 
-	if ((r = guest_mem_init(&vm->mem, layout))) {
+	if ((r = mem_file ? guest_mem_init_file(&vm->mem, layout, mem_file)
+			  : guest_mem_init(&vm->mem, layout))) {
 		log_err(NULL, "cannot allocate %llu MiB of guest memory: %s",
 			(unsigned long long)(layout->ram_bytes >> 20), strerror(-r));
 		return r;
@@ -468,6 +469,7 @@ const char *stop_reason_name(enum stop_reason r)
 	    [STOP_NONE] = "none",     [STOP_POWEROFF] = "poweroff",   [STOP_REBOOT] = "reboot",
 	    [STOP_CRASH] = "crash",   [STOP_KVM_ERROR] = "kvm-error", [STOP_TIMEOUT] = "timeout",
 	    [STOP_SIGNAL] = "signal", [STOP_VMM_ERROR] = "vmm-error", [STOP_QUIT] = "quit",
+	    [STOP_SAVED] = "saved",
 	};
 	return (unsigned)r < ARRAY_SIZE(names) && names[r] ? names[r] : "unknown";
 }

@@ -28,7 +28,8 @@ enum stop_reason {
 	STOP_TIMEOUT,
 	STOP_SIGNAL,
 	STOP_VMM_ERROR,
-	STOP_QUIT, /* the control socket's quit command */
+	STOP_QUIT,  /* the control socket's quit command */
+	STOP_SAVED, /* the state was saved (control socket save): the VM ends here */
 };
 
 struct vm;
@@ -94,7 +95,7 @@ void kvm_host_close(struct kvm_host *h);
 /* Create the VM, memory, irqchip, PIT, vCPUs (with CPUID) and devices. -errno, logged. */
 int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 	      const struct mem_layout *layout, struct serial_backend *serial_be,
-	      struct evloop *loop);
+	      struct evloop *loop, const char *mem_file /* restore: RAM from this file, or NULL */);
 /* Write ACPI tables and the boot image into memory and set the BSP's registers. */
 int vm_load(struct vm *vm, const struct boot_image *img);
 /* Start vCPU threads; vm_request_stop wakes the VM's loop when the VM stops. */
