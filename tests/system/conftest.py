@@ -8,6 +8,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BERTH_BUILD", os.path.join(ROOT, "build"))
 VMM = os.path.join(BUILD, "bin", "berth-vmm")
 GUEST = os.path.join(BUILD, "guest", "berth-test-guest.elf")
+IMG = os.path.join(BUILD, "bin", "berth-img")
+BLK_IO = os.path.join(BUILD, "tests", "tools", "blk-io")
 
 
 def kvm_usable():
@@ -84,3 +86,18 @@ def berth(vmm, guest):
     if not kvm_usable():
         pytest.skip("/dev/kvm is not available on this host")
     return vmm
+
+
+@pytest.fixture(scope="session")
+def berth_img():
+    if not os.access(IMG, os.X_OK):
+        pytest.fail(f"{IMG} is missing: build first (meson setup build && ninja -C build)")
+    return IMG
+
+
+@pytest.fixture(scope="session")
+def qemu_img():
+    """qemu-img (and qemu-io) as the oracle for disk images; skipped where qemu-utils is missing."""
+    if not shutil.which("qemu-img") or not shutil.which("qemu-io"):
+        pytest.skip("qemu-img/qemu-io are not installed (Debian: qemu-utils)")
+    return shutil.which("qemu-img")
