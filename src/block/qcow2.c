@@ -210,8 +210,21 @@ static int set_entry(struct qcow2 *q, uint64_t gcluster, uint64_t v)
 	uint64_t old = l2e(t, l2i);
 	l2e_set(t, l2i, v);
 	qcow2_l2_mark_dirty(q, l1i);
+	if (old & QCOW2_OFLAG_COMPRESSED) {
+		/* The compressed data holds one reference to each host cluster it touches. */
+		unsigned x = 62 - (q->cluster_bits - 8);
+		uint64_t coff = old & ((1ULL << x) - 1);
+		uint64_t sectors = ((old >> x) & ((1ULL << (q->cluster_bits - 8)) - 1)) + 1;
+		uint64_t end = (coff & ~511ULL) + sectors * 512;
+		for (uint64_t c = coff >> q->cluster_bits; c <= (end - 1) >> q->cluster_bits; c++)
+			if ((r = qcow2_free_cluster(q, c)))
+				return r == -EUCLEAN
+					   ? corrupt(q, "refcount of compressed data is zero", old)
+					   : r;
+		return 0;
+	}
 	uint64_t oh = old & QCOW2_OFFSET_MASK;
-	if (!(old & QCOW2_OFLAG_COMPRESSED) && oh && oh != (v & QCOW2_OFFSET_MASK)) {
+	if (oh && oh != (v & QCOW2_OFFSET_MASK)) {
 		r = qcow2_free_cluster(q, oh >> q->cluster_bits);
 		if (r == -EUCLEAN)
 			return corrupt(q, "refcount of a freed cluster is zero", old);
