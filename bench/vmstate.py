@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""Save/restore benchmark: time from starting `berth-vmm --restore` to the restored guest's first console line,
+and how long a save keeps the guest paused, for 256 MiB and 1 GiB guests; QEMU's restore from a migration file
+(`-incoming exec:cat`) on the same guest as the baseline.
+
+The guest is the test guest's ring-3 ticker with tick_ms=1, so its first line after a restore comes within a
+millisecond of the vCPU running again. Targets (issue 5): restore <= 20 ms, checkpoint pause (1 GiB) <= 50 ms.
+Usage: bench/vmstate.py [--runs 10]
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+VMM = os.path.join(ROOT, "build", "bin", "berth-vmm")
+GUEST = os.path.join(ROOT, "build", "guest", "berth-test-guest.elf")
+
+
+def call(path, cmd, args=None, timeout=30):
+    s = socket.socket(socket.AF_UNIX)
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            s.connect(path)
+            break
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+    m = json.dumps({"id": 1, "cmd": cmd, "args": args or {}}).encode()
+    s.sendall(struct.pack(">I", len(m)) + m)
+    while True:
+        n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+        r = json.loads(s.recv(n, socket.MSG_WAITALL))
+        if "id" in r:
+            s.close()
+            return r
+
+
+def wait_line(p, text, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = p.stdout.readline()
+        if not line:
+            return None
+        if text in line:
+            return time.monotonic()
+    return None
+
+
+def berth(mem, runs, tmp):
+    sock = os.path.join(tmp, "c.sock")
+    p = subprocess.Popen([VMM, "--kernel", GUEST, "--memory", mem, "--control", sock, "--cmdline",
+                          "test=ticker tick_ms=1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_line(p, "berth-tick 20")
+    pauses = []
+    for i in range(runs):  # a save that keeps the VM running: the checkpoint's pause
+        r = call(sock, "save", {"dir": os.path.join(tmp, f"ck{i}"), "stop": False})
+        pauses.append(r["result"]["paused_us"] / 1000)
+        shutil.rmtree(os.path.join(tmp, f"ck{i}"))
+    state = os.path.join(tmp, "state")
+    call(sock, "save", {"dir": state})
+    p.wait()
+    p.stdout.close()
+    restores = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        q = subprocess.Popen([VMM, "--restore", state], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        t1 = wait_line(q, "berth-tick")
+        restores.append((t1 - t0) * 1000 if t1 else float("nan"))
+        q.kill()
+        q.wait()
+        q.stdout.close()
+    return statistics.median(restores), statistics.median(pauses)
+
+
+def qemu(mem, runs, tmp):
+    if not shutil.which("qemu-system-x86_64"):
+        return float("nan")
+    f = os.path.join(tmp, "qemu.state")
+    base = ["qemu-system-x86_64", "-M", "microvm,acpi=on,rtc=off", "-accel", "kvm", "-cpu", "qemu64", "-m", mem,
+            "-nodefaults", "-display", "none", "-serial", "stdio", "-kernel", GUEST,
+            "-append", "test=ticker tick_ms=1"]
+    qmp = os.path.join(tmp, "qmp.sock")
+    p = subprocess.Popen(base + ["-qmp", f"unix:{qmp},server=on,wait=off"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+    wait_line(p, "berth-tick 20")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(qmp)
+    fs = s.makefile("rw")
+    fs.readline()
+    for c in ({"execute": "qmp_capabilities"}, {"execute": "stop"},
+              {"execute": "migrate", "arguments": {"uri": f"exec:cat > {f}"}}):
+        fs.write(json.dumps(c) + "\n")
+        fs.flush()
+        while "return" not in json.loads(fs.readline()):
+            pass
+    while True:
+        fs.write(json.dumps({"execute": "query-migrate"}) + "\n")
+        fs.flush()
+        m = json.loads(fs.readline())
+        while "return" not in m:
+            m = json.loads(fs.readline())
+        if m["return"].get("status") in ("completed", "failed"):
+            break
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        q = subprocess.Popen(base + ["-incoming", f"exec:cat {f}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+        t1 = wait_line(q, "berth-tick")
+        times.append((t1 - t0) * 1000 if t1 else float("nan"))
+        q.kill()
+        q.wait()
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10)
+    a = ap.parse_args()
+    for mem in ("256M", "1G"):
+        with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
+            restore, pause = berth(mem, a.runs, tmp)
+            q = qemu(mem, a.runs, tmp)
+        print(f"{mem:5} berth restore→first guest line {restore:7.1f} ms   QEMU (-incoming) {q:7.1f} ms   "
+              f"QEMU/berth {q / restore:5.1f}x   berth save pause (VM keeps running) {pause:6.1f} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
