@@ -44,7 +44,7 @@ struct qcow2_cached {
 	uint64_t idx;	 /* L1 index (L2 tables) or reftable index (refcount blocks) */
 	uint64_t off;	 /* where the cluster lives in the image file */
 	uint8_t *data;	 /* one cluster, aligned for O_DIRECT */
-	uint64_t used;	 /* LRU tick */
+	int32_t prev, next; /* LRU list (valid entries, most recent first) or free list (next) */
 	bool dirty;
 	bool valid;
 };
@@ -54,7 +54,8 @@ struct qcow2_cache {
 	unsigned n;	 /* capacity in clusters */
 	int32_t *slot;	 /* table index -> entry, -1 if not cached */
 	uint64_t nslot;
-	uint64_t tick;
+	int32_t head, tail; /* most and least recently used valid entry, -1 if none */
+	int32_t free;	    /* first entry never filled or given back, -1 if none */
 };
 
 struct qcow2 {

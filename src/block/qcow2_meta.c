@@ -80,6 +80,10 @@ int qcow2_cache_init(struct qcow2_cache *c, unsigned n, uint64_t nslot, uint64_t
 		c->slot[i] = -1;
 	c->n = n;
 	c->nslot = nslot;
+	c->head = c->tail = -1;
+	for (unsigned i = 0; i < n; i++)
+		c->e[i].next = i + 1 < n ? (int32_t)i + 1 : -1;
+	c->free = 0;
 	return 0;
 }
 
@@ -111,6 +115,44 @@ static int write_cluster(struct qcow2 *q, const uint8_t *data, uint64_t off)
 	return blk_pwrite_full(q->fd, data, q->cluster_size, off);
 }
 
+static void lru_unlink(struct qcow2_cache *c, struct qcow2_cached *e)
+{
+	if (e->prev >= 0)
+		c->e[e->prev].next = e->next;
+	else
+		c->head = e->next;
+	if (e->next >= 0)
+		c->e[e->next].prev = e->prev;
+	else
+		c->tail = e->prev;
+}
+
+static void lru_push_front(struct qcow2_cache *c, struct qcow2_cached *e)
+{
+	int32_t i = (int32_t)(e - c->e);
+	e->prev = -1;
+	e->next = c->head;
+	if (c->head >= 0)
+		c->e[c->head].prev = i;
+	c->head = i;
+	if (c->tail < 0)
+		c->tail = i;
+}
+
+/* The entry to reuse: a free one, else the least recently used clean one, else the LRU one. */
+static struct qcow2_cached *victim(struct qcow2_cache *c)
+{
+	if (c->free >= 0) {
+		struct qcow2_cached *e = &c->e[c->free];
+		c->free = e->next;
+		return e;
+	}
+	for (int32_t i = c->tail; i >= 0; i = c->e[i].prev)
+		if (!c->e[i].dirty)
+			return &c->e[i];
+	return &c->e[c->tail];
+}
+
 /*
  * A free cache entry for table index idx at file offset off: filled from disk (load) or zeroed.
  * A dirty victim forces an ordered write-back of all metadata first.
@@ -118,42 +160,38 @@ static int write_cluster(struct qcow2 *q, const uint8_t *data, uint64_t off)
 static int cache_fill(struct qcow2 *q, struct qcow2_cache *c, uint64_t idx, uint64_t off,
 		      bool load, struct qcow2_cached **out)
 {
-	struct qcow2_cached *v = NULL, *vd = NULL; /* LRU clean entry, LRU dirty entry */
-	for (unsigned i = 0; i < c->n; i++) {
-		struct qcow2_cached *e = &c->e[i];
-		if (!e->valid) {
-			v = e;
-			break;
-		}
-		if (!e->dirty && (!v || e->used < v->used))
-			v = e;
-		else if (e->dirty && (!vd || e->used < vd->used))
-			vd = e;
-	}
-	if (!v)
-		v = vd;
+	struct qcow2_cached *v = victim(c);
 	if (v->valid && v->dirty) {
 		int r = qcow2_flush_meta(q, false);
 		if (r)
 			return r;
 	}
-	if (v->valid)
+	if (v->valid) {
 		c->slot[v->idx] = -1;
-	v->valid = false;
-	if (!v->data && posix_memalign((void **)&v->data, 4096, q->cluster_size))
-		return (v->data = NULL), -ENOMEM;
-	if (load) {
-		int r = blk_pread_full(q->fd, v->data, q->cluster_size, off);
-		if (r)
-			return r == -EIO ? -EUCLEAN : r; /* a table past the end of the file */
+		lru_unlink(c, v);
+		v->valid = false;
+	}
+	int r = 0;
+	if (!v->data && posix_memalign((void **)&v->data, 4096, q->cluster_size)) {
+		v->data = NULL;
+		r = -ENOMEM;
+	} else if (load) {
+		r = blk_pread_full(q->fd, v->data, q->cluster_size, off);
+		if (r == -EIO)
+			r = -EUCLEAN; /* a table past the end of the file */
 	} else {
 		memset(v->data, 0, q->cluster_size);
+	}
+	if (r) { /* give the entry back */
+		v->next = c->free;
+		c->free = (int32_t)(v - c->e);
+		return r;
 	}
 	v->idx = idx;
 	v->off = off;
 	v->dirty = !load;
 	v->valid = true;
-	v->used = ++c->tick;
+	lru_push_front(c, v);
 	c->slot[idx] = (int32_t)(v - c->e);
 	*out = v;
 	return 0;
@@ -164,7 +202,10 @@ static struct qcow2_cached *cache_lookup(struct qcow2_cache *c, uint64_t idx)
 	if (idx >= c->nslot || c->slot[idx] < 0)
 		return NULL;
 	struct qcow2_cached *e = &c->e[c->slot[idx]];
-	e->used = ++c->tick;
+	if (c->head != c->slot[idx]) {
+		lru_unlink(c, e);
+		lru_push_front(c, e);
+	}
 	return e;
 }
 
