@@ -19,6 +19,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "vmm/control_req.h"
+#include "vmm/vcpu_state.h"
 #include "vmm/vmstate.h"
 
 #define TAG "control"
@@ -182,14 +183,28 @@ static int cmd_save(struct control *c, const struct control_request *req, json_t
 		    struct control_error *err, struct pending_event *ev)
 {
 	const char *dir = req->args.save.dir;
-	uint64_t t0 = now_ns();
-	int r = vm_pause_vcpus(c->vm, req->args.save.timeout_ms);
-	if (r == -ETIMEDOUT)
-		return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
-				    "the vCPUs did not all stop within %u ms; nothing was saved",
-				    req->args.save.timeout_ms);
-	if (r)
-		return control_fail(err, CERR_STOPPING, NULL, "the VM is stopping");
+	uint64_t t0;
+	int r;
+	for (unsigned tries = 0;; tries++) {
+		t0 = now_ns();
+		r = vm_pause_vcpus(c->vm, req->args.save.timeout_ms);
+		if (r == -ETIMEDOUT)
+			return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
+					    "the vCPUs did not all stop within %u ms; nothing was "
+					    "saved",
+					    req->args.save.timeout_ms);
+		if (r)
+			return control_fail(err, CERR_STOPPING, NULL, "the VM is stopping");
+		bool busy = false;
+		for (unsigned i = 0; i < c->vm->ncpus && !busy; i++)
+			busy = vcpu_event_in_flight(&c->vm->vcpus[i]);
+		/* A vCPU stopped while delivering an exception: let it finish (unless a client's
+		 * pause holds the VM, or it keeps happening). */
+		if (!busy || c->user_paused || tries == 50)
+			break;
+		vm_resume_vcpus(c->vm);
+		log_debug(TAG, "save: a vCPU was delivering an event; pausing again");
+	}
 	char msg[512];
 	r = vmstate_save(c->vm, dir, msg, sizeof(msg));
 	uint64_t paused_us = (now_ns() - t0) / 1000;

@@ -163,6 +163,14 @@ fail:;
 	return e;
 }
 
+bool vcpu_event_in_flight(struct vcpu *v)
+{
+	struct kvm_vcpu_events e;
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e) < 0)
+		return false;
+	return e.exception.injected || e.exception.pending || (e.interrupt.injected && e.interrupt.soft);
+}
+
 void vcpu_state_free(struct vcpu_state *s)
 {
 	free(s->xsave);

@@ -32,6 +32,10 @@ int kvm_msr_list(int kvm_fd, uint32_t **list, unsigned *n);
 int vcpu_state_get(struct vcpu *v, const uint32_t *msr_list, unsigned nmsr, struct vcpu_state *s);
 int vcpu_state_set(struct vcpu *v, const struct vcpu_state *s);
 void vcpu_state_free(struct vcpu_state *s);
+/* The vCPU stopped in the middle of delivering an exception or a software interrupt (int3, intN):
+ * such an event is re-injected on restore only as well as the host's KVM re-creates it, so a save
+ * prefers a moment without one. */
+bool vcpu_event_in_flight(struct vcpu *v);
 
 json_t *vcpu_state_to_json(const struct vcpu_state *s);
 /* -EINVAL with a message naming the field for anything missing, malformed or of the wrong size. */

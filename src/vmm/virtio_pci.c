@@ -902,5 +902,10 @@ int virtio_pci_load(struct virtio_pci *vp, json_t *o, char *msg, size_t msglen)
 		if (vp->q[i].ready)
 			interrupt(vp, vp->q[i].vector, 1);
 	pthread_mutex_unlock(&vp->lock);
+	/* A doorbell rung just before the save went to the old process: ring every live queue once
+	 * so buffers the driver made available are served (an extra kick finds nothing to do). */
+	for (unsigned i = 0; i < vp->ops->num_queues && (status & VIRTIO_STATUS_DRIVER_OK); i++)
+		if (vp->q[i].ready)
+			kick(vp, i);
 	return 0;
 }
