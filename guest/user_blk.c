@@ -60,9 +60,16 @@ uint64_t u_blk_one(uint64_t arg)
 		 TOKEN_ONE) < 0)
 		return o->fail = BLK_FAIL_ADD;
 	vq_kick(o->vq);
+	/* The deadline is extended once: guest time can jump (a pause, or a restore on a host that
+	 * cannot offset the TSC), which must not fail a request the device is about to complete. */
+	int extended = 0;
+	uint64_t span = o->deadline - vq_rdtsc();
 	while (!(r = vq_get(o->vq, &len, &token))) {
-		if (vq_rdtsc() > o->deadline)
-			return o->fail = BLK_FAIL_TIMEOUT;
+		if (vq_rdtsc() > o->deadline) {
+			if (extended++)
+				return o->fail = BLK_FAIL_TIMEOUT;
+			o->deadline = vq_rdtsc() + span;
+		}
 	}
 	if (r < 0)
 		return o->fail = BLK_FAIL_RING;

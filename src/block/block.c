@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "block/qcow2.h"
 
 static const char *const format_names[] = {
     [BLK_FMT_AUTO] = "auto", [BLK_FMT_RAW] = "raw", [BLK_FMT_QCOW2] = "qcow2"};
@@ -218,6 +219,41 @@ int blk_open_backing(struct blk *above, const char *path, enum blk_format fmt, c
 		}
 	above->backing = b;
 	return 0;
+}
+
+int blk_push_overlay(struct blk *b, const char *path, char *msg, size_t msglen)
+{
+	if (b->readonly) {
+		snprintf(msg, msglen, "'%s': a read-only disk needs no overlay", b->path);
+		return -EINVAL;
+	}
+	char *old = realpath(b->path, NULL);
+	const char *fmt = b->drv == &blk_raw_driver ? "raw" : "qcow2";
+	enum blk_format ofmt = b->drv == &blk_raw_driver ? BLK_FMT_RAW : BLK_FMT_QCOW2;
+	bool direct = b->direct;
+	int r = old ? 0 : -errno;
+	if (r) {
+		snprintf(msg, msglen, "'%s': %s", b->path, strerror(-r));
+		return r;
+	}
+	/* Close first: a qcow2 image writes back its metadata and dirty bitmaps and syncs. */
+	struct qcow2_create_opts o = {.size = b->size, .backing = old, .backing_fmt = fmt};
+	if ((r = qcow2_create(path, &o, msg, msglen))) {
+		free(old);
+		return r;
+	}
+	if ((r = blk_close(b)) < 0)
+		snprintf(msg, msglen, "'%s': writing back metadata failed: %s", old, strerror(-r));
+	else
+		r = blk_open(b, path, BLK_FMT_QCOW2, false, direct, msg, msglen);
+	if (r) {
+		char again[300];
+		unlink(path);
+		if (blk_open(b, old, ofmt, false, direct, again, sizeof(again)))
+			snprintf(msg, msglen, "'%s': could not reopen the disk: %s", old, again);
+	}
+	free(old);
+	return r;
 }
 
 int blk_close(struct blk *b)

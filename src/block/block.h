@@ -72,6 +72,14 @@ int blk_check(const char *path, enum blk_format fmt, bool readonly, bool direct,
  * after a crash: consistent, with possible leaks). */
 int blk_close(struct blk *b);
 
+/*
+ * Checkpoint a disk: make everything written durable, create a qcow2 overlay at path whose backing
+ * file is b's image (absolute path, its format), and reopen b as that overlay (the old image
+ * becomes its read-only backing). Nothing may be in flight. On failure b is the old image again
+ * and the overlay file is removed.
+ */
+int blk_push_overlay(struct blk *b, const char *path, char *msg, size_t msglen);
+
 /* Dispatch one completion of a ring the block layer queued on. */
 static inline void blk_aio_complete(struct io_uring_cqe *cqe)
 {

@@ -178,21 +178,18 @@ static int cmd_resume(struct control *c, json_t **result, struct pending_event *
 	return 0;
 }
 
-/* Save the VM's state into a new directory; by default the VM then ends (Hyper-V "Save"). */
-static int cmd_save(struct control *c, const struct control_request *req, json_t **result,
-		    struct control_error *err, struct pending_event *ev)
+/* Pause for a save or checkpoint, at a moment when no vCPU is delivering an exception. */
+static int pause_for_save(struct control *c, unsigned timeout_ms, uint64_t *t0,
+			  struct control_error *err)
 {
-	const char *dir = req->args.save.dir;
-	uint64_t t0;
-	int r;
 	for (unsigned tries = 0;; tries++) {
-		t0 = now_ns();
-		r = vm_pause_vcpus(c->vm, req->args.save.timeout_ms);
+		*t0 = now_ns();
+		int r = vm_pause_vcpus(c->vm, timeout_ms);
 		if (r == -ETIMEDOUT)
 			return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
 					    "the vCPUs did not all stop within %u ms; nothing was "
 					    "saved",
-					    req->args.save.timeout_ms);
+					    timeout_ms);
 		if (r)
 			return control_fail(err, CERR_STOPPING, NULL, "the VM is stopping");
 		bool busy = false;
@@ -201,10 +198,21 @@ static int cmd_save(struct control *c, const struct control_request *req, json_t
 		/* A vCPU stopped while delivering an exception: let it finish (unless a client's
 		 * pause holds the VM, or it keeps happening). */
 		if (!busy || c->user_paused || tries == 50)
-			break;
+			return 0;
 		vm_resume_vcpus(c->vm);
 		log_debug(TAG, "save: a vCPU was delivering an event; pausing again");
 	}
+}
+
+/* Save the VM's state into a new directory; by default the VM then ends (Hyper-V "Save"). */
+static int cmd_save(struct control *c, const struct control_request *req, json_t **result,
+		    struct control_error *err, struct pending_event *ev)
+{
+	const char *dir = req->args.save.dir;
+	uint64_t t0;
+	int r = pause_for_save(c, req->args.save.timeout_ms, &t0, err);
+	if (r)
+		return r;
 	char msg[512];
 	r = vmstate_save(c->vm, dir, msg, sizeof(msg));
 	uint64_t paused_us = (now_ns() - t0) / 1000;
@@ -222,6 +230,42 @@ static int cmd_save(struct control *c, const struct control_request *req, json_t
 			    "stopped", stop);
 	ev->name = "saved";
 	ev->data = json_pack("{s:s,s:b}", "dir", dir, "stopped", stop);
+	return 0;
+}
+
+/* A checkpoint: optional memory/device state, then every writable disk moves to a new overlay. */
+static int cmd_checkpoint(struct control *c, const struct control_request *req, json_t **result,
+			  struct control_error *err, struct pending_event *ev)
+{
+	const char *dir = req->args.checkpoint.dir;
+	json_t *overlays = req->args.checkpoint.overlays, *none = NULL, *disks = NULL;
+	if (!overlays)
+		overlays = none = json_array();
+	uint64_t t0;
+	int r = pause_for_save(c, req->args.checkpoint.timeout_ms, &t0, err);
+	if (r) {
+		json_decref(none);
+		return r;
+	}
+	char msg[512];
+	r = vmstate_checkpoint(c->vm, dir, overlays, &disks, msg, sizeof(msg));
+	uint64_t paused_us = (now_ns() - t0) / 1000;
+	vm_resume_vcpus(c->vm);
+	json_decref(none);
+	if (r) {
+		json_decref(disks);
+		log_err(TAG, "checkpoint failed: %s", msg);
+		return control_fail(err, CERR_CHECKPOINT_FAILED,
+				    strstr(msg, "overlay") || strstr(msg, "disk") ? "args.overlays"
+										  : "args.dir",
+				    "%s", msg);
+	}
+	log_info(TAG, "checkpoint taken (guest paused %llu us)", (unsigned long long)paused_us);
+	*result = json_pack("{s:I,s:o}", "paused_us", (json_int_t)paused_us, "disks", disks);
+	if (dir)
+		json_object_set_new(*result, "dir", json_string(dir));
+	ev->name = "checkpoint";
+	ev->data = json_pack("{s:O}", "disks", json_object_get(*result, "disks"));
 	return 0;
 }
 
@@ -250,6 +294,8 @@ static int run_cmd(struct control *c, const struct control_request *req, json_t 
 	}
 	case CMD_SAVE:
 		return cmd_save(c, req, result, err, ev);
+	case CMD_CHECKPOINT:
+		return cmd_checkpoint(c, req, result, err, ev);
 	case CMD_QUIT:
 		log_info(TAG, "stopping the VM: quit command on the control socket");
 		*result = json_object();

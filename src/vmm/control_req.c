@@ -11,7 +11,7 @@
 #include "common/util.h"
 
 /* Arguments are typed; each lands at an offset in struct control_request. */
-enum arg_type { ARGT_UINT, ARGT_STR, ARGT_BOOL };
+enum arg_type { ARGT_UINT, ARGT_STR, ARGT_BOOL, ARGT_STRINGS };
 
 struct arg_spec {
 	const char *name;
@@ -40,6 +40,14 @@ static const struct arg_spec save_args[] = {
      offsetof(struct control_request, args.save.timeout_ms)},
 };
 
+static const struct arg_spec checkpoint_args[] = {
+    {"dir", ARGT_STR, 1, 4095, 0, false, offsetof(struct control_request, args.checkpoint.dir)},
+    {"overlays", ARGT_STRINGS, 0, 64, 0, false,
+     offsetof(struct control_request, args.checkpoint.overlays)},
+    {"timeout_ms", ARGT_UINT, 1, PAUSE_TIMEOUT_MS_MAX, PAUSE_TIMEOUT_MS_DEFAULT, false,
+     offsetof(struct control_request, args.checkpoint.timeout_ms)},
+};
+
 static const struct cmd_spec commands[] = {
     {"query-status", CMD_QUERY_STATUS, NULL, 0},
     {"pause", CMD_PAUSE, pause_args, ARRAY_SIZE(pause_args)},
@@ -47,6 +55,7 @@ static const struct cmd_spec commands[] = {
     {"powerdown", CMD_POWERDOWN, NULL, 0},
     {"quit", CMD_QUIT, NULL, 0},
     {"save", CMD_SAVE, save_args, ARRAY_SIZE(save_args)},
+    {"checkpoint", CMD_CHECKPOINT, checkpoint_args, ARRAY_SIZE(checkpoint_args)},
 };
 
 const char *control_cmd_name(enum control_cmd cmd)
@@ -134,6 +143,8 @@ static int parse_args(const struct cmd_spec *c, json_t *args, struct control_req
 			*(unsigned *)at = (unsigned)c->args[i].def;
 		else if (c->args[i].type == ARGT_BOOL)
 			*(bool *)at = c->args[i].def != 0;
+		else if (c->args[i].type == ARGT_STRINGS)
+			*(json_t **)at = NULL;
 		else
 			*(const char **)at = NULL;
 	}
@@ -155,6 +166,22 @@ static int parse_args(const struct cmd_spec *c, json_t *args, struct control_req
 				return control_fail(err, CERR_INVALID_ARGUMENT, field,
 						    "must be true or false, not %s", type_name(v));
 			*(bool *)at = json_is_true(v);
+			continue;
+		}
+		if (a->type == ARGT_STRINGS) {
+			bool ok = json_is_array(v) && json_array_size(v) <= a->max;
+			for (size_t k = 0; ok && k < json_array_size(v); k++) {
+				json_t *s = json_array_get(v, k);
+				ok = json_is_string(s) && json_string_length(s) > 0 &&
+				     json_string_length(s) < 4096 &&
+				     strlen(json_string_value(s)) == json_string_length(s);
+			}
+			if (!ok)
+				return control_fail(err, CERR_INVALID_ARGUMENT, field,
+						    "must be an array of at most %llu non-empty "
+						    "strings",
+						    (unsigned long long)a->max);
+			*(json_t **)at = v;
 			continue;
 		}
 		if (a->type == ARGT_STR) {

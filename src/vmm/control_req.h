@@ -16,6 +16,7 @@ enum control_cmd {
 	CMD_POWERDOWN,
 	CMD_QUIT,
 	CMD_SAVE,
+	CMD_CHECKPOINT,
 };
 
 /* Defaults and limits of command arguments. */
@@ -36,6 +37,7 @@ enum control_cmd {
 #define CERR_TOO_MANY_CLIENTS "too-many-clients"
 #define CERR_INTERNAL "internal-error"
 #define CERR_SAVE_FAILED "save-failed"
+#define CERR_CHECKPOINT_FAILED "checkpoint-failed"
 
 struct control_error {
 	const char *code;  /* one of CERR_* */
@@ -56,6 +58,11 @@ struct control_request {
 			bool stop;	 /* stop the VM once saved (default) */
 			unsigned timeout_ms;
 		} save;
+		struct {
+			const char *dir;   /* memory and device state; NULL: disks only */
+			json_t *overlays;  /* borrowed array of paths, one per writable disk */
+			unsigned timeout_ms;
+		} checkpoint;
 	} args;
 };
 

@@ -458,6 +458,26 @@ static void blk_quiesce(struct virtio_pci *vp)
 	interrupt_touched(vp);
 }
 
+bool virtio_blk_is(const struct virtio_pci *vp)
+{
+	return vp->ops->device_id == 2;
+}
+
+bool virtio_blk_writable(const struct virtio_pci *vp)
+{
+	return !((struct virtio_blk *)vp->dev)->disk.readonly;
+}
+
+int virtio_blk_push_overlay(struct virtio_pci *vp, const char *path, char *msg, size_t msglen)
+{
+	struct virtio_blk *b = vp->dev;
+	drain(vp); /* the caller quiesced the device; nothing may still be in flight */
+	int r = blk_push_overlay(&b->disk, path, msg, msglen);
+	if (!r)
+		log_info(vp->tag, "now writing to %s (its backing file holds the checkpoint)", path);
+	return r;
+}
+
 static void blk_destroy(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;

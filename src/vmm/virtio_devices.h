@@ -9,6 +9,12 @@ struct vm;
 int virtio_rng_create(struct vm *vm);
 /* A virtio-blk disk with nqueues request queues (one per vCPU is usual). */
 int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueues);
+/* Checkpoints: is vp a virtio-blk disk, a writable one; switch it (quiesced) to a new qcow2
+ * overlay at path whose backing file is the image it used so far. */
+struct virtio_pci;
+bool virtio_blk_is(const struct virtio_pci *vp);
+bool virtio_blk_writable(const struct virtio_pci *vp);
+int virtio_blk_push_overlay(struct virtio_pci *vp, const char *path, char *msg, size_t msglen);
 /* A virtio-net NIC on a TAP (opened, created on a bridge, or passed in). */
 int virtio_net_create(struct vm *vm, const struct nic_cfg *cfg, const char *vmname, unsigned idx);
 /* A multiport virtio-console with n named ports, each a unix socket server on the host. */

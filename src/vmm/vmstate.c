@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "vmm/vcpu_state.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/virtio_pci.h"
 #include "vmm/vmstate.h"
 
@@ -219,29 +220,29 @@ static int write_json(const char *dir, const char *name, json_t *o)
 	return r;
 }
 
-int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen)
+static uint64_t mono_ns(void)
 {
-	uint64_t t0 = 0;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t0 = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Write the state of a paused VM with quiesced devices into dir (created here). */
+static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msglen)
+{
+	uint64_t t0 = mono_ns();
 	if (mkdir(dir, 0700) < 0) {
+		int e = errno;
 		snprintf(msg, msglen, "'%s': %s", dir,
-			 errno == EEXIST ? "already exists (save into a new directory)"
-					 : strerror(errno));
-		return -errno;
+			 e == EEXIST ? "already exists (save into a new directory)" : strerror(e));
+		return -e;
 	}
-	/* The caller paused the vCPUs: quiesce the devices, so memory is final. */
-	for (unsigned i = 0; i < vm->nvirtio; i++)
-		virtio_pci_quiesce(vm->virtio[i]);
 	json_t *m = save_machine(vm, msg, msglen), *cfg = NULL;
 	int r = m ? 0 : -EIO;
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/memory", dir);
 	if (!r && (r = write_memory(vm, path)))
 		snprintf(msg, msglen, "'%s': %s", path, strerror(-r));
-	for (unsigned i = 0; i < vm->nvirtio; i++)
-		virtio_pci_unquiesce(vm->virtio[i]);
 	char *cfgtext = r ? NULL : config_to_json(vm->cfg);
 	if (!r && !(cfg = cfgtext ? json_loads(cfgtext, 0, NULL) : NULL))
 		r = -ENOMEM;
@@ -261,12 +262,74 @@ int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen)
 	}
 	json_decref(cfg);
 	json_decref(m);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	if (!r)
 		log_info(TAG, "saved to %s in %llu ms", dir,
-			 (unsigned long long)(((uint64_t)ts.tv_sec * 1000000000ULL +
-					       (uint64_t)ts.tv_nsec - t0) /
-					      1000000));
+			 (unsigned long long)((mono_ns() - t0) / 1000000));
+	return r;
+}
+
+int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen)
+{
+	/* The caller paused the vCPUs: quiesce the devices, so memory is final. */
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		virtio_pci_quiesce(vm->virtio[i]);
+	int r = save_quiesced(vm, dir, msg, msglen);
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		virtio_pci_unquiesce(vm->virtio[i]);
+	return r;
+}
+
+int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t **disks,
+		       char *msg, size_t msglen)
+{
+	unsigned nw = 0;
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		nw += virtio_blk_is(vm->virtio[i]) && virtio_blk_writable(vm->virtio[i]);
+	if (json_array_size(overlays) != nw) {
+		snprintf(msg, msglen, "%u overlay path(s) given, the VM has %u writable disk(s)",
+			 (unsigned)json_array_size(overlays), nw);
+		return -EINVAL;
+	}
+	for (size_t k = 0; k < nw; k++) {
+		const char *p = json_string_value(json_array_get(overlays, k));
+		if (!p || !*p || access(p, F_OK) == 0) {
+			snprintf(msg, msglen, "overlays[%zu]: %s", k,
+				 !p || !*p ? "must be a file name" : "already exists");
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		virtio_pci_quiesce(vm->virtio[i]);
+	int r = dir ? save_quiesced(vm, dir, msg, msglen) : 0;
+	*disks = json_array();
+	for (unsigned i = 0, k = 0; !r && i < vm->nvirtio; i++) {
+		struct virtio_pci *vp = vm->virtio[i];
+		if (!virtio_blk_is(vp) || !virtio_blk_writable(vp))
+			continue;
+		const char *ov = json_string_value(json_array_get(overlays, k));
+		unsigned d = k++;
+		struct disk_cfg *dc = NULL;
+		for (unsigned c = 0, w = 0; c < vm->cfg->ndisks; c++)
+			if (!vm->cfg->disks[c].readonly && w++ == d)
+				dc = (struct disk_cfg *)&vm->cfg->disks[c];
+		char *below = dc ? realpath(dc->path, NULL) : NULL;
+		if ((r = virtio_blk_push_overlay(vp, ov, msg, msglen)))
+			break;
+		json_array_append_new(*disks, json_pack("{s:s,s:s}", "image", ov, "backing",
+							below ? below : ""));
+		/* The VM writes to the overlay from now on: a later save must name it. */
+		if (dc) {
+			char *copy = strdup(ov);
+			if (copy) {
+				free(dc->path);
+				dc->path = copy;
+				dc->format = BLK_FMT_QCOW2;
+			}
+		}
+		free(below);
+	}
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		virtio_pci_unquiesce(vm->virtio[i]);
 	return r;
 }
 

@@ -23,6 +23,14 @@ struct vmstate {
  * are quiesced, RAM is written sparse, config.json and state.json last. -errno with a message.
  */
 int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen);
+/*
+ * A checkpoint of a paused VM: with dir, its state (as vmstate_save, the VM keeps running); then
+ * every writable disk switches to a new qcow2 overlay (overlays: one path per writable disk, in
+ * order), so the images used until now stay as they were at this moment. *disks lists
+ * {"image": overlay, "backing": frozen image}. Devices are quiesced throughout.
+ */
+int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t **disks,
+		       char *msg, size_t msglen);
 /* Read dir/state.json: format, version, checksum and the memory file's size are checked. */
 int vmstate_read(const char *dir, struct vmstate **out, char *msg, size_t msglen);
 void vmstate_free(struct vmstate *s);

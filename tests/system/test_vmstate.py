@@ -208,3 +208,90 @@ def test_save_into_existing_directory_fails_and_vm_runs_on(sockdir, tmp_path):
     assert not r["ok"] and r["error"]["code"] == "invalid-argument", r
     c.call("quit")
     vm.wait()
+
+
+# ---- checkpoints: state + disks switched to overlays; apply = restore over a new overlay ------------------------
+
+FILL_STRIDE = 389  # guest/tests_blk.c
+
+
+def written_prefix(raw, pattern, chunk=65536):
+    """How many chunks of blk-fill's scrambled order hold the pattern; every other chunk must be zero."""
+    from test_guest_blk import _chunk, _chunk_base, CHUNK
+    n = DISK_BYTES // chunk
+    order = [(j * FILL_STRIDE) % n for j in range(n)]
+    base = _chunk_base(pattern)
+    data = open(raw, "rb").read()
+    k = 0
+    while k < n:
+        c = order[k]
+        want = _chunk(base, c * chunk // CHUNK * CHUNK)[(c * chunk) % CHUNK:][:chunk]
+        if data[c * chunk:(c + 1) * chunk] != want:
+            break
+        k += 1
+    for c in order[k:]:
+        assert data[c * chunk:(c + 1) * chunk] == bytes(chunk), f"chunk {c} written after the checkpoint's prefix"
+    return k
+
+
+def test_checkpoint_then_apply_twice(sockdir, tmp_path):
+    disk = str(tmp_path / "base.raw")
+    with open(disk, "wb") as f:
+        f.truncate(DISK_BYTES)
+    ck, ov1 = str(tmp_path / "ck"), str(tmp_path / "ov1.qcow2")
+    vm = Vmm(sockdir, "test=blk-fill,poweroff pattern=5 chunk=65536 flush_every=4",
+             extra=("--disk", f"{disk},format=raw"))
+    vm.wait_for("blk-fill flushed=64")
+    c = vm.client()
+    r = c.call("checkpoint", {"dir": ck, "overlays": [ov1]})
+    assert r["ok"], r
+    assert r["result"]["disks"] == [{"image": ov1, "backing": disk}], r
+    assert c.event("checkpoint")["data"]["disks"][0]["image"] == ov1
+    assert vm.wait(120) == 0, vm.report()                      # the VM ran on, into the overlay, and finished
+    assert any("blk-fill PASS" in l for l in vm.out()), vm.report()
+    k = written_prefix(disk, 5)                                # the base is frozen at the checkpoint
+    assert 64 <= k < DISK_BYTES // 65536, k
+    final = str(tmp_path / "final.raw")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", ov1, final], check=True)
+    assert first_mismatch(final, 5) is None
+    for i in (2, 3):                                           # apply the checkpoint, twice
+        ov = str(tmp_path / f"ov{i}.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", disk, "-F", "raw", ov], check=True)
+        rv = Restored(sockdir, ck, extra=("--disk", f"{ov},format=qcow2"))
+        assert rv.wait(120) == 0, rv.report()
+        out = rv.out()
+        assert any("blk-fill PASS" in l for l in out), rv.report()
+        flushed = [int(l.split("flushed=")[1]) for l in out if "flushed=" in l]
+        assert flushed and 64 <= flushed[0] <= k + 4, (flushed[:3], k)   # it went on from the checkpoint
+        subprocess.run(["qemu-img", "convert", "-O", "raw", ov, final + str(i)], check=True)
+        assert first_mismatch(final + str(i), 5) is None
+        assert written_prefix(disk, 5) == k                    # applying never writes the checkpoint's layer
+
+
+def test_disk_only_checkpoint_and_errors(sockdir, tmp_path):
+    disk = str(tmp_path / "base.raw")
+    with open(disk, "wb") as f:
+        f.truncate(DISK_BYTES)
+    vm = Vmm(sockdir, "test=blk-fill,poweroff pattern=6 chunk=65536 flush_every=4",
+             extra=("--disk", f"{disk},format=raw"))
+    vm.wait_for("blk-fill flushed=32")
+    c = vm.client()
+    r = c.call("checkpoint", {"overlays": []})
+    assert not r["ok"] and r["error"]["code"] == "checkpoint-failed" and "1 writable disk" in r["error"]["message"]
+    exists = str(tmp_path / "exists.qcow2")
+    open(exists, "w").close()
+    r = c.call("checkpoint", {"overlays": [exists]})
+    assert not r["ok"] and "already exists" in r["error"]["message"], r
+    r = c.call("checkpoint", {"overlays": "x"})
+    assert not r["ok"] and r["error"]["code"] == "invalid-argument" and r["error"]["field"] == "args.overlays"
+    ov = str(tmp_path / "ov.qcow2")
+    r = c.call("checkpoint", {"overlays": [ov]})
+    assert r["ok"] and "dir" not in r["result"], r
+    assert vm.wait(120) == 0, vm.report()
+    assert any("blk-fill PASS" in l for l in vm.out()), vm.report()
+    chk = subprocess.run(["qemu-img", "check", ov], capture_output=True, text=True)
+    assert chk.returncode == 0, chk.stdout
+    final = str(tmp_path / "final.raw")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", ov, final], check=True)
+    assert first_mismatch(final, 6) is None
+    assert 32 <= written_prefix(disk, 6) < DISK_BYTES // 65536
