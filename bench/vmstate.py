@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -46,14 +47,20 @@ def call(path, cmd, args=None, timeout=30):
 
 
 def wait_line(p, text, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        line = p.stdout.readline()
-        if not line:
-            return None
-        if text in line:
-            return time.monotonic()
-    return None
+    """Time the first line containing text appeared; the rest of the output is drained by a thread (a guest
+    that prints every millisecond must never block on a full pipe)."""
+    seen = threading.Event()
+    at = []
+
+    def pump():
+        for line in p.stdout:
+            if not seen.is_set() and text in line:
+                at.append(time.monotonic())
+                seen.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen.wait(timeout)
+    return at[0] if at else None
 
 
 def berth(mem, runs, tmp):
@@ -69,7 +76,6 @@ def berth(mem, runs, tmp):
     state = os.path.join(tmp, "state")
     call(sock, "save", {"dir": state})
     p.wait()
-    p.stdout.close()
     restores = []
     for _ in range(runs):
         t0 = time.monotonic()
@@ -78,7 +84,6 @@ def berth(mem, runs, tmp):
         restores.append((t1 - t0) * 1000 if t1 else float("nan"))
         q.kill()
         q.wait()
-        q.stdout.close()
     return statistics.median(restores), statistics.median(pauses)
 
 
@@ -97,7 +102,8 @@ def qemu(mem, runs, tmp):
     s.connect(qmp)
     fs = s.makefile("rw")
     fs.readline()
-    for c in ({"execute": "qmp_capabilities"}, {"execute": "stop"},
+    # Migrate the running VM (QEMU stops it at the end): the incoming side then starts running by itself.
+    for c in ({"execute": "qmp_capabilities"},
               {"execute": "migrate", "arguments": {"uri": f"exec:cat > {f}"}}):
         fs.write(json.dumps(c) + "\n")
         fs.flush()
@@ -130,7 +136,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     a = ap.parse_args()
-    for mem in ("256M", "1G"):
+    for mem in ("256M", "1G"):  # (also warms the page cache for the memory files: restores read them)
         with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
             restore, pause = berth(mem, a.runs, tmp)
             q = qemu(mem, a.runs, tmp)

@@ -80,9 +80,24 @@ static int write_memory(struct vm *vm, const char *path)
 	uint64_t total = vm->mem.layout.ram_bytes, chunk = 64 * KiB;
 	int r = ftruncate(fd, (off_t)total) < 0 ? -errno : 0;
 	static const uint8_t zero[64 * 1024];
+	/* Anonymous RAM the guest never touched has no page at all: skip it without reading it (a
+	 * restored VM's RAM is file-backed, where an absent page still has data in the file). */
+	unsigned char *resident = NULL;
+	if (vm->mem.fd < 0 && (resident = malloc(total / 4096 + 1)) &&
+	    mincore(vm->mem.base, total, resident) < 0) {
+		free(resident);
+		resident = NULL;
+	}
 	for (uint64_t off = 0; !r && off < total; off += chunk) {
 		const uint8_t *p = vm->mem.base + off;
 		uint64_t n = total - off < chunk ? total - off : chunk;
+		if (resident) {
+			bool any = false;
+			for (uint64_t pg = off / 4096; pg < (off + n + 4095) / 4096 && !any; pg++)
+				any = resident[pg] & 1;
+			if (!any)
+				continue;
+		}
 		if (n == chunk && !memcmp(p, zero, n))
 			continue;
 		for (uint64_t done = 0; !r && done < n;) {
@@ -93,6 +108,7 @@ static int write_memory(struct vm *vm, const char *path)
 				done += (uint64_t)w;
 		}
 	}
+	free(resident);
 	if (!r && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
