@@ -187,15 +187,9 @@ int cmd_check(int argc, char **argv)
 			return img_opt_error(CMD, c, argv);
 		}
 	}
-	if (optind >= argc) {
-		img_err(CMD, "PATH is missing (see 'berth-img check --help')");
+	const char *path = img_path_arg(CMD, argc, argv, optind, false);
+	if (!path)
 		return IMG_EXIT_ERROR;
-	}
-	if (optind + 1 < argc) {
-		img_err(CMD, "unexpected argument '%s' after PATH", argv[optind + 1]);
-		return IMG_EXIT_ERROR;
-	}
-	const char *path = argv[optind];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		img_err(CMD, "'%s': %s", path, strerror(errno));

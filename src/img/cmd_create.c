@@ -211,11 +211,9 @@ int cmd_create(int argc, char **argv)
 			return img_opt_error(CMD, c, argv);
 		}
 	}
-	if (optind >= argc) {
-		img_err(CMD, "PATH is missing (see 'berth-img create --help')");
+	const char *path = img_path_arg(CMD, argc, argv, optind, true);
+	if (!path)
 		return IMG_EXIT_ERROR;
-	}
-	const char *path = argv[optind];
 	const char *size_arg = optind + 1 < argc ? argv[optind + 1] : NULL;
 	if (optind + 2 < argc) {
 		img_err(CMD, "unexpected argument '%s' after SIZE", argv[optind + 2]);

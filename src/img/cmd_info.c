@@ -364,14 +364,9 @@ int cmd_info(int argc, char **argv)
 			return img_opt_error(CMD, c, argv);
 		}
 	}
-	if (optind >= argc) {
-		img_err(CMD, "PATH is missing (see 'berth-img info --help')");
+	const char *first = img_path_arg(CMD, argc, argv, optind, false);
+	if (!first)
 		return IMG_EXIT_ERROR;
-	}
-	if (optind + 1 < argc) {
-		img_err(CMD, "unexpected argument '%s' after PATH", argv[optind + 1]);
-		return IMG_EXIT_ERROR;
-	}
 	char msg[600], path[4096];
 	json_t *all = json_array();
 	struct {
@@ -380,7 +375,7 @@ int cmd_info(int argc, char **argv)
 	} seen[BLK_CHAIN_MAX];
 	unsigned depth = 0;
 	int status = IMG_EXIT_OK;
-	snprintf(path, sizeof(path), "%s", argv[optind]);
+	snprintf(path, sizeof(path), "%s", first);
 	for (;;) {
 		struct stat st;
 		json_t *o = img_info_json(path, fmt, msg, sizeof(msg));

@@ -39,6 +39,10 @@ void img_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 /* Report getopt_long's verdict on argv (c is ':' or '?'); returns IMG_EXIT_ERROR. */
 int img_opt_error(const char *cmd, int c, char **argv);
 
+/* The PATH operand at argv[optind] (with more_ok, operands may follow it); prints an error and
+ * returns NULL if it is missing or followed by another operand. */
+const char *img_path_arg(const char *cmd, int argc, char **argv, int optind, bool more_ok);
+
 /* --output=json|human; returns 0 and sets *json, or prints an error and returns -1. */
 int img_parse_output(const char *cmd, const char *arg, bool *json);
 

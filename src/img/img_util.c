@@ -118,3 +118,16 @@ int img_backing_path(const char *image, const char *backing, char *out, size_t l
 		n = snprintf(out, len, "%.*s/%s", (int)(slash - image), image, backing);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
+
+const char *img_path_arg(const char *cmd, int argc, char **argv, int optind, bool more_ok)
+{
+	if (optind >= argc) {
+		img_err(cmd, "PATH is missing (see 'berth-img %s --help')", cmd);
+		return NULL;
+	}
+	if (!more_ok && optind + 1 < argc) {
+		img_err(cmd, "unexpected argument '%s' after PATH", argv[optind + 1]);
+		return NULL;
+	}
+	return argv[optind];
+}

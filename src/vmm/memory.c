@@ -10,6 +10,18 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Low RAM at 0, the rest above the PCI hole, both in the one mapping. */
+static void set_regions(struct guest_mem *m, const struct mem_layout *l)
+{
+	m->regions[0] = (struct mem_region){0, l->low_ram, 0, m->base};
+	m->nregions = 1;
+	if (l->high_ram) {
+		m->regions[1] = (struct mem_region){HIGHMEM_BASE, l->high_ram, l->low_ram,
+						    m->base + l->low_ram};
+		m->nregions = 2;
+	}
+}
+
 int guest_mem_init(struct guest_mem *m, const struct mem_layout *l)
 {
 	memset(m, 0, sizeof(*m));
@@ -24,13 +36,7 @@ int guest_mem_init(struct guest_mem *m, const struct mem_layout *l)
 		return -errno;
 	m->base = p;
 	madvise(m->base, l->ram_bytes, MADV_HUGEPAGE); /* best effort */
-	m->regions[0] = (struct mem_region){0, l->low_ram, 0, m->base};
-	m->nregions = 1;
-	if (l->high_ram) {
-		m->regions[1] = (struct mem_region){HIGHMEM_BASE, l->high_ram, l->low_ram,
-						    m->base + l->low_ram};
-		m->nregions = 2;
-	}
+	set_regions(m, l);
 	return 0;
 }
 
@@ -57,13 +63,7 @@ int guest_mem_init_file(struct guest_mem *m, const struct mem_layout *l, const c
 		return e;
 	}
 	m->base = p;
-	m->regions[0] = (struct mem_region){0, l->low_ram, 0, m->base};
-	m->nregions = 1;
-	if (l->high_ram) {
-		m->regions[1] = (struct mem_region){HIGHMEM_BASE, l->high_ram, l->low_ram,
-						    m->base + l->low_ram};
-		m->nregions = 2;
-	}
+	set_regions(m, l);
 	return 0;
 }
 
