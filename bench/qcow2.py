@@ -27,10 +27,11 @@ def main():
     a = ap.parse_args()
     raw = os.path.join(a.dir, "berth-bench-q.raw")
     q2 = os.path.join(a.dir, "berth-bench-q.qcow2")
-    if not os.path.exists(raw) or os.path.getsize(raw) != a.size_mib << 20:
-        print(f"writing {a.size_mib} MiB of random data to {raw} ...", flush=True)
-        subprocess.run(["dd", "if=/dev/urandom", f"of={raw}", "bs=1M", f"count={a.size_mib}", "status=none"],
-                       check=True)
+    # Fresh random data every time: the write workloads leave zeroes behind, and qemu-img convert turns
+    # zeroed clusters into holes that read without any I/O.
+    print(f"writing {a.size_mib} MiB of random data to {raw} ...", flush=True)
+    subprocess.run(["dd", "if=/dev/urandom", f"of={raw}", "bs=1M", f"count={a.size_mib}", "status=none"],
+                   check=True)
     if os.path.exists(q2):
         os.unlink(q2)
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, q2], check=True)  # every cluster allocated
