@@ -1,0 +1,376 @@
+/* libFuzzer target: hostile qcow2 images through blk_open and the qcow2 driver (reads, writes,
+ * flushes, discards, zeroing on a private io_uring), blk_close, then a read-only reopen. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "block/qcow2.h"
+#include "common/log.h"
+
+/*
+ * Input: an image file, then a trailer of NOPS 8-byte operations (an input shorter than
+ * MIN_WITH_OPS bytes is all image and runs no operations):
+ *   byte 0   bits 0-2 kind: 0-1 read, 2-3 write, 4 flush, 5 discard, 6-7 write-zeroes (7: may
+ *            unmap); bit 3: leave a read/write in flight while the next operation starts;
+ *            bits 4-5: the buffer is split into 1 + n iovecs
+ *   byte 1   length in sectors: (1 + (b & 63)) << 3 * (b >> 6), at most MAX_RW (reads and
+ *            writes) or MAX_ZERO (discard, write-zeroes) bytes
+ *   2..5     LE u32: where, spread over the whole virtual size (sel * sectors >> 32)
+ *   6..7     data seed for writes
+ *
+ * The image is written to a file in a private directory on tmpfs (nothing touches a disk) and
+ * opened writable as qcow2; an image that is refused writable is opened read-only instead. After
+ * the operations and blk_close, whatever berth left behind is opened read-only and read again.
+ *
+ * Backing files: the backing name in the header is kept if it is one of the files this target
+ * puts next to the image (base.raw, base.qcow2, mid.qcow2 -> base.qcow2, loop.qcow2 -> img, img
+ * itself); any other name has each non-NUL byte replaced by 'x' (same length, NULs kept), so it is
+ * still parsed and checked but resolves to a file that does not exist in the private directory.
+ * The fuzzer can thus never make berth open a host file of its choosing.
+ */
+#define NOPS 16
+#define OP_BYTES 8
+#define TRAILER (NOPS * OP_BYTES)
+#define MIN_WITH_OPS (512 + TRAILER)
+#define MAX_RW (256u << 10)
+#define MAX_ZERO (1u << 20)
+#define MAX_INFLIGHT 8
+#define RING_ENTRIES 256
+
+static char dir[64], img_path[96];
+static int img_fd = -1;
+static struct io_uring ring;
+static uint8_t *bufs[MAX_INFLIGHT];
+
+static bool verbose; /* FUZZ_QCOW2_LOG set: berth's log lines and each operation on stderr */
+
+/* berth's logger, replaced: formatted (so format bugs still show) and dropped. */
+static unsigned log_lines;
+void log_init(const char *prog, const char *vm_name, enum log_level level)
+{
+	(void)prog, (void)vm_name, (void)level;
+}
+void log_set_level(enum log_level level)
+{
+	(void)level;
+}
+enum log_level log_get_level(void)
+{
+	return LOG_DEBUG;
+}
+void log_vmsg(enum log_level level, const char *tag, const char *fmt, va_list ap)
+{
+	char line[2048];
+	(void)level, (void)tag;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (verbose)
+		fprintf(stderr, "log: %s\n", line);
+	log_lines++;
+}
+void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, tag, fmt, ap);
+	va_end(ap);
+}
+
+static void check(bool ok, const char *what)
+{
+	if (!ok) {
+		fprintf(stderr, "fuzz_qcow2: invariant broken: %s\n", what);
+		abort();
+	}
+}
+
+/* ---- one operation in flight ---- */
+
+struct op {
+	struct blk_aio aio;
+	uint64_t len;
+	int res;
+	bool busy, done;
+	struct iovec iov[4];
+};
+
+static struct op ops[MAX_INFLIGHT];
+static unsigned inflight;
+
+static void op_done(struct blk_aio *a, int res)
+{
+	struct op *o = (struct op *)a;
+	check(o->busy && !o->done, "done() ran twice or for an operation never started");
+	check(res < 0 || (uint64_t)res == o->len, "done() with a short or too long transfer");
+	o->done = true;
+	o->res = res;
+	inflight--;
+}
+
+/* Reap completions until at most `keep` operations are in flight. */
+static void wait_until(unsigned keep)
+{
+	io_uring_submit(&ring);
+	while (inflight > keep) {
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts = {.tv_sec = 2};
+		int r = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+		check(r != -ETIME, "an operation's done() never ran");
+		if (r == -EINTR)
+			continue;
+		check(r == 0, "io_uring_wait_cqe");
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&ring, head, cqe)
+		{
+			blk_aio_complete(cqe);
+			n++;
+		}
+		io_uring_cq_advance(&ring, n);
+	}
+	for (unsigned i = 0; i < MAX_INFLIGHT; i++)
+		if (ops[i].busy && ops[i].done)
+			ops[i].busy = false;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 31;
+	x *= 0x9e3779b97f4a7c15ULL;
+	return x ^ (x >> 29);
+}
+
+/* Run the operations against an open image. */
+static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
+{
+	struct qcow2 *q = b->priv;
+	uint64_t sectors = b->size / 512;
+	for (size_t k = 0; k < nops; k++, t += OP_BYTES) {
+		unsigned kind = t[0] & 7, split = 1 + ((t[0] >> 4) & 3);
+		bool keep = t[0] & 8;
+		uint64_t n = (uint64_t)(1 + (t[1] & 63)) << (3 * (t[1] >> 6));
+		uint32_t sel = (uint32_t)t[2] | (uint32_t)t[3] << 8 | (uint32_t)t[4] << 16 |
+			       (uint32_t)t[5] << 24;
+		uint16_t seed = (uint16_t)(t[6] | t[7] << 8);
+		if (!sectors)
+			break;
+		uint64_t sector = (uint64_t)(((unsigned __int128)sel * sectors) >> 32);
+		bool rw = kind < 4;
+		uint64_t max = (rw ? MAX_RW : MAX_ZERO) / 512;
+		if (n > max)
+			n = max;
+		if (n > sectors - sector)
+			n = sectors - sector;
+		uint64_t off = sector * 512, len = n * 512;
+		bool was_corrupt = q->corrupt;
+		if (!rw || !keep || inflight == MAX_INFLIGHT)
+			wait_until(0);
+		int r;
+		switch (kind) {
+		case 0:
+		case 1:
+		case 2:
+		case 3: {
+			bool write = kind >= 2;
+			struct op *o = NULL;
+			unsigned slot = 0;
+			for (; slot < MAX_INFLIGHT; slot++)
+				if (!ops[slot].busy || ops[slot].done) {
+					o = &ops[slot];
+					break;
+				}
+			check(o != NULL, "no free operation slot");
+			*o = (struct op){.aio.done = op_done, .len = len, .busy = true};
+			uint8_t *buf = bufs[slot];
+			if (write)
+				for (uint64_t i = 0; i < len; i += 8) {
+					uint64_t v = mix(seed ^ (off + i));
+					memcpy(buf + i, &v, 8);
+				}
+			else
+				memset(buf, 0xa5, len);
+			/* split at sector boundaries */
+			uint64_t at = 0;
+			unsigned niov = 0;
+			for (unsigned i = 0; i < split && at < len; i++) {
+				uint64_t part = i + 1 == split ? len - at
+							       : ((len / 512) / split + 1) * 512;
+				if (part > len - at)
+					part = len - at;
+				o->iov[niov++] = (struct iovec){buf + at, part};
+				at += part;
+			}
+			inflight++;
+			r = b->drv->submit_rw(b, &ring, &o->aio, write, off, o->iov, niov, len);
+			if (r) {
+				check(r < 0, "submit_rw returned a positive value");
+				check(!o->done, "submit_rw failed but done() ran");
+				o->busy = false;
+				inflight--;
+			}
+			if (write && (b->readonly || was_corrupt))
+				check(r < 0 || (o->done && o->res < 0),
+				      "a write succeeded on a read-only or corrupt image");
+			if (!keep)
+				wait_until(0);
+			break;
+		}
+		case 4: {
+			struct op *o = &ops[0];
+			*o = (struct op){.aio.done = op_done, .len = 0, .busy = true};
+			inflight++;
+			r = b->drv->submit_flush(b, &ring, &o->aio);
+			if (r) {
+				check(!o->done, "submit_flush failed but done() ran");
+				o->busy = false;
+				inflight--;
+			}
+			wait_until(0);
+			break;
+		}
+		case 5:
+			r = b->drv->discard(b, off, len);
+			if (b->readonly || was_corrupt)
+				check(r < 0, "a discard succeeded on a read-only or corrupt image");
+			break;
+		default:
+			r = b->drv->write_zeroes(b, off, len, kind == 7);
+			if (b->readonly || was_corrupt)
+				check(r < 0, "write-zeroes succeeded on a read-only or corrupt image");
+			break;
+		}
+		if (verbose)
+			fprintf(stderr, "op %zu: kind %u off %llu len %llu%s: %d\n", k, kind,
+				(unsigned long long)off, (unsigned long long)len,
+				b->readonly ? " (ro)" : "", r);
+		if (was_corrupt)
+			check(q->corrupt, "a corrupt image became writable again");
+	}
+	wait_until(0);
+}
+
+static void session(bool readonly, const uint8_t *t, size_t nops)
+{
+	struct blk b;
+	char msg[512];
+	msg[0] = 0;
+	int r = blk_open(&b, img_path, BLK_FMT_QCOW2, readonly, false, msg, sizeof(msg));
+	if (verbose)
+		fprintf(stderr, "open%s: %d %s\n", readonly ? " read-only" : "", r, r ? msg : "");
+	if (r) {
+		check(r < 0 && msg[0], "blk_open failed without a message");
+		check(strstr(msg, img_path) != NULL, "blk_open's message does not name the image");
+		return;
+	}
+	check(b.drv != NULL && b.priv != NULL && b.size % 512 == 0, "blk_open left no driver");
+	run_ops(&b, t, nops);
+	blk_close(&b);
+}
+
+static void cleanup(void)
+{
+	static const char *const names[] = {"img", "base.raw", "base.qcow2", "mid.qcow2",
+					    "loop.qcow2"};
+	char p[160];
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+static void make_qcow2(const char *name, const char *backing, const char *backing_fmt)
+{
+	char p[160], msg[256];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	struct qcow2_create_opts o = {.size = 1 << 20, .cluster_bits = 9, .backing = backing,
+				      .backing_fmt = backing_fmt};
+	if (qcow2_create(p, &o, msg, sizeof(msg))) {
+		fprintf(stderr, "fuzz_qcow2: %s\n", msg);
+		abort();
+	}
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc, (void)argv;
+	verbose = getenv("FUZZ_QCOW2_LOG") != NULL;
+	snprintf(dir, sizeof(dir), "/dev/shm/berth-fuzz-qcow2-XXXXXX");
+	if (!mkdtemp(dir)) {
+		snprintf(dir, sizeof(dir), "/tmp/berth-fuzz-qcow2-XXXXXX");
+		if (!mkdtemp(dir))
+			abort();
+	}
+	atexit(cleanup);
+	snprintf(img_path, sizeof(img_path), "%s/img", dir);
+	img_fd = open(img_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (img_fd < 0 || io_uring_queue_init(RING_ENTRIES, &ring, 0))
+		abort();
+	for (unsigned i = 0; i < MAX_INFLIGHT; i++)
+		if (posix_memalign((void **)&bufs[i], 4096, MAX_RW))
+			abort();
+	/* The backing files a header may name. */
+	char p[160];
+	snprintf(p, sizeof(p), "%s/base.raw", dir);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	static uint8_t pat[65536];
+	for (unsigned i = 0; i < sizeof(pat); i++)
+		pat[i] = (uint8_t)(i * 7 + (i >> 9));
+	if (fd < 0 || blk_pwrite_full(fd, pat, sizeof(pat), 0) || ftruncate(fd, 1 << 20))
+		abort();
+	close(fd);
+	make_qcow2("base.qcow2", "base.raw", "raw");
+	make_qcow2("mid.qcow2", "base.qcow2", "qcow2");
+	make_qcow2("loop.qcow2", "img", NULL);
+	return 0;
+}
+
+/* Keep the backing name only if it is one of ours (see the top of the file). */
+static void tame_backing(uint8_t *img, size_t size)
+{
+	static const char *const ok[] = {"base.raw", "base.qcow2", "mid.qcow2", "loop.qcow2",
+					 "img"};
+	if (size < 20)
+		return;
+	uint64_t off = be64_get(img + 8);
+	uint32_t len = be32_get(img + 16);
+	if (!off || off >= size || len > size - off)
+		return;
+	for (unsigned i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strlen(ok[i]) == len && !memcmp(img + off, ok[i], len))
+			return;
+	for (uint32_t i = 0; i < len; i++)
+		if (img[off + i])
+			img[off + i] = 'x';
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t isize = size, nops = 0;
+	if (size >= MIN_WITH_OPS) {
+		isize = size - TRAILER;
+		nops = NOPS;
+	}
+	uint8_t *img = malloc(isize ? isize : 1);
+	if (!img)
+		return 0;
+	memcpy(img, data, isize);
+	tame_backing(img, isize);
+	if (ftruncate(img_fd, 0) || (isize && blk_pwrite_full(img_fd, img, isize, 0)))
+		abort();
+	free(img);
+	const uint8_t *t = data + isize;
+	/* Writable; then read-only (what a writable open refused, or what it left behind: whatever
+	 * berth wrote must not crash it either). */
+	session(false, t, nops);
+	session(true, t, nops);
+	return 0;
+}
