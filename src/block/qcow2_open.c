@@ -134,9 +134,15 @@ static int open_backing(struct qcow2 *q, char *msg, size_t msglen)
 	}
 	char sub[400];
 	int r = blk_open_backing(b, path, fmt, sub, sizeof(sub));
-	if (r)
-		return refuse(msg, msglen, b->path, -r, "backing file: %s", sub);
-	return 0;
+	if (!r)
+		return 0;
+	/* The reason comes from the image that failed, named once under the top of the chain (not
+	 * nested once per level, where a deep chain would push it out of the message). */
+	if (b->above) {
+		snprintf(msg, msglen, "%s", sub);
+		return r;
+	}
+	return refuse(msg, msglen, b->path, -r, "backing file: %s", sub);
 }
 
 int qcow2_open(struct blk *b, char *msg, size_t msglen)
