@@ -12,8 +12,13 @@
 
 #include "block/qcow2.h"
 
-#define L2_CACHE_BYTES (32u << 20)
-#define RB_CACHE_MAX 64
+/* Cache sizes; the fuzz target builds with tiny ones so evictions happen. */
+#ifndef QCOW2_L2_CACHE_BYTES
+#define QCOW2_L2_CACHE_BYTES (32u << 20)
+#endif
+#ifndef QCOW2_RB_CACHE_MAX
+#define QCOW2_RB_CACHE_MAX 64
+#endif
 
 static int refuse(char *msg, size_t msglen, const char *path, int err, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -330,12 +335,13 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 			goto fail;
 		}
 	}
-	uint64_t l2n = L2_CACHE_BYTES / q->cluster_size;
+	uint64_t l2n = QCOW2_L2_CACHE_BYTES / q->cluster_size;
 	if (l2n > q->l1_size)
 		l2n = q->l1_size;
 	if (l2n < 4)
 		l2n = 4;
-	uint64_t rbn = q->reftable_entries < RB_CACHE_MAX ? q->reftable_entries : RB_CACHE_MAX;
+	uint64_t rbn = q->reftable_entries < QCOW2_RB_CACHE_MAX ? q->reftable_entries
+								  : QCOW2_RB_CACHE_MAX;
 	if (rbn < 4)
 		rbn = 4;
 	if ((r = qcow2_cache_init(&q->l2c, (unsigned)l2n, q->l1_size, q->cluster_size)) ||

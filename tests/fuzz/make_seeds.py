@@ -393,7 +393,14 @@ Q_MIXES = [
     [q_op(Q_READ, 8, i / 8.0, keep=True, split=1 + i % 4) for i in range(8)] +
     [q_op(Q_WRITE, 512, 0.6, 6, keep=True), q_op(Q_WRITE, 64, 0.7, 7, keep=True),
      q_op(Q_READ, 512, 0.6), q_op(Q_ZERO, 4096, 0.0), q_op(Q_FLUSH)],
+    # partial-cluster writes (copy-on-write from below), then zeroing across them
+    [q_op(Q_WRITE, 3, 0.001, 8), q_op(Q_WRITE, 9, 0.2003, 9, split=3), q_op(Q_READ, 16, 0.2),
+     q_op(Q_ZERO, 5, 0.4001), q_op(Q_WRITE, 1, 0.6001, 10), q_op(Q_DISCARD, 40, 0.6),
+     q_op(Q_READ, 64, 0.6, keep=True), q_op(Q_READ, 64, 0.0, keep=True), q_op(Q_FLUSH)],
+    # enough allocation to grow the refcount table, with reads between
+    [q_op(Q_WRITE, 512, i / 16.0, 11 + i, keep=i % 3 == 0) for i in range(15)] + [q_op(Q_FLUSH)],
 ]
+Q_MIX_COW, Q_MIX_GROW = 3, 4
 
 
 def qemu_img(*args):
@@ -416,7 +423,7 @@ def qcow2_seeds():
               file=sys.stderr)
         sys.exit(1)
     tmp = tempfile.mkdtemp()
-    imgs = {}
+    imgs, mix = {}, {}
 
     def new(name, size="1M", cluster=512, opts="", backing=None, bfmt=None):
         p = os.path.join(tmp, name)
@@ -466,17 +473,30 @@ def qcow2_seeds():
         f.truncate(1 << 20)
     qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "-u", "-b", "base.raw", "-F",
              "raw", os.path.join(tmp, "base.qcow2"), "1M")
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "-u", "-b", "base.qcow2",
+             "-F", "qcow2", os.path.join(tmp, "mid.qcow2"), "1M")
     qemu_io(imgs["q512-on-base"], "write -P 0x15 1k 1k", "write -z 16k 8k")
     qemu_io(berth("berth-512", 1 << 20, 9), *data)
     berth("berth-512-on-base", 1 << 20, 9, "base.qcow2", "qcow2")
     qemu_io(berth("berth-4k", 4 << 20, 12), "write -P 0x16 0 12k", "write -P 0x17 3M 4k")
     qemu_io(berth("berth-2k", 8 << 20, 11), "write -P 0x18 6M 6k")
 
+    for name, back in (("q4k-on-base", "base.qcow2"), ("q4k-on-raw", "base.raw"),
+                       ("q4k-on-mid", "mid.qcow2")):
+        p = new(name, "1M", 4096, backing=back, bfmt="raw" if back.endswith("raw") else "qcow2")
+        qemu_io(p, "write -P 0x19 8k 4k", "write -z 12k 4k")
+        mix[name] = Q_MIX_COW
+    for bits in (2, 4, 32):
+        qemu_io(new(f"q512-rc{bits}", opts=f"refcount_bits={bits}"), *data)
+    new("q512-rc64-grow", "8M", opts="refcount_bits=64")
+    mix["q512-rc64-grow"] = Q_MIX_GROW
+    mix["berth-4k"] = Q_MIX_COW
+
     seeds = {}
     for i, (name, p) in enumerate(sorted(imgs.items())):
         with open(p, "rb") as f:
             img = f.read()
-        seeds[name] = img + q_ops(Q_MIXES[i % len(Q_MIXES)])
+        seeds[name] = img + q_ops(Q_MIXES[mix.get(name, i % 3)])
     # Header bits berth refuses writable: dirty, corrupt, extended L2, unknown.
     base = open(imgs["q512-data"], "rb").read()
     for name, bit in (("q512-dirty", 0), ("q512-corrupt", 1), ("q512-extl2-bit", 4),
