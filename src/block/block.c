@@ -105,7 +105,8 @@ static int open_one(struct blk *b, const char *path, enum blk_format fmt, bool r
 	 * file is opened (else the loop would only end at the depth limit). */
 	for (const struct blk *p = b->above; p; p = p->above)
 		if (p->dev == b->dev && p->ino == b->ino) {
-			snprintf(msg, msglen, "'%s': backing file '%s' loops back into its own chain",
+			snprintf(msg, msglen,
+				 "'%s': backing file '%s' loops back into its own chain",
 				 b->above->path, path);
 			e = ELOOP;
 			goto fail;

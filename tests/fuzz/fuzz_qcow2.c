@@ -200,8 +200,8 @@ static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
 			uint64_t at = 0;
 			unsigned niov = 0;
 			for (unsigned i = 0; i < split && at < len; i++) {
-				uint64_t part = i + 1 == split ? len - at
-							       : ((len / 512) / split + 1) * 512;
+				uint64_t part =
+				    i + 1 == split ? len - at : ((len / 512) / split + 1) * 512;
 				if (part > len - at)
 					part = len - at;
 				o->iov[niov++] = (struct iovec){buf + at, part};
@@ -243,7 +243,8 @@ static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
 		default:
 			r = b->drv->write_zeroes(b, off, len, kind == 7);
 			if (b->readonly || was_corrupt)
-				check(r < 0, "write-zeroes succeeded on a read-only or corrupt image");
+				check(r < 0,
+				      "write-zeroes succeeded on a read-only or corrupt image");
 			break;
 		}
 		if (verbose)
@@ -290,8 +291,8 @@ static void make_qcow2(const char *name, const char *backing, const char *backin
 {
 	char p[160], msg[256];
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	struct qcow2_create_opts o = {.size = 1 << 20, .cluster_bits = 9, .backing = backing,
-				      .backing_fmt = backing_fmt};
+	struct qcow2_create_opts o = {
+	    .size = 1 << 20, .cluster_bits = 9, .backing = backing, .backing_fmt = backing_fmt};
 	if (qcow2_create(p, &o, msg, sizeof(msg))) {
 		fprintf(stderr, "fuzz_qcow2: %s\n", msg);
 		abort();
