@@ -172,8 +172,13 @@ int qcow2_free_cluster(struct qcow2 *q, uint64_t cluster);
  * sync the last step is followed by fdatasync too. */
 int qcow2_flush_meta(struct qcow2 *q, bool sync);
 bool qcow2_meta_dirty(const struct qcow2 *q);
-/* Metadata cluster set for overlap checks. */
+/* Metadata cluster set for overlap checks. qcow2_meta_add keeps it sorted (-EUCLEAN if a cluster
+ * is already in it); at open, qcow2_meta_append adds every table unordered and qcow2_meta_sort
+ * sorts once (an image's L1 table alone may name millions of L2 tables) and reports a cluster
+ * named twice in *dup. */
 int qcow2_meta_add(struct qcow2 *q, uint64_t cluster, uint64_t n);
+int qcow2_meta_append(struct qcow2 *q, uint64_t cluster, uint64_t n);
+int qcow2_meta_sort(struct qcow2 *q, uint64_t *dup);
 void qcow2_meta_del(struct qcow2 *q, uint64_t cluster, uint64_t n);
 bool qcow2_meta_overlaps(const struct qcow2 *q, uint64_t cluster, uint64_t n);
 /* Write the header cluster (fields patched in q->header) and sync. */

@@ -45,6 +45,42 @@ int qcow2_meta_add(struct qcow2 *q, uint64_t cluster, uint64_t n)
 	return 0;
 }
 
+int qcow2_meta_append(struct qcow2 *q, uint64_t cluster, uint64_t n)
+{
+	if (n > (UINT64_MAX >> 4) - q->nmeta)
+		return -ENOMEM;
+	if (q->nmeta + n > q->meta_cap) {
+		uint64_t cap = q->meta_cap ? q->meta_cap : 64;
+		while (cap < q->nmeta + n)
+			cap *= 2;
+		uint64_t *m = realloc(q->meta, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		q->meta = m;
+		q->meta_cap = cap;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		q->meta[q->nmeta++] = cluster + i;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int qcow2_meta_sort(struct qcow2 *q, uint64_t *dup)
+{
+	qsort(q->meta, q->nmeta, sizeof(*q->meta), cmp_u64);
+	for (uint64_t i = 1; i < q->nmeta; i++)
+		if (q->meta[i] == q->meta[i - 1]) {
+			*dup = q->meta[i];
+			return -EUCLEAN;
+		}
+	return 0;
+}
+
 void qcow2_meta_del(struct qcow2 *q, uint64_t cluster, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++) {

@@ -120,6 +120,33 @@ static int parse_extensions(struct qcow2 *q, const char *path, char *msg, size_t
 	return refuse(msg, msglen, path, EINVAL, "header extensions are not terminated");
 }
 
+/* The first two structures that claim cluster c (for the overlap message). */
+static void overlap_names(const struct qcow2 *q, uint64_t c, uint64_t l1_clusters,
+			  uint64_t rt_clusters, char *a, char *b, size_t len)
+{
+	char *out[2] = {a, b};
+	unsigned k = 0;
+	uint64_t l1c = q->l1_offset >> q->cluster_bits, rtc = q->reftable_offset >> q->cluster_bits;
+	snprintf(a, len, "?");
+	snprintf(b, len, "?");
+	if (c == 0)
+		snprintf(out[k++], len, "the header");
+	if (c >= l1c && c - l1c < l1_clusters)
+		snprintf(out[k++], len, "the L1 table");
+	if (k < 2 && c >= rtc && c - rtc < rt_clusters)
+		snprintf(out[k++], len, "the refcount table");
+	for (uint64_t i = 0; k < 2 && i < q->l1_size; i++)
+		if ((q->l1[i] & QCOW2_OFFSET_MASK) &&
+		    (q->l1[i] & QCOW2_OFFSET_MASK) >> q->cluster_bits == c)
+			snprintf(out[k++], len, "the L2 table of L1 entry %llu",
+				 (unsigned long long)i);
+	for (uint64_t i = 0; k < 2 && i < q->reftable_entries; i++)
+		if ((q->reftable[i] & QCOW2_OFFSET_MASK) &&
+		    (q->reftable[i] & QCOW2_OFFSET_MASK) >> q->cluster_bits == c)
+			snprintf(out[k++], len, "the refcount block of refcount table entry %llu",
+				 (unsigned long long)i);
+}
+
 static int open_backing(struct qcow2 *q, char *msg, size_t msglen)
 {
 	struct blk *b = q->b;
@@ -304,22 +331,25 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 			   r == -EIO ? "it lies past the end of the file" : strerror(-r));
 		goto fail;
 	}
-	if ((r = qcow2_meta_add(q, 0, 1)) ||
-	    (r = qcow2_meta_add(q, q->l1_offset >> q->cluster_bits,
-				(q->l1_size * 8ULL + cmask) >> q->cluster_bits)) ||
-	    (r = qcow2_meta_add(q, q->reftable_offset >> q->cluster_bits, rt_clusters))) {
-		r = refuse(msg, msglen, path, EINVAL, "the header, L1 table and refcount table "
-						     "overlap");
+	uint64_t l1_clusters = (q->l1_size * 8ULL + cmask) >> q->cluster_bits;
+	if ((r = qcow2_meta_append(q, 0, 1)) ||
+	    (r = qcow2_meta_append(q, q->l1_offset >> q->cluster_bits, l1_clusters)) ||
+	    (r = qcow2_meta_append(q, q->reftable_offset >> q->cluster_bits, rt_clusters))) {
+		r = refuse(msg, msglen, path, -r, "out of memory");
 		goto fail;
 	}
 	for (uint64_t i = 0; i < q->l1_size; i++) {
 		uint64_t off = q->l1[i] & QCOW2_OFFSET_MASK;
 		if (!off)
 			continue;
-		if ((off & cmask) || (r = qcow2_meta_add(q, off >> q->cluster_bits, 1))) {
+		if (off & cmask) {
 			r = refuse(msg, msglen, path, EINVAL,
-				   "L1 entry %llu (0x%llx) is unaligned or overlaps other metadata",
+				   "L1 entry %llu (0x%llx) is not cluster-aligned",
 				   (unsigned long long)i, (unsigned long long)q->l1[i]);
+			goto fail;
+		}
+		if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
+			r = refuse(msg, msglen, path, -r, "out of memory");
 			goto fail;
 		}
 	}
@@ -327,21 +357,33 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 		uint64_t off = q->reftable[i] & QCOW2_OFFSET_MASK;
 		if (!off)
 			continue;
-		if ((off & cmask) || (r = qcow2_meta_add(q, off >> q->cluster_bits, 1))) {
+		if (off & cmask) {
 			r = refuse(msg, msglen, path, EINVAL,
-				   "refcount table entry %llu (0x%llx) is unaligned or overlaps "
-				   "other metadata",
+				   "refcount table entry %llu (0x%llx) is not cluster-aligned",
 				   (unsigned long long)i, (unsigned long long)q->reftable[i]);
 			goto fail;
 		}
+		if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
+			r = refuse(msg, msglen, path, -r, "out of memory");
+			goto fail;
+		}
+	}
+	uint64_t dup;
+	if (qcow2_meta_sort(q, &dup)) {
+		char a[64], b2[64];
+		overlap_names(q, dup, l1_clusters, rt_clusters, a, b2, sizeof(a));
+		r = refuse(msg, msglen, path, EINVAL,
+			   "metadata overlaps: %s and %s share the cluster at offset 0x%llx", a, b2,
+			   (unsigned long long)(dup << q->cluster_bits));
+		goto fail;
 	}
 	uint64_t l2n = QCOW2_L2_CACHE_BYTES / q->cluster_size;
 	if (l2n > q->l1_size)
 		l2n = q->l1_size;
 	if (l2n < 4)
 		l2n = 4;
-	uint64_t rbn = q->reftable_entries < QCOW2_RB_CACHE_MAX ? q->reftable_entries
-								  : QCOW2_RB_CACHE_MAX;
+	uint64_t rbn =
+	    q->reftable_entries < QCOW2_RB_CACHE_MAX ? q->reftable_entries : QCOW2_RB_CACHE_MAX;
 	if (rbn < 4)
 		rbn = 4;
 	if ((r = qcow2_cache_init(&q->l2c, (unsigned)l2n, q->l1_size, q->cluster_size)) ||
