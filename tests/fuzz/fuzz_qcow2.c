@@ -93,11 +93,57 @@ static void check(bool ok, const char *what)
 
 /* ---- one operation in flight ---- */
 
+/*
+ * The oracle: while it holds, each sector marked in known[] must read back as shadow[] says. It
+ * is set up only for an image that opened writable, is at most ORACLE_MAX bytes, and maps every
+ * host cluster at most once, inside the file and apart from all metadata, with no compressed
+ * clusters. The first checked read of a sector defines it; writes, zeroing and discards redefine
+ * it; any failed write, discard or zeroing ends the oracle (it may have landed in part). After
+ * blk_close, the read-only reopen must read every known sector the same: what completed was
+ * written back.
+ */
+#define ORACLE_MAX (64u << 20)
+static uint8_t *shadow, *scratch, known[ORACLE_MAX / 512 / 8];
+static bool oracle;
+
+static bool is_known(uint64_t sector)
+{
+	return known[sector / 8] >> (sector % 8) & 1;
+}
+
+/* Define [off, off+len) as data (NULL: zeroes). */
+static void shadow_set(uint64_t off, const uint8_t *data, uint64_t len)
+{
+	if (data)
+		memcpy(shadow + off, data, len);
+	else
+		memset(shadow + off, 0, len);
+	for (uint64_t s = off / 512; s < (off + len) / 512; s++)
+		known[s / 8] |= (uint8_t)(1u << (s % 8));
+}
+
+/* A read of [off, off+len) returned buf: check the known sectors, define the others. */
+static void shadow_check(const uint8_t *buf, uint64_t off, uint64_t len, const char *what)
+{
+	for (uint64_t o = 0; o < len; o += 512) {
+		uint64_t s = (off + o) / 512;
+		if (!is_known(s)) {
+			shadow_set(off + o, buf + o, 512);
+		} else if (memcmp(buf + o, shadow + off + o, 512)) {
+			fprintf(stderr,
+				"fuzz_qcow2: %s: sector %llu differs from what the disk held\n",
+				what, (unsigned long long)s);
+			abort();
+		}
+	}
+}
+
 struct op {
 	struct blk_aio aio;
-	uint64_t len;
+	uint64_t off, len;
+	uint8_t *buf;
 	int res;
-	bool busy, done;
+	bool busy, done, write, checked;
 	struct iovec iov[4];
 };
 
@@ -113,6 +159,10 @@ static void op_done(struct blk_aio *a, int res)
 	o->done = true;
 	o->res = res;
 	inflight--;
+	if (o->write && (uint64_t)res != o->len)
+		oracle = false;
+	if (!o->write && o->checked && oracle && (uint64_t)res == o->len)
+		shadow_check(o->buf, o->off, o->len, "read");
 }
 
 /* Reap completions until at most `keep` operations are in flight. */
@@ -140,11 +190,92 @@ static void wait_until(unsigned keep)
 			ops[i].busy = false;
 }
 
+/* After a reopen: read back every known sector (runs of them, synchronously). */
+static void verify_known(struct blk *b)
+{
+	uint64_t sectors = b->size / 512;
+	for (uint64_t s = 0; s < sectors;) {
+		if (!is_known(s)) {
+			s++;
+			continue;
+		}
+		uint64_t e = s;
+		while (e < sectors && e - s < MAX_RW / 512 && is_known(e))
+			e++;
+		uint64_t off = s * 512, len = (e - s) * 512;
+		struct op *o = &ops[0];
+		*o = (struct op){.aio.done = op_done, .off = off, .len = len, .busy = true};
+		o->iov[0] = (struct iovec){scratch, len};
+		inflight++;
+		int r = b->drv->submit_rw(b, &ring, &o->aio, false, off, o->iov, 1, len);
+		check(r == 0, "cannot read back what was written");
+		wait_until(0);
+		check((uint64_t)o->res == len, "reading back what was written failed");
+		shadow_check(scratch, off, len, "after blk_close and a reopen");
+		s = e;
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Does the image map each host cluster once, inside the file, apart from metadata? */
+static bool sane(struct blk *b)
+{
+	struct qcow2 *q = b->priv;
+	struct stat st;
+	if (fstat(q->fd, &st) < 0)
+		return false;
+	uint64_t per = 1ULL << q->l2_bits, span = q->cluster_size << q->l2_bits;
+	uint64_t nl1 = (b->size + span - 1) / span, n = 0;
+	uint64_t *hosts = malloc(nl1 * per * sizeof(*hosts) + 1);
+	bool ok = hosts != NULL;
+	for (uint64_t i = 0; ok && i < nl1; i++) {
+		uint64_t *t;
+		if (qcow2_l2_get(q, i, &t)) {
+			ok = false;
+			break;
+		}
+		for (uint64_t j = 0; t && j < per; j++) {
+			uint64_t e = be64_get((const uint8_t *)(t + j)), h = e & QCOW2_OFFSET_MASK;
+			if (e & QCOW2_OFLAG_COMPRESSED)
+				ok = false;
+			else if (h && ((h & (q->cluster_size - 1)) ||
+				       h + q->cluster_size > (uint64_t)st.st_size ||
+				       qcow2_meta_overlaps(q, h >> q->cluster_bits, 1)))
+				ok = false;
+			else if (h)
+				hosts[n++] = h;
+		}
+	}
+	if (ok) {
+		qsort(hosts, n, sizeof(*hosts), cmp_u64);
+		for (uint64_t i = 1; i < n; i++)
+			if (hosts[i] == hosts[i - 1])
+				ok = false;
+	}
+	free(hosts);
+	return ok;
+}
+
 static uint64_t mix(uint64_t x)
 {
 	x ^= x >> 31;
 	x *= 0x9e3779b97f4a7c15ULL;
 	return x ^ (x >> 29);
+}
+
+/* The oracle's idea of a discard: whole clusters read as zeroes afterwards, except on a version 2
+ * image with a backing file (no zero flag: discard leaves them be). */
+static void shadow_discard(struct blk *b, uint64_t off, uint64_t len)
+{
+	struct qcow2 *q = b->priv;
+	uint64_t cs = q->cluster_size, a = (off + cs - 1) & ~(cs - 1), z = (off + len) & ~(cs - 1);
+	if (a < z && (q->version >= 3 || !b->backing))
+		memset(shadow + a, 0, z - a);
 }
 
 /* Run the operations against an open image. */
@@ -187,15 +318,36 @@ static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
 					break;
 				}
 			check(o != NULL, "no free operation slot");
-			*o = (struct op){.aio.done = op_done, .len = len, .busy = true};
 			uint8_t *buf = bufs[slot];
-			if (write)
+			*o = (struct op){.aio.done = op_done,
+					 .off = off,
+					 .len = len,
+					 .buf = buf,
+					 .busy = true,
+					 .write = write,
+					 .checked = oracle};
+			/* Racing requests have no defined result: reads overlapping a write in
+			 * flight go unchecked, overlapping writes in flight end the oracle. */
+			for (unsigned i = 0; i < MAX_INFLIGHT; i++) {
+				struct op *x = &ops[i];
+				if (x == o || !x->busy || x->done || x->off >= off + len ||
+				    off >= x->off + x->len)
+					continue;
+				if (write && x->write)
+					oracle = false;
+				else
+					x->checked = o->checked = false;
+			}
+			if (write) {
 				for (uint64_t i = 0; i < len; i += 8) {
 					uint64_t v = mix(seed ^ (off + i));
 					memcpy(buf + i, &v, 8);
 				}
-			else
+				if (oracle)
+					shadow_set(off, buf, len);
+			} else {
 				memset(buf, 0xa5, len);
+			}
 			/* split at sector boundaries */
 			uint64_t at = 0;
 			unsigned niov = 0;
@@ -214,6 +366,8 @@ static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
 				check(!o->done, "submit_rw failed but done() ran");
 				o->busy = false;
 				inflight--;
+				if (write)
+					oracle = false;
 			}
 			if (write && (b->readonly || was_corrupt))
 				check(r < 0 || (o->done && o->res < 0),
@@ -239,24 +393,33 @@ static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
 			r = b->drv->discard(b, off, len);
 			if (b->readonly || was_corrupt)
 				check(r < 0, "a discard succeeded on a read-only or corrupt image");
+			if (r)
+				oracle = false;
+			else if (oracle)
+				shadow_discard(b, off, len);
 			break;
 		default:
 			r = b->drv->write_zeroes(b, off, len, kind == 7);
 			if (b->readonly || was_corrupt)
 				check(r < 0,
 				      "write-zeroes succeeded on a read-only or corrupt image");
+			if (r)
+				oracle = false;
+			else if (oracle)
+				shadow_set(off, NULL, len);
 			break;
 		}
 		if (verbose)
-			fprintf(stderr, "op %zu: kind %u off %llu len %llu%s: %d\n", k, kind,
+			fprintf(stderr, "op %zu: kind %u off %llu len %llu%s: %d%s\n", k, kind,
 				(unsigned long long)off, (unsigned long long)len,
-				b->readonly ? " (ro)" : "", r);
+				b->readonly ? " (ro)" : "", r, oracle ? " (oracle)" : "");
 		if (was_corrupt)
 			check(q->corrupt, "a corrupt image became writable again");
 	}
 	wait_until(0);
 }
 
+/* One open of the image: writable (setting up the oracle) or read-only (checking it). */
 static void session(bool readonly, const uint8_t *t, size_t nops)
 {
 	struct blk b;
@@ -268,11 +431,21 @@ static void session(bool readonly, const uint8_t *t, size_t nops)
 	if (r) {
 		check(r < 0 && msg[0], "blk_open failed without a message");
 		check(strstr(msg, img_path) != NULL, "blk_open's message does not name the image");
+		check(!oracle, "an image berth wrote and closed cleanly does not open again");
 		return;
 	}
 	check(b.drv != NULL && b.priv != NULL && b.size % 512 == 0, "blk_open left no driver");
+	if (!readonly) {
+		oracle = b.size <= ORACLE_MAX && sane(&b);
+		memset(known, 0, sizeof(known));
+	} else if (oracle) {
+		verify_known(&b);
+	}
 	run_ops(&b, t, nops);
-	blk_close(&b);
+	if (!readonly && (((struct qcow2 *)b.priv)->corrupt || blk_close(&b)))
+		oracle = false;
+	if (b.drv)
+		blk_close(&b);
 }
 
 static void cleanup(void)
@@ -318,6 +491,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	for (unsigned i = 0; i < MAX_INFLIGHT; i++)
 		if (posix_memalign((void **)&bufs[i], 4096, MAX_RW))
 			abort();
+	if (!(shadow = malloc(ORACLE_MAX)) || posix_memalign((void **)&scratch, 4096, MAX_RW))
+		abort();
 	/* The backing files a header may name. */
 	char p[160];
 	snprintf(p, sizeof(p), "%s/base.raw", dir);
@@ -372,6 +547,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *t = data + isize;
 	/* Writable; then read-only (what a writable open refused, or what it left behind: whatever
 	 * berth wrote must not crash it either). */
+	oracle = false;
 	session(false, t, nops);
 	session(true, t, nops);
 	return 0;
