@@ -399,6 +399,9 @@ Q_MIXES = [
      q_op(Q_READ, 64, 0.6, keep=True), q_op(Q_READ, 64, 0.0, keep=True), q_op(Q_FLUSH)],
     # enough allocation to grow the refcount table, with reads between
     [q_op(Q_WRITE, 512, i / 16.0, 11 + i, keep=i % 3 == 0) for i in range(15)] + [q_op(Q_FLUSH)],
+    # allocate at the start, then write and read where L1 entry 40 points (2 MiB image)
+    [q_op(Q_WRITE, 64, 0.0, 30), q_op(Q_WRITE, 64, 0.05, 31), q_op(Q_FLUSH),
+     q_op(Q_WRITE, 8, 0.626, 32), q_op(Q_READ, 64, 0.0), q_op(Q_READ, 8, 0.626)],
 ]
 Q_MIX_COW, Q_MIX_GROW = 3, 4
 
@@ -491,6 +494,16 @@ def qcow2_seeds():
     new("q512-rc64-grow", "8M", opts="refcount_bits=64")
     mix["q512-rc64-grow"] = Q_MIX_GROW
     mix["berth-4k"] = Q_MIX_COW
+
+    # Regression: L1 names an L2 table in the first cluster past the end of the file; writes
+    # elsewhere must never allocate that cluster.
+    p = new("q512-l1-past-eof", "2M")
+    qemu_io(p, "write -P 0x1a 0 512")
+    l1_off = struct.unpack(">Q", open(p, "rb").read()[40:48])[0]
+    with open(p, "r+b") as f:
+        f.seek(l1_off + 8 * 40)
+        f.write(struct.pack(">Q", 1 << 63 | os.path.getsize(p)))
+    mix[p.rsplit("/", 1)[1]] = 5
 
     seeds = {}
     for i, (name, p) in enumerate(sorted(imgs.items())):
