@@ -353,7 +353,8 @@ def proto_seeds():
     }
 
 
-# --- fuzz_qcow2: an image, then 16 operations (see the top of tests/fuzz/fuzz_qcow2.c). ---
+# --- fuzz_qcow2: an image, then 16 operations (see the top of tests/fuzz/fuzz_qcow2.c). Inputs
+# named regress-* in its corpus are crashes found by fuzzing, kept as they were found. ---
 
 Q_READ, Q_WRITE, Q_FLUSH, Q_DISCARD, Q_ZERO, Q_ZERO_UNMAP = 0, 2, 4, 5, 6, 7
 Q_NOPS = 16
