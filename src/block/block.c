@@ -106,7 +106,7 @@ static int open_one(struct blk *b, const char *path, enum blk_format fmt, bool r
 	for (const struct blk *p = b->above; p; p = p->above)
 		if (p->dev == b->dev && p->ino == b->ino) {
 			snprintf(msg, msglen,
-				 "'%s': backing file '%s' loops back into its own chain",
+				 "'%s': backing file loops back into its own chain ('%s')",
 				 b->above->path, path);
 			e = ELOOP;
 			goto fail;
