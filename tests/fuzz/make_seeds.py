@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -490,6 +491,14 @@ def qcow2_seeds():
         p = new(name, "1M", 4096, backing=back, bfmt="raw" if back.endswith("raw") else "qcow2")
         qemu_io(p, "write -P 0x19 8k 4k", "write -z 12k 4k")
         mix[name] = Q_MIX_COW
+    # A top image larger than its backing file (reads and copy-on-write past the backing's end),
+    # and a version 2 image over a backing file (no zero flag: zeroing writes zeroes).
+    qemu_io(new("q4k-4m-on-base", "4M", 4096, backing="base.qcow2", bfmt="qcow2"),
+            "write -P 0x1b 1020k 8k")
+    mix["q4k-4m-on-base"] = Q_MIX_COW
+    new("q512-v2-on-base", opts="compat=0.10", backing="base.qcow2", bfmt="qcow2")
+    qemu_io(imgs["q512-v2-on-base"], "write -P 0x1c 0 4k")
+    mix["q512-v2-on-base"] = 1
     for bits in (2, 4, 32):
         qemu_io(new(f"q512-rc{bits}", opts=f"refcount_bits={bits}"), *data)
     new("q512-rc64-grow", "8M", opts="refcount_bits=64")
@@ -507,10 +516,11 @@ def qcow2_seeds():
     mix[p.rsplit("/", 1)[1]] = 5
 
     seeds = {}
-    for i, (name, p) in enumerate(sorted(imgs.items())):
+    for name, p in sorted(imgs.items()):
         with open(p, "rb") as f:
             img = f.read()
-        seeds[name] = img + q_ops(Q_MIXES[mix.get(name, i % 3)])
+        # one of the first three mixes unless chosen above, stable per name
+        seeds[name] = img + q_ops(Q_MIXES[mix.get(name, zlib.crc32(name.encode()) % 3)])
     # Header bits berth refuses writable: dirty, corrupt, extended L2, unknown.
     base = open(imgs["q512-data"], "rb").read()
     for name, bit in (("q512-dirty", 0), ("q512-corrupt", 1), ("q512-extl2-bit", 4),
