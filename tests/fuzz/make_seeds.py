@@ -6,8 +6,8 @@ input format of a target changes. fuzz_boot_image inputs are: mode byte, RAM-siz
 fuzz_virtqueue inputs are a small header (queue size, features, ring addresses, guest writes) and a
 guest RAM image; fuzz_pci_config inputs are 8-byte config-space operations. fuzz_proto inputs are a
 control byte (chunk size, descriptors) and a control-socket byte stream of framed JSON. fuzz_qcow2
-inputs are a qcow2 image (made by qemu-img/qemu-io, or by berth's own qcow2_create through build/
-tests/tools/qcow2-create) followed by 16 8-byte operations; its seeds need qemu-img, qemu-io and a
+inputs are a qcow2 image (made by qemu-img/qemu-io, or by berth's own qcow2_create through
+build/bin/berth-img create) followed by 16 8-byte operations; its seeds need qemu-img, qemu-io and a
 build.
 """
 import json
@@ -421,7 +421,7 @@ def qemu_io(path, *cmds, fmt="qcow2"):
 
 def qcow2_seeds():
     build = os.environ.get("BERTH_BUILD", os.path.join(HERE, "..", "..", "build"))
-    create = os.path.join(build, "tests", "tools", "qcow2-create")
+    create = os.path.join(build, "bin", "berth-img")
     if not shutil.which("qemu-img") or not shutil.which("qemu-io") or not os.access(create,
                                                                                      os.X_OK):
         print("make_seeds: fuzz_qcow2 seeds need qemu-img, qemu-io and " + create,
@@ -442,9 +442,10 @@ def qcow2_seeds():
 
     def berth(name, size, bits, backing=None, bfmt=None):
         p = os.path.join(tmp, name)
-        args = [create, p, str(size), str(bits)] + ([backing] if backing else []) + (
-            [bfmt] if bfmt else [])
-        subprocess.run(args, check=True)
+        args = [create, "create", "-q", "-f", "qcow2", "-o", f"cluster_size={1 << bits}"]
+        if backing:
+            args += ["-u", "-b", backing, "-F", bfmt]
+        subprocess.run(args + [p, str(size)], check=True)
         imgs[name] = p
         return p
 
