@@ -113,7 +113,9 @@ static int parse_entry(struct qcow2 *q, const uint8_t *e, uint64_t room, struct 
 	bm->granularity_bits = e[17];
 	uint32_t name_size = be16_get(e + 18), extra = be32_get(e + 20);
 	uint64_t len = BME_HEADER + (uint64_t)extra + name_size;
-	if (!name_size || name_size > QCOW2_MAX_BACKING_NAME || len > room)
+	/* Entries are padded to 8 bytes and the directory size counts the padding: the padded
+	 * entry must fit, or the next entry would start past the end of the directory. */
+	if (!name_size || name_size > QCOW2_MAX_BACKING_NAME || ((len + 7) & ~7ULL) > room)
 		return bad(msg, msglen, q, "directory entry name or extra data is invalid");
 	if (type != BME_TYPE_DIRTY)
 		return bad(msg, msglen, q, "unknown bitmap type");

@@ -382,6 +382,35 @@ def test_backing_chain_depth(vmm, tmp_path):
     refused(vmm, prev, ["backing chain deeper than 64 images"])
 
 
+def bitmaps_extension(path):
+    """Offset of the bitmaps extension's data in the header cluster."""
+    p = get(path, HEADER_LEN)
+    while True:
+        kind, length = get(path, (p, ">I")), get(path, (p + 4, ">I"))
+        assert kind, "no bitmaps extension"
+        if kind == 0x23852875:
+            return p + 8
+        p += 8 + ((length + 7) & ~7)
+
+
+def test_bitmap_directory_entry_padding_past_the_end(vmm, tmp_path):
+    """Two bitmap directory entries; the first ends 7 bytes before the directory does, so its padding runs
+    past it. The parser must stop there, not wrap the room left and read the second entry's huge extra data
+    (that read went far outside the directory buffer: SIGSEGV, even in --check)."""
+    p = make(tmp_path)
+    qemu_img("bitmap", "--add", p, "b0")
+    ext = bitmaps_extension(p)
+    doff = get(p, (ext + 16, ">Q"))
+    entry = read_range(p, doff, 24)
+    toff, tsize, flags, kind, gran = struct.unpack(">QIIBB", entry[:18])
+    first = struct.pack(">QIIBBHI", toff, tsize, flags, kind, gran, 2, 23) + bytes(23) + b"b0"  # 49 bytes
+    second = struct.pack(">QIIBBHI", toff, tsize, flags, kind, gran, 1, 0x1000000) + b"x"
+    put_bytes(p, doff, first + bytes(7) + second)
+    put_bytes(p, ext, struct.pack(">IIQ", 2, 0, 49))
+    refused(vmm, p, ["dirty bitmaps", "directory entry name or extra data is invalid"])
+    refused(vmm, p, ["dirty bitmaps"], "format=qcow2,readonly")
+
+
 @pytest.mark.parametrize("bit,word", [(0, "dirty"), (1, "corrupt")])
 def test_dirty_or_corrupt_writable(vmm, tmp_path, bit, word):
     p = make(tmp_path)
