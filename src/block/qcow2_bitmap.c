@@ -140,11 +140,11 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	if (!q->bm_ext_pos || q->version < 3 || !(q->autoclear & QCOW2_AUTOCLEAR_BITMAPS))
 		return 0; /* none, or declared stale by an earlier writer: left alone */
 	const uint8_t *x = q->header + q->bm_ext_pos;
-	q->nbitmaps = be32_get(x);
+	uint32_t n = be32_get(x); /* q->nbitmaps only once q->bitmaps holds that many */
 	q->bmdir_size = be64_get(x + 8);
 	q->bmdir_offset = be64_get(x + 16);
-	if (!q->nbitmaps || q->nbitmaps > QCOW2_MAX_BITMAPS || be32_get(x + 4) ||
-	    q->bmdir_size < (uint64_t)q->nbitmaps * BME_HEADER ||
+	if (!n || n > QCOW2_MAX_BITMAPS || be32_get(x + 4) ||
+	    q->bmdir_size < (uint64_t)n * BME_HEADER ||
 	    q->bmdir_size > QCOW2_MAX_BITMAP_DIR_BYTES || !q->bmdir_offset ||
 	    (q->bmdir_offset & (q->cluster_size - 1)) || q->bmdir_offset >= QCOW2_MAX_OFFSET)
 		return bad(msg, msglen, q, "the bitmaps extension is invalid");
@@ -153,10 +153,11 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	if (r)
 		return r == -EIO ? bad(msg, msglen, q, "the directory lies past the end of the file")
 				 : r;
-	if (!(q->bitmaps = calloc(q->nbitmaps, sizeof(*q->bitmaps)))) {
+	if (!(q->bitmaps = calloc(n, sizeof(*q->bitmaps)))) {
 		free(dir);
 		return -ENOMEM;
 	}
+	q->nbitmaps = n;
 	if (qcow2_meta_add(q, q->bmdir_offset >> q->cluster_bits,
 			   div_up(q->bmdir_size, q->cluster_size))) {
 		free(dir);

@@ -420,6 +420,7 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 	return 0;
 fail:
 	free(h0);
+	q->readonly = true; /* a refused image is not written: no bitmaps stored, nothing flushed */
 	b->drv = &qcow2_driver;
 	qcow2_driver.close(b);
 	b->drv = NULL;

@@ -411,6 +411,22 @@ def test_bitmap_directory_entry_padding_past_the_end(vmm, tmp_path):
     refused(vmm, p, ["dirty bitmaps"], "format=qcow2,readonly")
 
 
+@pytest.mark.parametrize("field,value,words", [
+    (16, 0x1008, ["the bitmaps extension is invalid"]),          # directory offset unaligned
+    (16, 1 << 40, ["the directory lies past the end of the file"]),
+    (8, 0x4000008, ["the bitmaps extension is invalid"]),         # directory above 64 MiB
+])
+def test_bitmaps_extension_invalid(vmm, tmp_path, field, value, words):
+    """A refused open must write nothing back (closing the half-open image stored bitmaps from a table that
+    was never read: SIGSEGV when berth started with such a disk)."""
+    p = make(tmp_path)
+    qemu_img("bitmap", "--add", p, "b0")
+    put_u64(p, bitmaps_extension(p) + field, value)
+    before = digest(p)
+    refused(vmm, p, ["dirty bitmaps"] + words)
+    assert digest(p) == before, "a refused image changed"
+
+
 @pytest.mark.parametrize("bit,word", [(0, "dirty"), (1, "corrupt")])
 def test_dirty_or_corrupt_writable(vmm, tmp_path, bit, word):
     p = make(tmp_path)
