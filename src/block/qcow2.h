@@ -166,7 +166,8 @@ void qcow2_l2_mark_dirty(struct qcow2 *q, uint64_t l1i);
 int qcow2_refcount_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
 /* Allocate n contiguous clusters (refcount 1); returns the first cluster index in *first. */
 int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *first);
-/* Drop one reference to a cluster; at zero its space goes back to the file system. */
+/* Drop one reference to a cluster; at zero its space goes back to the file system. -EUCLEAN if its
+ * refcount is already 0 or it holds metadata (callers take metadata out of the set first). */
 int qcow2_free_cluster(struct qcow2 *q, uint64_t cluster);
 /* Write back dirty metadata in crash-safe order (refcounts, sync, L2 tables, sync, L1); with
  * sync the last step is followed by fdatasync too. */

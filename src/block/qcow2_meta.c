@@ -568,6 +568,10 @@ int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *first)
 
 int qcow2_free_cluster(struct qcow2 *q, uint64_t cluster)
 {
+	/* Metadata leaves the set before it is freed; a data reference to a cluster still in it
+	 * means the image is corrupt, and freeing it would punch a hole in a live table. */
+	if (qcow2_meta_overlaps(q, cluster, 1))
+		return -EUCLEAN;
 	uint64_t rc;
 	int r = qcow2_refcount_get(q, cluster, &rc);
 	if (r)

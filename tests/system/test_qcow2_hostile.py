@@ -471,6 +471,34 @@ def test_data_cluster_on_metadata(berth, tmp_path, target):
     assert read_range(p, meta, CLUSTER) == meta_before, f"the {target} cluster changed"
 
 
+@pytest.mark.parametrize("target", ["l1", "refcount-table", "refcount-block", "l2-itself"])
+def test_shared_data_cluster_on_metadata(berth, tmp_path, target):
+    """The same, with COPIED clear: the guest's write goes to a new cluster, and dropping the reference the
+    old entry held must not free the metadata cluster (its refcount went to 0 and the file system got its
+    space back: the table read as zeroes)."""
+    p = make(tmp_path)
+    meta = {"l1": get(p, L1_OFF), "refcount-table": get(p, RT_OFF),
+            "refcount-block": get(p, (get(p, RT_OFF), ">Q")) & OFFSET_MASK, "l2-itself": l2_offset(p)}[target]
+    put_u64(p, l2_entry(p, 3), meta)
+    before, meta_before = metadata(p), read_range(p, meta, CLUSTER)
+    r, res = guest_run(p, "blk")
+    check_runtime_failure(r, res, p, "blk", ["cluster to free is free or metadata"])
+    assert metadata(p) == before, "header, refcount table or L1 table changed"
+    assert read_range(p, meta, CLUSTER) == meta_before, f"the {target} cluster changed"
+
+
+def test_compressed_cluster_on_header(berth, tmp_path):
+    """A compressed L2 entry whose data would lie in the header cluster: overwriting it drops the references
+    compressed data holds, which must not free the header."""
+    p = make(tmp_path)
+    x = 62 - (16 - 8)  # 64 KiB clusters: host offset in bits 0..53, extra sectors above
+    put_u64(p, l2_entry(p, 3), 1 << 62 | 0 << x | 0x200)
+    before = metadata(p)
+    r, res = guest_run(p, "blk")
+    check_runtime_failure(r, res, p, "blk", ["freed compressed data is free or metadata"])
+    assert metadata(p) == before, "header, refcount table or L1 table changed"
+
+
 def test_data_cluster_into_header(berth, tmp_path):
     """A data cluster offset inside the header cluster (not cluster-aligned): reads and writes fail."""
     p = make(tmp_path)
@@ -517,7 +545,7 @@ def test_refcount_underflow(berth, tmp_path):
     put(p, (rb + 2 * host_cluster, ">H"), 0)
     before = metadata(p)
     r, res = guest_run(p, "blk")
-    check_runtime_failure(r, res, p, "blk", ["refcount of a freed cluster is zero"])
+    check_runtime_failure(r, res, p, "blk", ["cluster to free is free or metadata"])
     assert metadata(p) == before, "header, refcount table or L1 table changed"
 
 
