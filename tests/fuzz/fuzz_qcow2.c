@@ -189,9 +189,33 @@ static void op_done(struct blk_aio *a, int res)
 		shadow_check(o->buf, o->off, o->len, "read");
 }
 
+/* Data writes reach the image file through io_uring (metadata is written synchronously): none of
+ * the writes queued since the last submit may land on a metadata cluster of the open image. Writes
+ * the driver submits itself when the queue is full go unchecked. */
+static void check_queued_writes(void)
+{
+	struct io_uring_sq *sq = &ring.sq;
+	for (unsigned i = sq->sqe_head; live && i != sq->sqe_tail; i++) {
+		const struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+		if (sqe->opcode != IORING_OP_WRITEV || sqe->fd != live->fd)
+			continue;
+		const struct iovec *iov = (const struct iovec *)(uintptr_t)sqe->addr;
+		uint64_t len = 0;
+		for (unsigned k = 0; k < sqe->len; k++)
+			len += iov[k].iov_len;
+		if (!len)
+			continue;
+		uint64_t c0 = sqe->off >> live->cluster_bits;
+		uint64_t c1 = (sqe->off + len - 1) >> live->cluster_bits;
+		check(!qcow2_meta_overlaps(live, c0, c1 - c0 + 1),
+		      "a data write lands on metadata");
+	}
+}
+
 /* Reap completions until at most `keep` operations are in flight. */
 static void wait_until(unsigned keep)
 {
+	check_queued_writes();
 	io_uring_submit(&ring);
 	while (inflight > keep) {
 		struct io_uring_cqe *cqe;
