@@ -529,6 +529,16 @@ def qcow2_seeds():
         b = bytearray(base)
         struct.pack_into(">Q", b, 72, struct.unpack_from(">Q", b, 72)[0] | 1 << bit)
         seeds[name] = bytes(b) + q_ops(Q_MIXES[0])
+    # Hostile mappings: guest cluster 5 on the L1 table (in place), compressed data in the header.
+    l1_off = struct.unpack_from(">Q", base, 40)[0]
+    l2_off = struct.unpack_from(">Q", base, l1_off)[0] & 0x00FFFFFFFFFFFE00
+    at5 = [q_op(Q_WRITE, 1, 5 * 512 / (1 << 20), 40), q_op(Q_READ, 8, 0.0),
+           q_op(Q_ZERO, 1, 5 * 512 / (1 << 20))]
+    for name, entry in (("q512-hostile-on-l1", 1 << 63 | l1_off),
+                        ("q512-hostile-compressed-header", 1 << 62 | 0x10)):
+        b = bytearray(base)
+        struct.pack_into(">Q", b, l2_off + 8 * 5, entry)
+        seeds[name] = bytes(b) + q_ops(at5)
     shutil.rmtree(tmp)
     return seeds
 
