@@ -197,7 +197,10 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 			       !(bm->flags & QCOW2_BME_IN_USE) && !(bm->flags & ~BME_KNOWN_FLAGS) &&
 			       (!extra || (bm->flags & QCOW2_BME_EXTRA_DATA_COMPATIBLE));
 		if (bm->tracking) {
-			if ((r = load_bits(q, bm)))
+			r = load_bits(q, bm);
+			if (r == -EIO)
+				r = bad(msg, msglen, q, "bitmap data past the end of the file");
+			if (r)
 				break;
 			any = true;
 		}

@@ -400,8 +400,13 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 
 	if (q->backing_name[0] && (r = open_backing(q, msg, msglen)))
 		goto fail;
-	if ((r = qcow2_bitmaps_open(q, msg, msglen)))
+	if (msglen)
+		msg[0] = 0;
+	if ((r = qcow2_bitmaps_open(q, msg, msglen))) {
+		if (msglen && !msg[0]) /* out of memory, or an I/O error */
+			refuse(msg, msglen, path, -r, "dirty bitmaps: %s", strerror(-r));
 		goto fail;
+	}
 	if (!q->readonly && q->version >= 3 && (q->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS)) {
 		/* Autoclear features we do not maintain must be cleared before the image changes,
 		 * so other tools know they are stale. */
