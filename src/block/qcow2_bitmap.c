@@ -193,7 +193,9 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 							"other metadata");
 		}
 		uint32_t extra = be32_get(bm->entry + 20);
-		bm->tracking = !r && !q->readonly && (bm->flags & QCOW2_BME_AUTO) &&
+		/* As the open was asked (blk_check too: it loads what a writable open would, and
+		 * only skips the writes). */
+		bm->tracking = !r && !q->b->readonly && (bm->flags & QCOW2_BME_AUTO) &&
 			       !(bm->flags & QCOW2_BME_IN_USE) && !(bm->flags & ~BME_KNOWN_FLAGS) &&
 			       (!extra || (bm->flags & QCOW2_BME_EXTRA_DATA_COMPATIBLE));
 		if (bm->tracking) {
@@ -210,7 +212,7 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 		return r;
 	if (p != q->bmdir_size)
 		return bad(msg, msglen, q, "the directory size does not match its entries");
-	if (!any)
+	if (!any || q->readonly)
 		return 0;
 	/* Mark what we record as in use, in place, before the guest can write anything. */
 	for (uint32_t i = 0; i < q->nbitmaps; i++)

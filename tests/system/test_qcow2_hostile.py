@@ -427,6 +427,25 @@ def test_bitmaps_extension_invalid(vmm, tmp_path, field, value, words):
     assert digest(p) == before, "a refused image changed"
 
 
+def test_bitmap_data_past_eof(vmm, tmp_path):
+    """A recorded bitmap's data cluster lies past the end of the file: refused with a message, by --check as
+    by a real start (--check said the disk was fine, and the start then failed with exit status 1)."""
+    p = make(tmp_path, data=False)
+    qemu_img("bitmap", "--add", p, "b0")
+    qemu_io(p, "write -P 0x5a 0 64k")  # recorded in b0, stored at close
+    table = get(p, (get(p, (bitmaps_extension(p) + 16, ">Q")), ">Q"))
+    assert get(p, (table, ">Q")), "qemu stored no bitmap data"
+    put_u64(p, table, 1 << 40)
+    before = digest(p)
+    refused(vmm, p, ["dirty bitmaps", "bitmap data past the end of the file"])
+    assert digest(p) == before, "a refused image changed"
+    accepted(vmm, p, "format=qcow2,readonly")  # read-only, berth leaves bitmaps alone
+    put_u64(p, table, 0)  # back to a valid (empty) chunk: --check loads it and changes nothing
+    before = digest(p)
+    accepted(vmm, p)
+    assert digest(p) == before, "--check changed the image"
+
+
 @pytest.mark.parametrize("bit,word", [(0, "dirty"), (1, "corrupt")])
 def test_dirty_or_corrupt_writable(vmm, tmp_path, bit, word):
     p = make(tmp_path)
