@@ -493,11 +493,23 @@ static void run_ops(struct blk *b, const uint8_t *t, size_t nops)
 static void session(bool readonly, const uint8_t *t, size_t nops)
 {
 	struct blk b;
-	char msg[512];
+	char msg[512], cmsg[512];
+	struct stat st0, st1;
+	/* blk_check (--check) must agree with the open, and change nothing. */
+	cmsg[0] = 0;
+	check(fstat(img_fd, &st0) == 0, "fstat");
+	int cr = blk_check(img_path, BLK_FMT_QCOW2, readonly, false, cmsg, sizeof(cmsg));
+	check(fstat(img_fd, &st1) == 0 && st1.st_size == st0.st_size &&
+		  st1.st_mtim.tv_sec == st0.st_mtim.tv_sec &&
+		  st1.st_mtim.tv_nsec == st0.st_mtim.tv_nsec,
+	      "blk_check changed the image");
 	msg[0] = 0;
 	int r = blk_open(&b, img_path, BLK_FMT_QCOW2, readonly, false, msg, sizeof(msg));
 	if (verbose)
 		fprintf(stderr, "open%s: %d %s\n", readonly ? " read-only" : "", r, r ? msg : "");
+	if (verbose && !cr != !r)
+		fprintf(stderr, "check: %d %s\n", cr, cmsg);
+	check(!cr == !r, "blk_check and blk_open disagree");
 	if (r) {
 		check(r < 0 && msg[0], "blk_open failed without a message");
 		check(strstr(msg, img_path) != NULL, "blk_open's message does not name the image");
