@@ -158,10 +158,13 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 		return -ENOMEM;
 	}
 	q->nbitmaps = n;
-	if (qcow2_meta_add(q, q->bmdir_offset >> q->cluster_bits,
-			   div_up(q->bmdir_size, q->cluster_size))) {
+	/* The directory, tables and data clusters join the overlap set unordered; it is sorted
+	 * (and checked) once after the loop: inserting a large table's clusters one by one in
+	 * order took quadratic time. */
+	if ((r = qcow2_meta_append(q, q->bmdir_offset >> q->cluster_bits,
+				   div_up(q->bmdir_size, q->cluster_size)))) {
 		free(dir);
-		return bad(msg, msglen, q, "the directory overlaps other metadata");
+		return r;
 	}
 	uint64_t p = 0;
 	bool any = false;
@@ -179,18 +182,16 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 		uint8_t *raw = (uint8_t *)bm->table;
 		for (uint32_t k = 0; k < bm->table_size; k++) /* to host order, in place */
 			bm->table[k] = be64_get(raw + 8 * k);
-		if (qcow2_meta_add(q, bm->table_offset >> q->cluster_bits,
-				   div_up((uint64_t)bm->table_size * 8, q->cluster_size))) {
-			r = bad(msg, msglen, q, "a bitmap table overlaps other metadata");
+		if ((r = qcow2_meta_append(q, bm->table_offset >> q->cluster_bits,
+					   div_up((uint64_t)bm->table_size * 8, q->cluster_size))))
 			break;
-		}
 		for (uint32_t k = 0; k < bm->table_size && !r; k++) {
 			uint64_t off = bm->table[k] & QCOW2_OFFSET_MASK;
 			if ((bm->table[k] & ~(QCOW2_OFFSET_MASK | 1)) ||
-			    (off & (q->cluster_size - 1)) ||
-			    (off && qcow2_meta_add(q, off >> q->cluster_bits, 1)))
-				r = bad(msg, msglen, q, "a bitmap data cluster is invalid or overlaps "
-							"other metadata");
+			    (off & (q->cluster_size - 1)))
+				r = bad(msg, msglen, q, "a bitmap data cluster offset is invalid");
+			else if (off)
+				r = qcow2_meta_append(q, off >> q->cluster_bits, 1);
 		}
 		uint32_t extra = be32_get(bm->entry + 20);
 		/* As the open was asked (blk_check too: it loads what a writable open would, and
@@ -210,6 +211,14 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	free(dir);
 	if (r)
 		return r;
+	uint64_t dup;
+	if (qcow2_meta_sort(q, &dup)) {
+		snprintf(msg, msglen,
+			 "'%s': qcow2: dirty bitmaps: a directory, table or data cluster overlaps "
+			 "other metadata (the cluster at offset 0x%llx)",
+			 q->b->path, (unsigned long long)(dup << q->cluster_bits));
+		return -EINVAL;
+	}
 	if (p != q->bmdir_size)
 		return bad(msg, msglen, q, "the directory size does not match its entries");
 	if (!any || q->readonly)
