@@ -108,6 +108,7 @@ struct qcow2 {
 #define QCOW2_BME_EXTRA_DATA_COMPATIBLE (1u << 2)
 #define QCOW2_MAX_BITMAPS 65535
 #define QCOW2_MAX_BITMAP_DIR_BYTES (64u << 20)
+#define QCOW2_MAX_BITMAP_MEM (1ULL << 30) /* all recorded bitmaps' bits together */
 
 struct qcow2_bitmap {
 	uint8_t *entry; /* the directory entry as read (header, extra data, name) */

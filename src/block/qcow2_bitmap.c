@@ -166,7 +166,7 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 		free(dir);
 		return r;
 	}
-	uint64_t p = 0;
+	uint64_t p = 0, mem = 0;
 	bool any = false;
 	for (uint32_t i = 0; i < q->nbitmaps && !r; i++) {
 		struct qcow2_bitmap *bm = &q->bitmaps[i];
@@ -200,6 +200,13 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 			       !(bm->flags & QCOW2_BME_IN_USE) && !(bm->flags & ~BME_KNOWN_FLAGS) &&
 			       (!extra || (bm->flags & QCOW2_BME_EXTRA_DATA_COMPATIBLE));
 		if (bm->tracking) {
+			/* Recorded bitmaps live in memory while the image is open: a few bytes in
+			 * the header must not make berth allocate (and zero) gigabytes. */
+			mem += (uint64_t)bm->table_size * q->cluster_size;
+			if (mem > QCOW2_MAX_BITMAP_MEM) {
+				r = bad(msg, msglen, q, "recording needs more than 1 GiB");
+				break;
+			}
 			r = load_bits(q, bm);
 			if (r == -EIO)
 				r = bad(msg, msglen, q, "bitmap data past the end of the file");

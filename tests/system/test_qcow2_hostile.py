@@ -449,6 +449,20 @@ def test_huge_bitmap_table_opens_quickly(vmm, tmp_path):
     assert r.rc == 0, r
 
 
+def test_bitmap_too_large_to_record(vmm, tmp_path):
+    """A recorded (auto) bitmap with 512-byte granularity on a 5 TiB disk: 1.25 GiB of bits in memory.
+    Refused writable (berth would allocate and zero it at open); read-only berth does not record it."""
+    p = make(tmp_path, size="5T", data=False)
+    qemu_img("bitmap", "--add", p, "b0")
+    doff = get(p, (bitmaps_extension(p) + 16, ">Q"))
+    n = (5 << 40) // 512 // 8 // CLUSTER
+    table = (os.path.getsize(p) + CLUSTER - 1) & ~(CLUSTER - 1)
+    put_bytes(p, table, bytes(n * 8))
+    put_bytes(p, doff, struct.pack(">QIIBB", table, n, 2, 1, 9))  # auto, dirty-tracking, 2^9
+    refused(vmm, p, ["dirty bitmaps", "recording needs more than 1 GiB"])
+    accepted(vmm, p, "format=qcow2,readonly")
+
+
 def test_bitmap_data_past_eof(vmm, tmp_path):
     """A recorded bitmap's data cluster lies past the end of the file: refused with a message, by --check as
     by a real start (--check said the disk was fine, and the start then failed with exit status 1)."""
