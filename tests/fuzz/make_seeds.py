@@ -500,6 +500,14 @@ def qcow2_seeds():
     new("q512-v2-on-base", opts="compat=0.10", backing="base.qcow2", bfmt="qcow2")
     qemu_io(imgs["q512-v2-on-base"], "write -P 0x1c 0 4k")
     mix["q512-v2-on-base"] = 1
+    # Dirty bitmaps: two recorded ones with small granularity, a disabled one (not recorded).
+    p = new("q512-bitmaps-3")
+    qemu_img("bitmap", "--add", "-g", "512", p, "fine")
+    qemu_img("bitmap", "--add", "-g", "4096", p, "coarse")
+    qemu_img("bitmap", "--add", p, "off")
+    qemu_io(p, "write -P 0x1d 0 3k", "write -P 0x1e 500k 1k")
+    qemu_img("bitmap", "--disable", p, "off")
+    mix["q512-bitmaps-3"] = 1
     for bits in (2, 4, 32):
         qemu_io(new(f"q512-rc{bits}", opts=f"refcount_bits={bits}"), *data)
     new("q512-rc64-grow", "8M", opts="refcount_bits=64")
