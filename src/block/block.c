@@ -101,6 +101,16 @@ static int open_one(struct blk *b, const char *path, enum blk_format fmt, bool r
 	}
 	b->dev = st.st_dev;
 	b->ino = st.st_ino;
+	/* A backing file already in the chain above is a loop: refuse it before its own backing
+	 * file is opened (else the loop would only end at the depth limit). */
+	for (const struct blk *p = b->above; p; p = p->above)
+		if (p->dev == b->dev && p->ino == b->ino) {
+			snprintf(msg, msglen,
+				 "'%s': backing file loops back into its own chain ('%s')",
+				 b->above->path, path);
+			e = ELOOP;
+			goto fail;
+		}
 	b->logical_block = 512;
 	if (S_ISBLK(st.st_mode)) {
 		uint64_t sz;
@@ -209,14 +219,6 @@ int blk_open_backing(struct blk *above, const char *path, enum blk_format fmt, c
 		free(b);
 		return r;
 	}
-	for (const struct blk *p = above; p; p = p->above)
-		if (p->dev == b->dev && p->ino == b->ino) {
-			snprintf(msg, msglen, "'%s': backing file '%s' loops back into its own chain",
-				 above->path, path);
-			blk_close(b);
-			free(b);
-			return -ELOOP;
-		}
 	above->backing = b;
 	return 0;
 }

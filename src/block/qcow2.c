@@ -219,7 +219,7 @@ static int set_entry(struct qcow2 *q, uint64_t gcluster, uint64_t v)
 		for (uint64_t c = coff >> q->cluster_bits; c <= (end - 1) >> q->cluster_bits; c++)
 			if ((r = qcow2_free_cluster(q, c)))
 				return r == -EUCLEAN
-					   ? corrupt(q, "refcount of compressed data is zero", old)
+					   ? corrupt(q, "freed compressed data is free or metadata", old)
 					   : r;
 		return 0;
 	}
@@ -227,7 +227,7 @@ static int set_entry(struct qcow2 *q, uint64_t gcluster, uint64_t v)
 	if (oh && oh != (v & QCOW2_OFFSET_MASK)) {
 		r = qcow2_free_cluster(q, oh >> q->cluster_bits);
 		if (r == -EUCLEAN)
-			return corrupt(q, "refcount of a freed cluster is zero", old);
+			return corrupt(q, "cluster to free is free or metadata", old);
 		return r;
 	}
 	return 0;

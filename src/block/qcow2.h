@@ -108,6 +108,7 @@ struct qcow2 {
 #define QCOW2_BME_EXTRA_DATA_COMPATIBLE (1u << 2)
 #define QCOW2_MAX_BITMAPS 65535
 #define QCOW2_MAX_BITMAP_DIR_BYTES (64u << 20)
+#define QCOW2_MAX_BITMAP_MEM (1ULL << 30) /* all recorded bitmaps' bits together */
 
 struct qcow2_bitmap {
 	uint8_t *entry; /* the directory entry as read (header, extra data, name) */
@@ -166,14 +167,20 @@ void qcow2_l2_mark_dirty(struct qcow2 *q, uint64_t l1i);
 int qcow2_refcount_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
 /* Allocate n contiguous clusters (refcount 1); returns the first cluster index in *first. */
 int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *first);
-/* Drop one reference to a cluster; at zero its space goes back to the file system. */
+/* Drop one reference to a cluster; at zero its space goes back to the file system. -EUCLEAN if its
+ * refcount is already 0 or it holds metadata (callers take metadata out of the set first). */
 int qcow2_free_cluster(struct qcow2 *q, uint64_t cluster);
 /* Write back dirty metadata in crash-safe order (refcounts, sync, L2 tables, sync, L1); with
  * sync the last step is followed by fdatasync too. */
 int qcow2_flush_meta(struct qcow2 *q, bool sync);
 bool qcow2_meta_dirty(const struct qcow2 *q);
-/* Metadata cluster set for overlap checks. */
+/* Metadata cluster set for overlap checks. qcow2_meta_add keeps it sorted (-EUCLEAN if a cluster
+ * is already in it); at open, qcow2_meta_append adds every table unordered and qcow2_meta_sort
+ * sorts once (an image's L1 table alone may name millions of L2 tables) and reports a cluster
+ * named twice in *dup. */
 int qcow2_meta_add(struct qcow2 *q, uint64_t cluster, uint64_t n);
+int qcow2_meta_append(struct qcow2 *q, uint64_t cluster, uint64_t n);
+int qcow2_meta_sort(struct qcow2 *q, uint64_t *dup);
 void qcow2_meta_del(struct qcow2 *q, uint64_t cluster, uint64_t n);
 bool qcow2_meta_overlaps(const struct qcow2 *q, uint64_t cluster, uint64_t n);
 /* Write the header cluster (fields patched in q->header) and sync. */

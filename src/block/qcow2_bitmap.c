@@ -113,7 +113,9 @@ static int parse_entry(struct qcow2 *q, const uint8_t *e, uint64_t room, struct 
 	bm->granularity_bits = e[17];
 	uint32_t name_size = be16_get(e + 18), extra = be32_get(e + 20);
 	uint64_t len = BME_HEADER + (uint64_t)extra + name_size;
-	if (!name_size || name_size > QCOW2_MAX_BACKING_NAME || len > room)
+	/* Entries are padded to 8 bytes and the directory size counts the padding: the padded
+	 * entry must fit, or the next entry would start past the end of the directory. */
+	if (!name_size || name_size > QCOW2_MAX_BACKING_NAME || ((len + 7) & ~7ULL) > room)
 		return bad(msg, msglen, q, "directory entry name or extra data is invalid");
 	if (type != BME_TYPE_DIRTY)
 		return bad(msg, msglen, q, "unknown bitmap type");
@@ -138,11 +140,11 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	if (!q->bm_ext_pos || q->version < 3 || !(q->autoclear & QCOW2_AUTOCLEAR_BITMAPS))
 		return 0; /* none, or declared stale by an earlier writer: left alone */
 	const uint8_t *x = q->header + q->bm_ext_pos;
-	q->nbitmaps = be32_get(x);
+	uint32_t n = be32_get(x); /* q->nbitmaps only once q->bitmaps holds that many */
 	q->bmdir_size = be64_get(x + 8);
 	q->bmdir_offset = be64_get(x + 16);
-	if (!q->nbitmaps || q->nbitmaps > QCOW2_MAX_BITMAPS || be32_get(x + 4) ||
-	    q->bmdir_size < (uint64_t)q->nbitmaps * BME_HEADER ||
+	if (!n || n > QCOW2_MAX_BITMAPS || be32_get(x + 4) ||
+	    q->bmdir_size < (uint64_t)n * BME_HEADER ||
 	    q->bmdir_size > QCOW2_MAX_BITMAP_DIR_BYTES || !q->bmdir_offset ||
 	    (q->bmdir_offset & (q->cluster_size - 1)) || q->bmdir_offset >= QCOW2_MAX_OFFSET)
 		return bad(msg, msglen, q, "the bitmaps extension is invalid");
@@ -151,16 +153,20 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	if (r)
 		return r == -EIO ? bad(msg, msglen, q, "the directory lies past the end of the file")
 				 : r;
-	if (!(q->bitmaps = calloc(q->nbitmaps, sizeof(*q->bitmaps)))) {
+	if (!(q->bitmaps = calloc(n, sizeof(*q->bitmaps)))) {
 		free(dir);
 		return -ENOMEM;
 	}
-	if (qcow2_meta_add(q, q->bmdir_offset >> q->cluster_bits,
-			   div_up(q->bmdir_size, q->cluster_size))) {
+	q->nbitmaps = n;
+	/* The directory, tables and data clusters join the overlap set unordered; it is sorted
+	 * (and checked) once after the loop: inserting a large table's clusters one by one in
+	 * order took quadratic time. */
+	if ((r = qcow2_meta_append(q, q->bmdir_offset >> q->cluster_bits,
+				   div_up(q->bmdir_size, q->cluster_size)))) {
 		free(dir);
-		return bad(msg, msglen, q, "the directory overlaps other metadata");
+		return r;
 	}
-	uint64_t p = 0;
+	uint64_t p = 0, mem = 0;
 	bool any = false;
 	for (uint32_t i = 0; i < q->nbitmaps && !r; i++) {
 		struct qcow2_bitmap *bm = &q->bitmaps[i];
@@ -176,25 +182,35 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 		uint8_t *raw = (uint8_t *)bm->table;
 		for (uint32_t k = 0; k < bm->table_size; k++) /* to host order, in place */
 			bm->table[k] = be64_get(raw + 8 * k);
-		if (qcow2_meta_add(q, bm->table_offset >> q->cluster_bits,
-				   div_up((uint64_t)bm->table_size * 8, q->cluster_size))) {
-			r = bad(msg, msglen, q, "a bitmap table overlaps other metadata");
+		if ((r = qcow2_meta_append(q, bm->table_offset >> q->cluster_bits,
+					   div_up((uint64_t)bm->table_size * 8, q->cluster_size))))
 			break;
-		}
 		for (uint32_t k = 0; k < bm->table_size && !r; k++) {
 			uint64_t off = bm->table[k] & QCOW2_OFFSET_MASK;
 			if ((bm->table[k] & ~(QCOW2_OFFSET_MASK | 1)) ||
-			    (off & (q->cluster_size - 1)) ||
-			    (off && qcow2_meta_add(q, off >> q->cluster_bits, 1)))
-				r = bad(msg, msglen, q, "a bitmap data cluster is invalid or overlaps "
-							"other metadata");
+			    (off & (q->cluster_size - 1)))
+				r = bad(msg, msglen, q, "a bitmap data cluster offset is invalid");
+			else if (off)
+				r = qcow2_meta_append(q, off >> q->cluster_bits, 1);
 		}
 		uint32_t extra = be32_get(bm->entry + 20);
-		bm->tracking = !r && !q->readonly && (bm->flags & QCOW2_BME_AUTO) &&
+		/* As the open was asked (blk_check too: it loads what a writable open would, and
+		 * only skips the writes). */
+		bm->tracking = !r && !q->b->readonly && (bm->flags & QCOW2_BME_AUTO) &&
 			       !(bm->flags & QCOW2_BME_IN_USE) && !(bm->flags & ~BME_KNOWN_FLAGS) &&
 			       (!extra || (bm->flags & QCOW2_BME_EXTRA_DATA_COMPATIBLE));
 		if (bm->tracking) {
-			if ((r = load_bits(q, bm)))
+			/* Recorded bitmaps live in memory while the image is open: a few bytes in
+			 * the header must not make berth allocate (and zero) gigabytes. */
+			mem += (uint64_t)bm->table_size * q->cluster_size;
+			if (mem > QCOW2_MAX_BITMAP_MEM) {
+				r = bad(msg, msglen, q, "recording needs more than 1 GiB");
+				break;
+			}
+			r = load_bits(q, bm);
+			if (r == -EIO)
+				r = bad(msg, msglen, q, "bitmap data past the end of the file");
+			if (r)
 				break;
 			any = true;
 		}
@@ -202,9 +218,17 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	free(dir);
 	if (r)
 		return r;
+	uint64_t dup;
+	if (qcow2_meta_sort(q, &dup)) {
+		snprintf(msg, msglen,
+			 "'%s': qcow2: dirty bitmaps: a directory, table or data cluster overlaps "
+			 "other metadata (the cluster at offset 0x%llx)",
+			 q->b->path, (unsigned long long)(dup << q->cluster_bits));
+		return -EINVAL;
+	}
 	if (p != q->bmdir_size)
 		return bad(msg, msglen, q, "the directory size does not match its entries");
-	if (!any)
+	if (!any || q->readonly)
 		return 0;
 	/* Mark what we record as in use, in place, before the guest can write anything. */
 	for (uint32_t i = 0; i < q->nbitmaps; i++)

@@ -45,6 +45,42 @@ int qcow2_meta_add(struct qcow2 *q, uint64_t cluster, uint64_t n)
 	return 0;
 }
 
+int qcow2_meta_append(struct qcow2 *q, uint64_t cluster, uint64_t n)
+{
+	if (n > (UINT64_MAX >> 4) - q->nmeta)
+		return -ENOMEM;
+	if (q->nmeta + n > q->meta_cap) {
+		uint64_t cap = q->meta_cap ? q->meta_cap : 64;
+		while (cap < q->nmeta + n)
+			cap *= 2;
+		uint64_t *m = realloc(q->meta, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		q->meta = m;
+		q->meta_cap = cap;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		q->meta[q->nmeta++] = cluster + i;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int qcow2_meta_sort(struct qcow2 *q, uint64_t *dup)
+{
+	qsort(q->meta, q->nmeta, sizeof(*q->meta), cmp_u64);
+	for (uint64_t i = 1; i < q->nmeta; i++)
+		if (q->meta[i] == q->meta[i - 1]) {
+			*dup = q->meta[i];
+			return -EUCLEAN;
+		}
+	return 0;
+}
+
 void qcow2_meta_del(struct qcow2 *q, uint64_t cluster, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++) {
@@ -350,7 +386,8 @@ static int refcount_set(struct qcow2 *q, uint64_t cluster, uint64_t v)
 	return 0;
 }
 
-/* The first cluster at or after the frontier whose refcount is 0. */
+/* The first cluster at or after the frontier whose refcount is 0 and that no table claims (an
+ * image may name metadata past its end: such clusters are never handed out). */
 static int next_free_cluster(struct qcow2 *q, uint64_t *c)
 {
 	for (;;) {
@@ -358,7 +395,7 @@ static int next_free_cluster(struct qcow2 *q, uint64_t *c)
 		int r = qcow2_refcount_get(q, q->next_free, &rc);
 		if (r)
 			return r;
-		if (!rc) {
+		if (!rc && !qcow2_meta_overlaps(q, q->next_free, 1)) {
 			*c = q->next_free;
 			return 0;
 		}
@@ -375,22 +412,30 @@ static int next_free_cluster(struct qcow2 *q, uint64_t *c)
 static int grow_reftable(struct qcow2 *q, uint64_t min)
 {
 	uint64_t per = q->cluster_size / 8, E = 1ULL << q->rb_bits;
-	uint64_t want = q->reftable_entries * 2 > min ? q->reftable_entries * 2 : min;
 	uint64_t T = q->next_free > q->reftable_entries * E ? q->next_free : q->reftable_entries * E;
-	uint64_t entries, rc_clusters, k = 0, n;
+	uint64_t entries, rc_clusters, k, n;
 	for (;;) {
-		entries = (want + per - 1) / per * per;
-		rc_clusters = entries / per;
-		for (;;) { /* blocks for [T, T+n) themselves live in that range */
-			n = rc_clusters + k;
-			uint64_t need = ((T + n - 1) >> q->rb_bits) - (T >> q->rb_bits) + 1;
-			if (need == k)
+		uint64_t want = q->reftable_entries * 2 > min ? q->reftable_entries * 2 : min;
+		k = 0;
+		for (;;) {
+			entries = (want + per - 1) / per * per;
+			rc_clusters = entries / per;
+			for (;;) { /* blocks for [T, T+n) themselves live in that range */
+				n = rc_clusters + k;
+				uint64_t need = ((T + n - 1) >> q->rb_bits) - (T >> q->rb_bits) + 1;
+				if (need == k)
+					break;
+				k = need;
+			}
+			if (entries > ((T + n - 1) >> q->rb_bits))
 				break;
-			k = need;
+			want = ((T + n - 1) >> q->rb_bits) + 1;
 		}
-		if (entries > ((T + n - 1) >> q->rb_bits))
+		/* Past any table the image names beyond its end. */
+		uint64_t pos = meta_lower_bound(q, T);
+		if (pos >= q->nmeta || q->meta[pos] >= T + n)
 			break;
-		want = ((T + n - 1) >> q->rb_bits) + 1;
+		T = q->meta[pos] + 1;
 	}
 	if (entries * 8 > QCOW2_MAX_REFTABLE_BYTES)
 		return -EFBIG;
@@ -503,8 +548,9 @@ int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *first)
 				return r;
 			if ((r = qcow2_refcount_get(q, start + i, &rc)))
 				return r;
-			if (created || rc) { /* the run moved or is taken: look again */
-				if (rc && q->next_free <= start + i)
+			bool taken = rc || qcow2_meta_overlaps(q, start + i, 1);
+			if (created || taken) { /* the run moved or is taken: look again */
+				if (taken && q->next_free <= start + i)
 					q->next_free = start + i + 1;
 				restart = true;
 			}
@@ -522,6 +568,10 @@ int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *first)
 
 int qcow2_free_cluster(struct qcow2 *q, uint64_t cluster)
 {
+	/* Metadata leaves the set before it is freed; a data reference to a cluster still in it
+	 * means the image is corrupt, and freeing it would punch a hole in a live table. */
+	if (qcow2_meta_overlaps(q, cluster, 1))
+		return -EUCLEAN;
 	uint64_t rc;
 	int r = qcow2_refcount_get(q, cluster, &rc);
 	if (r)

@@ -12,8 +12,13 @@
 
 #include "block/qcow2.h"
 
-#define L2_CACHE_BYTES (32u << 20)
-#define RB_CACHE_MAX 64
+/* Cache sizes; the fuzz target builds with tiny ones so evictions happen. */
+#ifndef QCOW2_L2_CACHE_BYTES
+#define QCOW2_L2_CACHE_BYTES (32u << 20)
+#endif
+#ifndef QCOW2_RB_CACHE_MAX
+#define QCOW2_RB_CACHE_MAX 64
+#endif
 
 static int refuse(char *msg, size_t msglen, const char *path, int err, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -115,6 +120,33 @@ static int parse_extensions(struct qcow2 *q, const char *path, char *msg, size_t
 	return refuse(msg, msglen, path, EINVAL, "header extensions are not terminated");
 }
 
+/* The first two structures that claim cluster c (for the overlap message). */
+static void overlap_names(const struct qcow2 *q, uint64_t c, uint64_t l1_clusters,
+			  uint64_t rt_clusters, char *a, char *b, size_t len)
+{
+	char *out[2] = {a, b};
+	unsigned k = 0;
+	uint64_t l1c = q->l1_offset >> q->cluster_bits, rtc = q->reftable_offset >> q->cluster_bits;
+	snprintf(a, len, "?");
+	snprintf(b, len, "?");
+	if (c == 0)
+		snprintf(out[k++], len, "the header");
+	if (c >= l1c && c - l1c < l1_clusters)
+		snprintf(out[k++], len, "the L1 table");
+	if (k < 2 && c >= rtc && c - rtc < rt_clusters)
+		snprintf(out[k++], len, "the refcount table");
+	for (uint64_t i = 0; k < 2 && i < q->l1_size; i++)
+		if ((q->l1[i] & QCOW2_OFFSET_MASK) &&
+		    (q->l1[i] & QCOW2_OFFSET_MASK) >> q->cluster_bits == c)
+			snprintf(out[k++], len, "the L2 table of L1 entry %llu",
+				 (unsigned long long)i);
+	for (uint64_t i = 0; k < 2 && i < q->reftable_entries; i++)
+		if ((q->reftable[i] & QCOW2_OFFSET_MASK) &&
+		    (q->reftable[i] & QCOW2_OFFSET_MASK) >> q->cluster_bits == c)
+			snprintf(out[k++], len, "the refcount block of refcount table entry %llu",
+				 (unsigned long long)i);
+}
+
 static int open_backing(struct qcow2 *q, char *msg, size_t msglen)
 {
 	struct blk *b = q->b;
@@ -134,9 +166,15 @@ static int open_backing(struct qcow2 *q, char *msg, size_t msglen)
 	}
 	char sub[400];
 	int r = blk_open_backing(b, path, fmt, sub, sizeof(sub));
-	if (r)
-		return refuse(msg, msglen, b->path, -r, "backing file: %s", sub);
-	return 0;
+	if (!r)
+		return 0;
+	/* The reason comes from the image that failed, named once under the top of the chain (not
+	 * nested once per level, where a deep chain would push it out of the message). */
+	if (b->above) {
+		snprintf(msg, msglen, "%s", sub);
+		return r;
+	}
+	return refuse(msg, msglen, b->path, -r, "backing file: %s", sub);
 }
 
 int qcow2_open(struct blk *b, char *msg, size_t msglen)
@@ -293,22 +331,25 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 			   r == -EIO ? "it lies past the end of the file" : strerror(-r));
 		goto fail;
 	}
-	if ((r = qcow2_meta_add(q, 0, 1)) ||
-	    (r = qcow2_meta_add(q, q->l1_offset >> q->cluster_bits,
-				(q->l1_size * 8ULL + cmask) >> q->cluster_bits)) ||
-	    (r = qcow2_meta_add(q, q->reftable_offset >> q->cluster_bits, rt_clusters))) {
-		r = refuse(msg, msglen, path, EINVAL, "the header, L1 table and refcount table "
-						     "overlap");
+	uint64_t l1_clusters = (q->l1_size * 8ULL + cmask) >> q->cluster_bits;
+	if ((r = qcow2_meta_append(q, 0, 1)) ||
+	    (r = qcow2_meta_append(q, q->l1_offset >> q->cluster_bits, l1_clusters)) ||
+	    (r = qcow2_meta_append(q, q->reftable_offset >> q->cluster_bits, rt_clusters))) {
+		r = refuse(msg, msglen, path, -r, "out of memory");
 		goto fail;
 	}
 	for (uint64_t i = 0; i < q->l1_size; i++) {
 		uint64_t off = q->l1[i] & QCOW2_OFFSET_MASK;
 		if (!off)
 			continue;
-		if ((off & cmask) || (r = qcow2_meta_add(q, off >> q->cluster_bits, 1))) {
+		if (off & cmask) {
 			r = refuse(msg, msglen, path, EINVAL,
-				   "L1 entry %llu (0x%llx) is unaligned or overlaps other metadata",
+				   "L1 entry %llu (0x%llx) is not cluster-aligned",
 				   (unsigned long long)i, (unsigned long long)q->l1[i]);
+			goto fail;
+		}
+		if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
+			r = refuse(msg, msglen, path, -r, "out of memory");
 			goto fail;
 		}
 	}
@@ -316,20 +357,33 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 		uint64_t off = q->reftable[i] & QCOW2_OFFSET_MASK;
 		if (!off)
 			continue;
-		if ((off & cmask) || (r = qcow2_meta_add(q, off >> q->cluster_bits, 1))) {
+		if (off & cmask) {
 			r = refuse(msg, msglen, path, EINVAL,
-				   "refcount table entry %llu (0x%llx) is unaligned or overlaps "
-				   "other metadata",
+				   "refcount table entry %llu (0x%llx) is not cluster-aligned",
 				   (unsigned long long)i, (unsigned long long)q->reftable[i]);
 			goto fail;
 		}
+		if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
+			r = refuse(msg, msglen, path, -r, "out of memory");
+			goto fail;
+		}
 	}
-	uint64_t l2n = L2_CACHE_BYTES / q->cluster_size;
+	uint64_t dup;
+	if (qcow2_meta_sort(q, &dup)) {
+		char a[64], b2[64];
+		overlap_names(q, dup, l1_clusters, rt_clusters, a, b2, sizeof(a));
+		r = refuse(msg, msglen, path, EINVAL,
+			   "metadata overlaps: %s and %s share the cluster at offset 0x%llx", a, b2,
+			   (unsigned long long)(dup << q->cluster_bits));
+		goto fail;
+	}
+	uint64_t l2n = QCOW2_L2_CACHE_BYTES / q->cluster_size;
 	if (l2n > q->l1_size)
 		l2n = q->l1_size;
 	if (l2n < 4)
 		l2n = 4;
-	uint64_t rbn = q->reftable_entries < RB_CACHE_MAX ? q->reftable_entries : RB_CACHE_MAX;
+	uint64_t rbn =
+	    q->reftable_entries < QCOW2_RB_CACHE_MAX ? q->reftable_entries : QCOW2_RB_CACHE_MAX;
 	if (rbn < 4)
 		rbn = 4;
 	if ((r = qcow2_cache_init(&q->l2c, (unsigned)l2n, q->l1_size, q->cluster_size)) ||
@@ -346,8 +400,13 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 
 	if (q->backing_name[0] && (r = open_backing(q, msg, msglen)))
 		goto fail;
-	if ((r = qcow2_bitmaps_open(q, msg, msglen)))
+	if (msglen)
+		msg[0] = 0;
+	if ((r = qcow2_bitmaps_open(q, msg, msglen))) {
+		if (msglen && !msg[0]) /* out of memory, or an I/O error */
+			refuse(msg, msglen, path, -r, "dirty bitmaps: %s", strerror(-r));
 		goto fail;
+	}
 	if (!q->readonly && q->version >= 3 && (q->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS)) {
 		/* Autoclear features we do not maintain must be cleared before the image changes,
 		 * so other tools know they are stale. */
@@ -366,6 +425,7 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 	return 0;
 fail:
 	free(h0);
+	q->readonly = true; /* a refused image is not written: no bitmaps stored, nothing flushed */
 	b->drv = &qcow2_driver;
 	qcow2_driver.close(b);
 	b->drv = NULL;

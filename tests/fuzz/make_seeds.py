@@ -5,11 +5,19 @@ Run from anywhere: python3 tests/fuzz/make_seeds.py. The outputs are committed; 
 input format of a target changes. fuzz_boot_image inputs are: mode byte, RAM-size byte, kernel file.
 fuzz_virtqueue inputs are a small header (queue size, features, ring addresses, guest writes) and a
 guest RAM image; fuzz_pci_config inputs are 8-byte config-space operations. fuzz_proto inputs are a
-control byte (chunk size, descriptors) and a control-socket byte stream of framed JSON.
+control byte (chunk size, descriptors) and a control-socket byte stream of framed JSON. fuzz_qcow2
+inputs are a qcow2 image (made by qemu-img/qemu-io, or by berth's own qcow2_create through
+build/bin/berth-img create) followed by 16 8-byte operations; its seeds need qemu-img, qemu-io and a
+build.
 """
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
+import tempfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -290,6 +298,8 @@ def main():
         write("fuzz_virtio_pci", name, data)
     for name, data in proto_seeds().items():
         write("fuzz_proto", name, data)
+    for name, data in qcow2_seeds().items():
+        write("fuzz_qcow2", name, data)
 
 
 def virtio_pci_seeds():
@@ -342,6 +352,203 @@ def proto_seeds():
         "invalid-json": bytes([63]) + fr(b'{"cmd": "pause",}') + fr(reqs[0]),
         "not-object": bytes([63]) + fr(b'[1, 2, 3]') + fr(b"") + fr(reqs[0]),
     }
+
+
+# --- fuzz_qcow2: an image, then 16 operations (see the top of tests/fuzz/fuzz_qcow2.c). Inputs
+# named regress-* in its corpus are crashes found by fuzzing, kept as they were found. ---
+
+Q_READ, Q_WRITE, Q_FLUSH, Q_DISCARD, Q_ZERO, Q_ZERO_UNMAP = 0, 2, 4, 5, 6, 7
+Q_NOPS = 16
+
+
+def q_op(kind, sectors=8, where=0.0, seed=0, keep=False, split=1):
+    """One operation: `where` is a fraction of the virtual size; sectors is rounded to what the
+    length byte can say ((1 + x) << 3s)."""
+    for s in range(4):
+        x = (sectors >> (3 * s)) - 1
+        if 0 <= x < 64 and (x + 1) << (3 * s) == sectors:
+            break
+    else:
+        s, x = 3, 63
+    sel = min(int(where * (1 << 32)), (1 << 32) - 1)
+    return struct.pack("<BBIH", kind | (8 if keep else 0) | (split - 1) << 4, x | s << 6, sel,
+                       seed)
+
+
+def q_ops(ops):
+    ops = list(ops)[:Q_NOPS]
+    ops += [q_op(Q_FLUSH)] * (Q_NOPS - len(ops))
+    return b"".join(ops)
+
+
+# A few operation mixes; each image seed gets one.
+Q_MIXES = [
+    # read all over, overwrite in place, allocate, read back, flush
+    [q_op(Q_READ, 16, 0.0), q_op(Q_READ, 64, 0.1, keep=True, split=3),
+     q_op(Q_READ, 8, 0.5, keep=True), q_op(Q_WRITE, 8, 0.0, 1), q_op(Q_WRITE, 24, 0.3, 2, split=2),
+     q_op(Q_READ, 24, 0.3), q_op(Q_FLUSH), q_op(Q_WRITE, 1, 0.999, 3), q_op(Q_READ, 64, 0.9)],
+    # zeroing and discard over written data, then reads through the holes
+    [q_op(Q_WRITE, 64, 0.0, 4), q_op(Q_ZERO, 16, 0.0), q_op(Q_ZERO_UNMAP, 3, 0.01),
+     q_op(Q_DISCARD, 64, 0.0), q_op(Q_READ, 64, 0.0, split=4), q_op(Q_DISCARD, 512, 0.5),
+     q_op(Q_WRITE, 512, 0.25, 5), q_op(Q_FLUSH), q_op(Q_READ, 512, 0.25)],
+    # many reads in flight, then large writes
+    [q_op(Q_READ, 8, i / 8.0, keep=True, split=1 + i % 4) for i in range(8)] +
+    [q_op(Q_WRITE, 512, 0.6, 6, keep=True), q_op(Q_WRITE, 64, 0.7, 7, keep=True),
+     q_op(Q_READ, 512, 0.6), q_op(Q_ZERO, 4096, 0.0), q_op(Q_FLUSH)],
+    # partial-cluster writes (copy-on-write from below), then zeroing across them
+    [q_op(Q_WRITE, 3, 0.001, 8), q_op(Q_WRITE, 9, 0.2003, 9, split=3), q_op(Q_READ, 16, 0.2),
+     q_op(Q_ZERO, 5, 0.4001), q_op(Q_WRITE, 1, 0.6001, 10), q_op(Q_DISCARD, 40, 0.6),
+     q_op(Q_READ, 64, 0.6, keep=True), q_op(Q_READ, 64, 0.0, keep=True), q_op(Q_FLUSH)],
+    # enough allocation to grow the refcount table, with reads between
+    [q_op(Q_WRITE, 512, i / 16.0, 11 + i, keep=i % 3 == 0) for i in range(15)] + [q_op(Q_FLUSH)],
+    # allocate at the start, then write and read where L1 entry 40 points (2 MiB image)
+    [q_op(Q_WRITE, 64, 0.0, 30), q_op(Q_WRITE, 64, 0.05, 31), q_op(Q_FLUSH),
+     q_op(Q_WRITE, 8, 0.626, 32), q_op(Q_READ, 64, 0.0), q_op(Q_READ, 8, 0.626)],
+]
+Q_MIX_COW, Q_MIX_GROW = 3, 4
+
+
+def qemu_img(*args):
+    subprocess.run(["qemu-img"] + list(args), check=True, stdout=subprocess.DEVNULL)
+
+
+def qemu_io(path, *cmds, fmt="qcow2"):
+    cmd = ["qemu-io", "-f", fmt]
+    for c in cmds:
+        cmd += ["-c", c]
+    subprocess.run(cmd + [path], check=True, stdout=subprocess.DEVNULL)
+
+
+def qcow2_seeds():
+    build = os.environ.get("BERTH_BUILD", os.path.join(HERE, "..", "..", "build"))
+    create = os.path.join(build, "bin", "berth-img")
+    if not shutil.which("qemu-img") or not shutil.which("qemu-io") or not os.access(create,
+                                                                                     os.X_OK):
+        print("make_seeds: fuzz_qcow2 seeds need qemu-img, qemu-io and " + create,
+              file=sys.stderr)
+        sys.exit(1)
+    tmp = tempfile.mkdtemp()
+    imgs, mix = {}, {}
+
+    def new(name, size="1M", cluster=512, opts="", backing=None, bfmt=None):
+        p = os.path.join(tmp, name)
+        o = f"cluster_size={cluster}" + ("," + opts if opts else "")
+        args = ["create", "-q", "-f", "qcow2", "-o", o]
+        if backing:
+            args += ["-u", "-b", backing, "-F", bfmt]
+        qemu_img(*args, p, size)
+        imgs[name] = p
+        return p
+
+    def berth(name, size, bits, backing=None, bfmt=None):
+        p = os.path.join(tmp, name)
+        args = [create, "create", "-q", "-f", "qcow2", "-o", f"cluster_size={1 << bits}"]
+        if backing:
+            args += ["-u", "-b", backing, "-F", bfmt]
+        subprocess.run(args + [p, str(size)], check=True)
+        imgs[name] = p
+        return p
+
+    data = ["write -P 0x11 0 4k", "write -z 8k 2k", "write -P 0x22 100k 1k",
+            "write -P 0x33 1020k 4k"]
+    new("q512-empty")
+    qemu_io(new("q512-data"), *data, "discard 1k 512")
+    qemu_io(new("q4k-data", "4M", 4096), "write -P 0x44 0 8k", "write -P 0x55 1M 4k",
+            "write -z 2M 64k")
+    qemu_io(new("q512-v2", opts="compat=0.10"), *data)
+    for bits in (1, 8, 64):
+        qemu_io(new(f"q512-rc{bits}", opts=f"refcount_bits={bits}"), *data)
+    qemu_io(new("q512-compressed"), "write -c -P 0x66 0 4k", "write -P 0x77 64k 1k")
+    qemu_io(new("q512-lazy", opts="lazy_refcounts=on"), *data)
+    p = new("q512-snapshot")
+    qemu_io(p, "write -P 0x12 0 2k")
+    qemu_img("snapshot", "-c", "s1", p)
+    qemu_io(p, "write -P 0x13 0 1k")
+    p = new("q512-bitmap")
+    qemu_img("bitmap", "--add", p, "b0")
+    qemu_io(p, "write -P 0x14 0 2k")
+    for name, back, bfmt in (("q512-on-base", "base.qcow2", "qcow2"),
+                             ("q512-on-raw", "base.raw", "raw"),
+                             ("q512-on-mid", "mid.qcow2", "qcow2"),
+                             ("q512-loop", "loop.qcow2", "qcow2"),
+                             ("q512-self", "img", "qcow2"),
+                             ("q512-on-missing", "/nonexistent/backing", "qcow2")):
+        new(name, backing=back, bfmt=bfmt)
+    # Backing files like the ones the target puts next to the image (only for qemu-io here).
+    with open(os.path.join(tmp, "base.raw"), "wb") as f:
+        f.truncate(1 << 20)
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "-u", "-b", "base.raw", "-F",
+             "raw", os.path.join(tmp, "base.qcow2"), "1M")
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "-u", "-b", "base.qcow2",
+             "-F", "qcow2", os.path.join(tmp, "mid.qcow2"), "1M")
+    qemu_io(imgs["q512-on-base"], "write -P 0x15 1k 1k", "write -z 16k 8k")
+    qemu_io(berth("berth-512", 1 << 20, 9), *data)
+    berth("berth-512-on-base", 1 << 20, 9, "base.qcow2", "qcow2")
+    qemu_io(berth("berth-4k", 4 << 20, 12), "write -P 0x16 0 12k", "write -P 0x17 3M 4k")
+    qemu_io(berth("berth-2k", 8 << 20, 11), "write -P 0x18 6M 6k")
+
+    for name, back in (("q4k-on-base", "base.qcow2"), ("q4k-on-raw", "base.raw"),
+                       ("q4k-on-mid", "mid.qcow2")):
+        p = new(name, "1M", 4096, backing=back, bfmt="raw" if back.endswith("raw") else "qcow2")
+        qemu_io(p, "write -P 0x19 8k 4k", "write -z 12k 4k")
+        mix[name] = Q_MIX_COW
+    # A top image larger than its backing file (reads and copy-on-write past the backing's end),
+    # and a version 2 image over a backing file (no zero flag: zeroing writes zeroes).
+    qemu_io(new("q4k-4m-on-base", "4M", 4096, backing="base.qcow2", bfmt="qcow2"),
+            "write -P 0x1b 1020k 8k")
+    mix["q4k-4m-on-base"] = Q_MIX_COW
+    new("q512-v2-on-base", opts="compat=0.10", backing="base.qcow2", bfmt="qcow2")
+    qemu_io(imgs["q512-v2-on-base"], "write -P 0x1c 0 4k")
+    mix["q512-v2-on-base"] = 1
+    # Dirty bitmaps: two recorded ones with small granularity, a disabled one (not recorded).
+    p = new("q512-bitmaps-3")
+    qemu_img("bitmap", "--add", "-g", "512", p, "fine")
+    qemu_img("bitmap", "--add", "-g", "4096", p, "coarse")
+    qemu_img("bitmap", "--add", p, "off")
+    qemu_io(p, "write -P 0x1d 0 3k", "write -P 0x1e 500k 1k")
+    qemu_img("bitmap", "--disable", p, "off")
+    mix["q512-bitmaps-3"] = 1
+    for bits in (2, 4, 32):
+        qemu_io(new(f"q512-rc{bits}", opts=f"refcount_bits={bits}"), *data)
+    new("q512-rc64-grow", "8M", opts="refcount_bits=64")
+    mix["q512-rc64-grow"] = Q_MIX_GROW
+    mix["berth-4k"] = Q_MIX_COW
+
+    # Regression: L1 names an L2 table in the first cluster past the end of the file; writes
+    # elsewhere must never allocate that cluster.
+    p = new("q512-l1-past-eof", "2M")
+    qemu_io(p, "write -P 0x1a 0 512")
+    l1_off = struct.unpack(">Q", open(p, "rb").read()[40:48])[0]
+    with open(p, "r+b") as f:
+        f.seek(l1_off + 8 * 40)
+        f.write(struct.pack(">Q", 1 << 63 | os.path.getsize(p)))
+    mix[p.rsplit("/", 1)[1]] = 5
+
+    seeds = {}
+    for name, p in sorted(imgs.items()):
+        with open(p, "rb") as f:
+            img = f.read()
+        # one of the first three mixes unless chosen above, stable per name
+        seeds[name] = img + q_ops(Q_MIXES[mix.get(name, zlib.crc32(name.encode()) % 3)])
+    # Header bits berth refuses writable: dirty, corrupt, extended L2, unknown.
+    base = open(imgs["q512-data"], "rb").read()
+    for name, bit in (("q512-dirty", 0), ("q512-corrupt", 1), ("q512-extl2-bit", 4),
+                      ("q512-unknown-bit", 40)):
+        b = bytearray(base)
+        struct.pack_into(">Q", b, 72, struct.unpack_from(">Q", b, 72)[0] | 1 << bit)
+        seeds[name] = bytes(b) + q_ops(Q_MIXES[0])
+    # Hostile mappings: guest cluster 5 on the L1 table (in place), compressed data in the header.
+    l1_off = struct.unpack_from(">Q", base, 40)[0]
+    l2_off = struct.unpack_from(">Q", base, l1_off)[0] & 0x00FFFFFFFFFFFE00
+    at5 = [q_op(Q_WRITE, 1, 5 * 512 / (1 << 20), 40), q_op(Q_READ, 8, 0.0),
+           q_op(Q_ZERO, 1, 5 * 512 / (1 << 20))]
+    for name, entry in (("q512-hostile-on-l1", 1 << 63 | l1_off),
+                        ("q512-hostile-compressed-header", 1 << 62 | 0x10)):
+        b = bytearray(base)
+        struct.pack_into(">Q", b, l2_off + 8 * 5, entry)
+        seeds[name] = bytes(b) + q_ops(at5)
+    shutil.rmtree(tmp)
+    return seeds
 
 
 if __name__ == "__main__":
