@@ -338,36 +338,29 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 		r = refuse(msg, msglen, path, -r, "out of memory");
 		goto fail;
 	}
-	for (uint64_t i = 0; i < q->l1_size; i++) {
-		uint64_t off = q->l1[i] & QCOW2_OFFSET_MASK;
-		if (!off)
-			continue;
-		if (off & cmask) {
-			r = refuse(msg, msglen, path, EINVAL,
-				   "L1 entry %llu (0x%llx) is not cluster-aligned",
-				   (unsigned long long)i, (unsigned long long)q->l1[i]);
-			goto fail;
+	const struct {
+		const uint64_t *t;
+		uint64_t n;
+		const char *what;
+	} tables[] = {{q->l1, q->l1_size, "L1 entry"},
+		      {q->reftable, q->reftable_entries, "refcount table entry"}};
+	for (unsigned k = 0; k < 2; k++) /* every L2 table and refcount block is metadata */
+		for (uint64_t i = 0; i < tables[k].n; i++) {
+			uint64_t off = tables[k].t[i] & QCOW2_OFFSET_MASK;
+			if (!off)
+				continue;
+			if (off & cmask) {
+				r = refuse(msg, msglen, path, EINVAL,
+					   "%s %llu (0x%llx) is not cluster-aligned", tables[k].what,
+					   (unsigned long long)i,
+					   (unsigned long long)tables[k].t[i]);
+				goto fail;
+			}
+			if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
+				r = refuse(msg, msglen, path, -r, "out of memory");
+				goto fail;
+			}
 		}
-		if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
-			r = refuse(msg, msglen, path, -r, "out of memory");
-			goto fail;
-		}
-	}
-	for (uint64_t i = 0; i < q->reftable_entries; i++) {
-		uint64_t off = q->reftable[i] & QCOW2_OFFSET_MASK;
-		if (!off)
-			continue;
-		if (off & cmask) {
-			r = refuse(msg, msglen, path, EINVAL,
-				   "refcount table entry %llu (0x%llx) is not cluster-aligned",
-				   (unsigned long long)i, (unsigned long long)q->reftable[i]);
-			goto fail;
-		}
-		if ((r = qcow2_meta_append(q, off >> q->cluster_bits, 1))) {
-			r = refuse(msg, msglen, path, -r, "out of memory");
-			goto fail;
-		}
-	}
 	uint64_t dup;
 	if (qcow2_meta_sort(q, &dup)) {
 		char a[64], b2[64];

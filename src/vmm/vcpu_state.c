@@ -139,18 +139,8 @@ int vcpu_state_set(struct vcpu *v, const struct vcpu_state *s)
 		what = "LAPIC";
 	if (what)
 		goto fail;
-	if (s->has_tsc_deadline) {
-		union { /* kvm_msrs ends in a flexible array: room for one entry */
-			struct kvm_msrs h;
-			uint8_t raw[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
-		} m;
-		memset(&m, 0, sizeof(m));
-		m.h.nmsrs = 1;
-		m.h.entries[0].index = MSR_IA32_TSC_DEADLINE;
-		m.h.entries[0].data = s->tsc_deadline;
-		if (ioctl(v->fd, KVM_SET_MSRS, &m) != 1)
-			log_warn(v->tag, "restoring the TSC deadline failed");
-	}
+	if (s->has_tsc_deadline && vcpu_set_msr(v, MSR_IA32_TSC_DEADLINE, s->tsc_deadline))
+		log_warn(v->tag, "restoring the TSC deadline failed");
 	if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &s->events) < 0)
 		what = "pending events";
 	else if (ioctl(v->fd, KVM_SET_DEBUGREGS, &s->dregs) < 0)

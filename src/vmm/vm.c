@@ -198,7 +198,7 @@ void vm_set_irq(void *opaque, unsigned gsi, int level)
 		log_warn(NULL, "KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
 
-static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
+int vcpu_set_msr(struct vcpu *v, uint32_t index, uint64_t value)
 {
 	union {
 		struct kvm_msrs hdr;
@@ -214,15 +214,15 @@ static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
 /* Firmware-like MSR defaults; KVM may refuse some on some hosts, which is harmless. */
 static void setup_msrs(struct vcpu *v)
 {
-	if (set_msr(v, 0x1a0, 1)) /* IA32_MISC_ENABLE: fast strings */
+	if (vcpu_set_msr(v, 0x1a0, 1)) /* IA32_MISC_ENABLE: fast strings */
 		log_debug(v->tag, "KVM refused IA32_MISC_ENABLE");
-	if (set_msr(v, 0x2ff, 0xc06)) /* MTRRdefType: enabled, write-back */
+	if (vcpu_set_msr(v, 0x2ff, 0xc06)) /* MTRRdefType: enabled, write-back */
 		log_debug(v->tag, "KVM refused MTRRdefType");
 	/* AMD: HWCR.TscFreqSel says the TSC counts at the P0 frequency, as on real parts. */
 	const struct kvm_cpuid2 *c = v->vm->host->cpuid;
 	struct kvm_cpuid_entry2 *v0 =
 	    cpuid_find((struct kvm_cpuid_entry2 *)c->entries, c->nent, 0, 0);
-	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */ && set_msr(v, 0xc0010015, 1ULL << 24))
+	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */ && vcpu_set_msr(v, 0xc0010015, 1ULL << 24))
 		log_debug(v->tag, "KVM refused HWCR.TscFreqSel");
 }
 

@@ -135,6 +135,8 @@ void vm_set_irq(void *opaque, unsigned gsi, int level);
 /* vcpu.c */
 void *vcpu_thread(void *arg);
 void vcpu_kick(struct vcpu *v);
+/* Write one MSR of a vCPU (KVM_SET_MSRS); -EINVAL if KVM refuses it. */
+int vcpu_set_msr(struct vcpu *v, uint32_t index, uint64_t value);
 /* Wait on run_cond while a pause is requested (called by the vCPU thread after KVM_RUN returned
  * EINTR). */
 void vcpu_park(struct vcpu *v);
