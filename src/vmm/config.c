@@ -570,7 +570,8 @@ static const struct option_def options[] = {
      "add a named virtio-console port served on a unix socket (repeatable)"},
     {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
     {"control", 0, "control", ARG_STR, set_control, "PATH",
-     "serve the control socket (framed JSON: status, pause, power button, quit) on PATH"},
+     "serve the control socket (framed JSON: status, pause, power button, save, checkpoint, "
+     "quit) on PATH"},
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
      "error, warn, info (default) or debug"},
