@@ -456,9 +456,10 @@ void test_blk_fill(void)
 	nchunks = ctx.dev.cfg.capacity * BLK_SECTOR / chunk;
 	if (!chunk || chunk % 4096 || chunk > ONE_BUF || !nchunks || !every ||
 	    (nchunks & (nchunks - 1))) {
-		kprintf("berth-test blk-fill FAIL reason=\"bad-parameters chunk=%lu flush_every=%lu "
-			"chunks=%lu (a power of two)\"\n",
-			chunk, every, nchunks);
+		kprintf(
+		    "berth-test blk-fill FAIL reason=\"bad-parameters chunk=%lu flush_every=%lu "
+		    "chunks=%lu (a power of two)\"\n",
+		    chunk, every, nchunks);
 		virtio_reset(&ctx.dev.v);
 		return;
 	}

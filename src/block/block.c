@@ -18,8 +18,7 @@ static const char *const format_names[] = {
 
 const char *blk_format_name(enum blk_format f)
 {
-	return (unsigned)f < sizeof(format_names) / sizeof(format_names[0]) ? format_names[f]
-									     : "?";
+	return (unsigned)f < sizeof(format_names) / sizeof(format_names[0]) ? format_names[f] : "?";
 }
 
 int blk_format_parse(const char *s, enum blk_format *f)
@@ -158,8 +157,8 @@ static int open_one(struct blk *b, const char *path, enum blk_format fmt, bool r
 	} else {
 		if (b->size < 512) {
 			snprintf(msg, msglen,
-				 "'%s': %llu bytes: a disk needs at least one 512-byte sector", path,
-				 (unsigned long long)b->size);
+				 "'%s': %llu bytes: a disk needs at least one 512-byte sector",
+				 path, (unsigned long long)b->size);
 			e = EINVAL;
 			goto fail;
 		}

@@ -1,5 +1,6 @@
 /* qcow2 driver: map guest ranges through L1/L2 tables, reads on
- * io_uring (down the backing chain), overwrites on io_uring, allocating writes, discard, zeroing. */
+ * io_uring (down the backing chain), overwrites on io_uring, allocating writes, discard, zeroing.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -219,7 +220,8 @@ static int set_entry(struct qcow2 *q, uint64_t gcluster, uint64_t v)
 		for (uint64_t c = coff >> q->cluster_bits; c <= (end - 1) >> q->cluster_bits; c++)
 			if ((r = qcow2_free_cluster(q, c)))
 				return r == -EUCLEAN
-					   ? corrupt(q, "freed compressed data is free or metadata", old)
+					   ? corrupt(q, "freed compressed data is free or metadata",
+						     old)
 					   : r;
 		return 0;
 	}
@@ -242,7 +244,8 @@ static int alloc_write(struct qcow2 *q, uint64_t off, const struct iovec *iov, u
 		       uint64_t skip, uint64_t len)
 {
 	uint64_t c0 = off >> q->cluster_bits, c1 = (off + len - 1) >> q->cluster_bits;
-	uint64_t nc = c1 - c0 + 1, bytes = nc << q->cluster_bits, in = off - (c0 << q->cluster_bits);
+	uint64_t nc = c1 - c0 + 1, bytes = nc << q->cluster_bits,
+		 in = off - (c0 << q->cluster_bits);
 	uint8_t *buf;
 	int r;
 	if (posix_memalign((void **)&buf, 4096, bytes))
@@ -284,7 +287,8 @@ static int write_sync(struct qcow2 *q, uint64_t off, const struct iovec *iov, un
 		if (r)
 			return r;
 		bool in_place = m.kind == K_DATA && m.copied;
-		/* Extend over following clusters of the same sort (in place and contiguous, or not). */
+		/* Extend over following clusters of the same sort (in place and contiguous, or
+		 * not). */
 		uint64_t c = q->cluster_size - in;
 		while (done + c < len) {
 			struct map m2;
@@ -310,7 +314,8 @@ static int write_sync(struct qcow2 *q, uint64_t off, const struct iovec *iov, un
 				free(tmp);
 			} else {
 				for (uint64_t z = 0; z < c && !r;) {
-					uint64_t zc = c - z < q->cluster_size ? c - z : q->cluster_size;
+					uint64_t zc =
+					    c - z < q->cluster_size ? c - z : q->cluster_size;
 					memset(q->buf, 0, zc);
 					r = blk_pwrite_full(q->fd, q->buf, zc, m.host + in + z);
 					z += zc;
@@ -423,8 +428,9 @@ static int read_parts(struct qcow2 *q, struct io_uring *ring, struct q2_req *rq,
 		while (done + c < len) { /* coalesce clusters that continue this extent */
 			if ((r = lookup(q, (o + c) >> q->cluster_bits, &m2)))
 				return r;
-			bool same = m.kind == K_DATA ? m2.kind == K_DATA && m2.host == m.host + in + c
-						     : m2.kind == m.kind;
+			bool same = m.kind == K_DATA
+					? m2.kind == K_DATA && m2.host == m.host + in + c
+					: m2.kind == m.kind;
 			if (!same)
 				break;
 			c += q->cluster_size;
@@ -436,8 +442,10 @@ static int read_parts(struct qcow2 *q, struct io_uring *ring, struct q2_req *rq,
 			r = start_part(q, ring, rq, false, false, m.host + in, iov, n, done, c);
 			break;
 		case K_COMPRESSED:
-			log_err(TAG, "%s: compressed clusters are not supported (convert the image "
-				     "with qemu-img convert -O qcow2)", q->b->path);
+			log_err(TAG,
+				"%s: compressed clusters are not supported (convert the image "
+				"with qemu-img convert -O qcow2)",
+				q->b->path);
 			r = -ENOTSUP;
 			break;
 		case K_UNALLOC:
@@ -482,7 +490,8 @@ static int qcow2_submit_rw(struct blk *b, struct io_uring *ring, struct blk_aio 
 			struct map m2;
 			if ((r = lookup(q, (off + c) >> q->cluster_bits, &m2)))
 				return r;
-			if (m2.kind != K_DATA || m2.host != m.host + in + c || (write && !m2.copied))
+			if (m2.kind != K_DATA || m2.host != m.host + in + c ||
+			    (write && !m2.copied))
 				break;
 			c += q->cluster_size;
 		}

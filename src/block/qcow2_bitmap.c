@@ -1,7 +1,7 @@
 /* qcow2 persistent dirty bitmaps (the bitmaps extension QEMU uses for incremental backup): load and
- * validate the directory, record guest writes in the "auto" bitmaps while the image is open, and store
- * them crash-safely at close. A bitmap berth records is marked in use on disk while the VM runs, so
- * after a crash every tool sees it as inconsistent instead of trusting stale bits. */
+ * validate the directory, record guest writes in the "auto" bitmaps while the image is open, and
+ * store them crash-safely at close. A bitmap berth records is marked in use on disk while the VM
+ * runs, so after a crash every tool sees it as inconsistent instead of trusting stale bits. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,8 +151,9 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	uint8_t *dir;
 	int r = read_meta(q, q->bmdir_offset, q->bmdir_size, &dir);
 	if (r)
-		return r == -EIO ? bad(msg, msglen, q, "the directory lies past the end of the file")
-				 : r;
+		return r == -EIO
+			   ? bad(msg, msglen, q, "the directory lies past the end of the file")
+			   : r;
 	if (!(q->bitmaps = calloc(n, sizeof(*q->bitmaps)))) {
 		free(dir);
 		return -ENOMEM;
@@ -176,7 +177,8 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 		if ((r = read_meta(q, bm->table_offset, (uint64_t)bm->table_size * 8,
 				   (uint8_t **)&bm->table))) {
 			if (r == -EIO)
-				r = bad(msg, msglen, q, "a bitmap table lies past the end of the file");
+				r = bad(msg, msglen, q,
+					"a bitmap table lies past the end of the file");
 			break;
 		}
 		uint8_t *raw = (uint8_t *)bm->table;
@@ -243,8 +245,8 @@ int qcow2_bitmaps_open(struct qcow2 *q, char *msg, size_t msglen)
 	if (!r && fdatasync(q->fd) < 0)
 		r = -errno;
 	if (r)
-		snprintf(msg, msglen, "'%s': qcow2: cannot mark dirty bitmaps in use: %s", q->b->path,
-			 strerror(-r));
+		snprintf(msg, msglen, "'%s': qcow2: cannot mark dirty bitmaps in use: %s",
+			 q->b->path, strerror(-r));
 	return r;
 }
 
@@ -254,7 +256,8 @@ void qcow2_bitmaps_mark(struct qcow2 *q, uint64_t off, uint64_t len)
 		struct qcow2_bitmap *bm = &q->bitmaps[i];
 		if (!bm->tracking || !len)
 			continue;
-		uint64_t a = off >> bm->granularity_bits, z = (off + len - 1) >> bm->granularity_bits;
+		uint64_t a = off >> bm->granularity_bits,
+			 z = (off + len - 1) >> bm->granularity_bits;
 		if (z >= bm->nbits)
 			z = bm->nbits - 1;
 		for (; a <= z && (a & 7); a++)

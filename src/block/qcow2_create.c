@@ -13,7 +13,8 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *msg,
 {
 	unsigned cb = o->cluster_bits ? o->cluster_bits : 16;
 	if (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS) {
-		snprintf(msg, msglen, "cluster size must be a power of two from 512 bytes to 2 MiB");
+		snprintf(msg, msglen,
+			 "cluster size must be a power of two from 512 bytes to 2 MiB");
 		return -EINVAL;
 	}
 	uint64_t cs = 1ULL << cb, per_l1 = cs << (cb - 3);
@@ -23,14 +24,17 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *msg,
 	}
 	uint64_t l1_size = (o->size + per_l1 - 1) / per_l1;
 	if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-		snprintf(msg, msglen, "size %llu needs an L1 table above %u MiB; use larger clusters",
+		snprintf(msg, msglen,
+			 "size %llu needs an L1 table above %u MiB; use larger clusters",
 			 (unsigned long long)o->size, QCOW2_MAX_L1_BYTES >> 20);
 		return -EINVAL;
 	}
-	size_t blen = o->backing ? strlen(o->backing) : 0, flen = o->backing_fmt ? strlen(o->backing_fmt) : 0;
+	size_t blen = o->backing ? strlen(o->backing) : 0,
+	       flen = o->backing_fmt ? strlen(o->backing_fmt) : 0;
 	if (blen > QCOW2_MAX_BACKING_NAME || flen > 16 ||
 	    QCOW2_V3_HEADER_LEN + 8 + ((flen + 7) & ~7u) + 8 + blen > cs) {
-		snprintf(msg, msglen, "backing file name or format too long for the header cluster");
+		snprintf(msg, msglen,
+			 "backing file name or format too long for the header cluster");
 		return -EINVAL;
 	}
 	/* Metadata clusters: header, refcount table, refcount blocks, L1; the blocks must cover all

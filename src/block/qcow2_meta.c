@@ -193,8 +193,8 @@ static struct qcow2_cached *victim(struct qcow2_cache *c)
  * A free cache entry for table index idx at file offset off: filled from disk (load) or zeroed.
  * A dirty victim forces an ordered write-back of all metadata first.
  */
-static int cache_fill(struct qcow2 *q, struct qcow2_cache *c, uint64_t idx, uint64_t off,
-		      bool load, struct qcow2_cached **out)
+static int cache_fill(struct qcow2 *q, struct qcow2_cache *c, uint64_t idx, uint64_t off, bool load,
+		      struct qcow2_cached **out)
 {
 	struct qcow2_cached *v = victim(c);
 	if (v->valid && v->dirty) {
@@ -412,7 +412,8 @@ static int next_free_cluster(struct qcow2 *q, uint64_t *c)
 static int grow_reftable(struct qcow2 *q, uint64_t min)
 {
 	uint64_t per = q->cluster_size / 8, E = 1ULL << q->rb_bits;
-	uint64_t T = q->next_free > q->reftable_entries * E ? q->next_free : q->reftable_entries * E;
+	uint64_t T =
+	    q->next_free > q->reftable_entries * E ? q->next_free : q->reftable_entries * E;
 	uint64_t entries, rc_clusters, k, n;
 	for (;;) {
 		uint64_t want = q->reftable_entries * 2 > min ? q->reftable_entries * 2 : min;
@@ -580,8 +581,9 @@ int qcow2_free_cluster(struct qcow2 *q, uint64_t cluster)
 		return -EUCLEAN; /* freeing a free cluster: the image is inconsistent */
 	if ((r = refcount_set(q, cluster, rc - 1)))
 		return r;
-	if (rc == 1 && fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				 (off_t)(cluster << q->cluster_bits), (off_t)q->cluster_size) < 0 &&
+	if (rc == 1 &&
+	    fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(cluster << q->cluster_bits), (off_t)q->cluster_size) < 0 &&
 	    errno != EOPNOTSUPP)
 		return -errno;
 	return 0;

@@ -260,7 +260,8 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 		r = refuse(msg, msglen, path, EUCLEAN,
 			   "the image is marked %s; repair it with 'qemu-img check -r all' or open "
 			   "it read-only",
-			   q->incompat & QCOW2_INCOMPAT_CORRUPT ? "corrupt" : "dirty (lazy refcounts)");
+			   q->incompat & QCOW2_INCOMPAT_CORRUPT ? "corrupt"
+								: "dirty (lazy refcounts)");
 		goto fail;
 	}
 	if (q->refcount_order > 6) {
@@ -269,7 +270,8 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 		goto fail;
 	}
 	q->rb_bits = q->cluster_bits + 3 - q->refcount_order;
-	q->refcount_max = q->refcount_order == 6 ? UINT64_MAX : (1ULL << (1u << q->refcount_order)) - 1;
+	q->refcount_max =
+	    q->refcount_order == 6 ? UINT64_MAX : (1ULL << (1u << q->refcount_order)) - 1;
 	if (b->size > (1ULL << 62) || (b->size && b->size < 512)) {
 		r = refuse(msg, msglen, path, EINVAL, "virtual size %llu is invalid",
 			   (unsigned long long)b->size);
@@ -292,14 +294,17 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 	if (!q->reftable_offset || (q->reftable_offset & cmask) ||
 	    q->reftable_offset >= QCOW2_MAX_OFFSET || !rt_clusters ||
 	    (uint64_t)rt_clusters * q->cluster_size > QCOW2_MAX_REFTABLE_BYTES) {
-		r = refuse(msg, msglen, path, EINVAL, "refcount table (offset 0x%llx, %u clusters) "
-			   "is invalid", (unsigned long long)q->reftable_offset, rt_clusters);
+		r = refuse(msg, msglen, path, EINVAL,
+			   "refcount table (offset 0x%llx, %u clusters) "
+			   "is invalid",
+			   (unsigned long long)q->reftable_offset, rt_clusters);
 		goto fail;
 	}
 	if (nb_snapshots && !b->readonly) {
 		r = refuse(msg, msglen, path, ENOTSUP,
 			   "the image has %u internal snapshot(s); berth opens such images "
-			   "read-only only (delete them with 'qemu-img snapshot -d')", nb_snapshots);
+			   "read-only only (delete them with 'qemu-img snapshot -d')",
+			   nb_snapshots);
 		goto fail;
 	}
 	q->snapshots = nb_snapshots != 0;
@@ -351,8 +356,8 @@ int qcow2_open(struct blk *b, char *msg, size_t msglen)
 				continue;
 			if (off & cmask) {
 				r = refuse(msg, msglen, path, EINVAL,
-					   "%s %llu (0x%llx) is not cluster-aligned", tables[k].what,
-					   (unsigned long long)i,
+					   "%s %llu (0x%llx) is not cluster-aligned",
+					   tables[k].what, (unsigned long long)i,
 					   (unsigned long long)tables[k].t[i]);
 				goto fail;
 			}

@@ -47,8 +47,8 @@ uint8_t *b64_decode(const char *s, size_t *len)
 			free(out);
 			return NULL;
 		}
-		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)(c < 0 ? 0 : c) << 6 |
-			     (uint32_t)(d < 0 ? 0 : d);
+		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
+			     (uint32_t)(c < 0 ? 0 : c) << 6 | (uint32_t)(d < 0 ? 0 : d);
 		*o++ = (uint8_t)(v >> 16);
 		if (c >= 0)
 			*o++ = (uint8_t)(v >> 8);

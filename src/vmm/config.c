@@ -769,11 +769,13 @@ enum {
 };
 
 /* --restore DIR: the saved configuration is the config file; the directory is kept. */
-static int apply_restore(struct vm_config *c, const char *dir, bool had_config, struct cfg_error *err)
+static int apply_restore(struct vm_config *c, const char *dir, bool had_config,
+			 struct cfg_error *err)
 {
 	if (had_config)
-		return fail(err, "--restore '%s': a saved state carries its own configuration; drop "
-				 "--config",
+		return fail(err,
+			    "--restore '%s': a saved state carries its own configuration; drop "
+			    "--config",
 			    dir);
 	if (!*dir || strlen(dir) > 4000)
 		return fail(err, "--restore: the directory name is empty or too long");
@@ -830,8 +832,9 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 			if (ch == OPT_VERSION)
 				return CFG_VERSION;
 			if (ch == OPT_CONFIG) {
-				if (pass == 1 && (c->restore ? apply_restore(c, c->restore, true, err)
-							     : apply_config_file(c, optarg, err)))
+				if (pass == 1 &&
+				    (c->restore ? apply_restore(c, c->restore, true, err)
+						: apply_config_file(c, optarg, err)))
 					return -EINVAL;
 				had_config |= pass == 1;
 				continue;

@@ -188,8 +188,9 @@ int main(int argc, char **argv)
 			return EXIT_CONFIG;
 		}
 		if (saved->ram_bytes != layout.ram_bytes) {
-			fprintf(stderr, "berth-vmm: error: --restore '%s': the saved RAM is %llu "
-					"bytes, --memory asks for %llu\n",
+			fprintf(stderr,
+				"berth-vmm: error: --restore '%s': the saved RAM is %llu "
+				"bytes, --memory asks for %llu\n",
 				cfg.restore, (unsigned long long)saved->ram_bytes,
 				(unsigned long long)layout.ram_bytes);
 			vmstate_free(saved);
@@ -243,9 +244,9 @@ int main(int argc, char **argv)
 	}
 	if (cfg.check_only) {
 		printf("berth-vmm: configuration OK: %s, %u vCPU(s), %llu MiB\n",
-		       saved			  ? "saved state"
+		       saved			? "saved state"
 		       : img.mode == BOOT_LINUX ? "Linux bzImage kernel"
-						  : "PVH ELF kernel",
+						: "PVH ELF kernel",
 		       cfg.cpus, (unsigned long long)(cfg.mem_bytes >> 20));
 		status = 0;
 		goto out_img;

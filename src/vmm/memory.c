@@ -54,8 +54,8 @@ int guest_mem_init_file(struct guest_mem *m, const struct mem_layout *l, const c
 		m->fd = -1;
 		return (uint64_t)st.st_size != l->ram_bytes ? -EINVAL : e;
 	}
-	void *p = mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
-		       m->fd, 0);
+	void *p =
+	    mmap(NULL, l->ram_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, m->fd, 0);
 	if (p == MAP_FAILED) {
 		int e = -errno;
 		close(m->fd);

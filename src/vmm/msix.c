@@ -209,16 +209,17 @@ int msix_load(struct msix *m, json_t *o, char *msg, size_t msglen)
 	uint8_t *t = s ? b64_decode(s, &len) : NULL;
 	if (!t || len != m->nvec * 16 || !json_is_integer(pba) || !json_is_boolean(en) ||
 	    !json_is_boolean(fm)) {
-		snprintf(msg, msglen, "%s: MSI-X state: fields table (%u vectors), pba, enabled, "
-				      "function_mask required",
+		snprintf(msg, msglen,
+			 "%s: MSI-X state: fields table (%u vectors), pba, enabled, "
+			 "function_mask required",
 			 m->pci->name, m->nvec);
 		free(t);
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&m->lock);
 	memcpy(m->table, t, len);
-	m->pba = (uint64_t)json_integer_value(pba) &
-		 (m->nvec >= 64 ? ~0ULL : (1ULL << m->nvec) - 1);
+	m->pba =
+	    (uint64_t)json_integer_value(pba) & (m->nvec >= 64 ? ~0ULL : (1ULL << m->nvec) - 1);
 	m->enabled = json_is_true(en);
 	m->fmask = json_is_true(fm);
 	for (unsigned v = 0; v < m->nvec; v++) {

@@ -358,14 +358,14 @@ int pci_device_load(struct pci_device *d, json_t *o, char *msg, size_t msglen)
 	const char *s = json_string_value(json_object_get(o, "config"));
 	uint8_t *cfg = s ? b64_decode(s, &len) : NULL;
 	if (!cfg || len != PCI_CFG_SIZE) {
-		snprintf(msg, msglen, "%s: field 'config': missing or not %u bytes of base64", d->name,
-			 PCI_CFG_SIZE);
+		snprintf(msg, msglen, "%s: field 'config': missing or not %u bytes of base64",
+			 d->name, PCI_CFG_SIZE);
 		free(cfg);
 		return -EINVAL;
 	}
 	/* Read-only bytes describe the device itself: they must match what this VMM built. */
 	for (unsigned i = 0; i < PCI_CFG_SIZE; i++) {
-		uint8_t ro = (uint8_t)~(d->wmask[i] | d->w1c[i]);
+		uint8_t ro = (uint8_t) ~(d->wmask[i] | d->w1c[i]);
 		if (i == PCI_STATUS)
 			ro &= (uint8_t)~PCI_STATUS_INTX; /* the device's own line state */
 		if ((cfg[i] & ro) != (d->cfg[i] & ro)) {

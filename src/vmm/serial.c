@@ -399,12 +399,12 @@ json_t *serial_save(struct serial *s)
 	for (unsigned i = 0; i < s->fifo_count; i++)
 		fifo[i] = s->fifo[(s->fifo_head + i) % SERIAL_FIFO];
 	char *f = b64_encode(fifo, s->fifo_count);
-	json_t *o = f ? json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:s}", "ier", s->ier,
-				  "lcr", s->lcr, "mcr", s->mcr, "lsr", s->lsr, "msr_delta",
-				  s->msr_delta, "scr", s->scr, "dll", s->dll, "dlm", s->dlm, "fcr",
-				  s->fcr, "thr_ipending", s->thr_ipending, "timeout_ipending",
-				  s->timeout_ipending, "rx_fifo", f)
-		      : NULL;
+	json_t *o =
+	    f ? json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:s}", "ier", s->ier, "lcr",
+			  s->lcr, "mcr", s->mcr, "lsr", s->lsr, "msr_delta", s->msr_delta, "scr",
+			  s->scr, "dll", s->dll, "dlm", s->dlm, "fcr", s->fcr, "thr_ipending",
+			  s->thr_ipending, "timeout_ipending", s->timeout_ipending, "rx_fifo", f)
+	      : NULL;
 	pthread_mutex_unlock(&s->lock);
 	free(f);
 	return o;
@@ -417,8 +417,10 @@ int serial_load(struct serial *s, json_t *o, char *msg, size_t msglen)
 	uint8_t v[9];
 	for (unsigned i = 0; i < 9; i++) {
 		json_t *j = json_object_get(o, regs[i]);
-		if (!json_is_integer(j) || json_integer_value(j) < 0 || json_integer_value(j) > 255) {
-			snprintf(msg, msglen, "%s: field '%s': missing or not a byte", s->tag, regs[i]);
+		if (!json_is_integer(j) || json_integer_value(j) < 0 ||
+		    json_integer_value(j) > 255) {
+			snprintf(msg, msglen, "%s: field '%s': missing or not a byte", s->tag,
+				 regs[i]);
 			return -EINVAL;
 		}
 		v[i] = (uint8_t)json_integer_value(j);
@@ -427,7 +429,8 @@ int serial_load(struct serial *s, json_t *o, char *msg, size_t msglen)
 	const char *f = json_string_value(json_object_get(o, "rx_fifo"));
 	uint8_t *fifo = f ? b64_decode(f, &n) : NULL;
 	if (!fifo || n > SERIAL_FIFO) {
-		snprintf(msg, msglen, "%s: field 'rx_fifo': missing or longer than the FIFO", s->tag);
+		snprintf(msg, msglen, "%s: field 'rx_fifo': missing or longer than the FIFO",
+			 s->tag);
 		free(fifo);
 		return -EINVAL;
 	}

@@ -87,14 +87,16 @@ int vcpu_state_get(struct vcpu *v, const uint32_t *msr_list, unsigned nmsr, stru
 {
 	memset(s, 0, sizeof(*s));
 	int xsave2 = ioctl(v->vm->host->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
-	s->xsave_size = xsave2 > (int)sizeof(struct kvm_xsave) ? (size_t)xsave2
-								: sizeof(struct kvm_xsave);
+	s->xsave_size =
+	    xsave2 > (int)sizeof(struct kvm_xsave) ? (size_t)xsave2 : sizeof(struct kvm_xsave);
 	if (!(s->xsave = calloc(1, s->xsave_size)))
 		return -ENOMEM;
-	if (ioctl(v->fd, KVM_GET_REGS, &s->regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s->sregs) < 0 ||
+	if (ioctl(v->fd, KVM_GET_REGS, &s->regs) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &s->sregs) < 0 ||
 	    ioctl(v->fd, xsave2 > (int)sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE,
 		  s->xsave) < 0 ||
-	    ioctl(v->fd, KVM_GET_XCRS, &s->xcrs) < 0 || ioctl(v->fd, KVM_GET_LAPIC, &s->lapic) < 0 ||
+	    ioctl(v->fd, KVM_GET_XCRS, &s->xcrs) < 0 ||
+	    ioctl(v->fd, KVM_GET_LAPIC, &s->lapic) < 0 ||
 	    ioctl(v->fd, KVM_GET_VCPU_EVENTS, &s->events) < 0 ||
 	    ioctl(v->fd, KVM_GET_MP_STATE, &s->mp) < 0 ||
 	    ioctl(v->fd, KVM_GET_DEBUGREGS, &s->dregs) < 0) {
@@ -119,7 +121,8 @@ int vcpu_state_set(struct vcpu *v, const struct vcpu_state *s)
 	if (what)
 		goto fail;
 	if (s->nmsrs) {
-		struct kvm_msrs *m = calloc(1, sizeof(*m) + s->nmsrs * sizeof(struct kvm_msr_entry));
+		struct kvm_msrs *m =
+		    calloc(1, sizeof(*m) + s->nmsrs * sizeof(struct kvm_msr_entry));
 		if (!m)
 			return -ENOMEM;
 		m->nmsrs = s->nmsrs;
@@ -158,7 +161,8 @@ bool vcpu_event_in_flight(struct vcpu *v)
 	struct kvm_vcpu_events e;
 	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e) < 0)
 		return false;
-	return e.exception.injected || e.exception.pending || (e.interrupt.injected && e.interrupt.soft);
+	return e.exception.injected || e.exception.pending ||
+	       (e.interrupt.injected && e.interrupt.soft);
 }
 
 void vcpu_state_free(struct vcpu_state *s)
@@ -286,8 +290,8 @@ int vcpu_state_from_json(json_t *o, size_t xsave_size, struct vcpu_state *s, cha
 			snprintf(msg, msglen, "field 'msrs[%zu]': want [index, \"0xvalue\"]", i);
 			return -EINVAL;
 		}
-		s->msrs[s->nmsrs++] = (struct kvm_msr_entry){
-		    .index = (uint32_t)json_integer_value(idx), .data = val};
+		s->msrs[s->nmsrs++] =
+		    (struct kvm_msr_entry){.index = (uint32_t)json_integer_value(idx), .data = val};
 	}
 	json_t *dl = json_object_get(o, "tsc_deadline");
 	if (dl) {

@@ -60,9 +60,9 @@ struct virtio_blk {
 	unsigned nqueues;
 	struct io_uring ring;
 	bool ring_ok;
-	int cq_fd; /* eventfd signalled on io_uring completions */
-	unsigned inflight; /* host I/Os started whose done() has not run */
-	bool dropping;	   /* reset: results of requests in flight are dropped */
+	int cq_fd;			 /* eventfd signalled on io_uring completions */
+	unsigned inflight;		 /* host I/Os started whose done() has not run */
+	bool dropping;			 /* reset: results of requests in flight are dropped */
 	bool touched[VIRTIO_MAX_QUEUES]; /* queues with new used entries to interrupt */
 	struct blk_req *free;
 	struct blk_req *batch[BLK_QUEUE_SIZE];
@@ -474,7 +474,8 @@ int virtio_blk_push_overlay(struct virtio_pci *vp, const char *path, char *msg, 
 	drain(vp); /* the caller quiesced the device; nothing may still be in flight */
 	int r = blk_push_overlay(&b->disk, path, msg, msglen);
 	if (!r)
-		log_info(vp->tag, "now writing to %s (its backing file holds the checkpoint)", path);
+		log_info(vp->tag, "now writing to %s (its backing file holds the checkpoint)",
+			 path);
 	return r;
 }
 
@@ -520,7 +521,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 	b->nqueues = nqueues ? nqueues : 1;
 	snprintf(b->serial, sizeof(b->serial), "%s", cfg->serial);
 	if ((r = blk_open(&b->disk, cfg->path, cfg->format, cfg->readonly, cfg->cache_none, msg,
-			    sizeof(msg)))) {
+			  sizeof(msg)))) {
 		log_err("virtio-blk", "--disk %s", msg);
 		goto fail;
 	}

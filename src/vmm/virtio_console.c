@@ -323,8 +323,9 @@ static json_t *con_save(struct virtio_pci *vp)
 						       c->ports[i].guest_open));
 	for (unsigned i = 0; i < c->ctrl_count; i++) {
 		const struct ctrl_msg *m = &c->ctrlq[(c->ctrl_head + i) % CTRLQ_MAX];
-		json_array_append_new(ctrl, json_pack("{s:i,s:i,s:i,s:s}", "id", (int)m->id, "event",
-						      m->event, "value", m->value, "name", m->name));
+		json_array_append_new(ctrl,
+				      json_pack("{s:i,s:i,s:i,s:s}", "id", (int)m->id, "event",
+						m->event, "value", m->value, "name", m->name));
 	}
 	return json_pack("{s:o,s:o}", "ports", ports, "control", ctrl);
 }

@@ -785,19 +785,20 @@ json_t *virtio_pci_save(struct virtio_pci *vp)
 	for (unsigned i = 0; queues && i < vp->ops->num_queues; i++) {
 		const struct virtio_queue_state *q = &vp->q[i];
 		json_array_append_new(
-		    queues, json_pack("{s:i,s:i,s:i,s:I,s:I,s:I,s:i,s:i,s:i,s:b}", "size", q->size,
-				      "vector", q->vector, "enabled", q->enabled, "desc",
-				      (json_int_t)q->desc, "driver", (json_int_t)q->driver, "device",
-				      (json_int_t)q->device, "last_avail", q->vq.last_avail,
-				      "used_idx", q->vq.used_idx, "signalled_used",
-				      q->vq.signalled_used, "signalled_valid", q->vq.signalled_valid));
+		    queues,
+		    json_pack("{s:i,s:i,s:i,s:I,s:I,s:I,s:i,s:i,s:i,s:b}", "size", q->size,
+			      "vector", q->vector, "enabled", q->enabled, "desc",
+			      (json_int_t)q->desc, "driver", (json_int_t)q->driver, "device",
+			      (json_int_t)q->device, "last_avail", q->vq.last_avail, "used_idx",
+			      q->vq.used_idx, "signalled_used", q->vq.signalled_used,
+			      "signalled_valid", q->vq.signalled_valid));
 	}
 	json_t *t = json_pack("{s:s,s:i,s:i,s:I,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:o}", "device",
 			      vp->ops->name, "dfselect", vp->dfselect, "gfselect", vp->gfselect,
-			      "guest_features", (json_int_t)vp->guest_features, "status", vp->status,
-			      "config_gen", vp->config_gen, "isr", vp->isr, "config_vector",
-			      vp->config_vector, "queue_sel", vp->queue_sel, "broken", vp->broken,
-			      "intx_level", vp->intx_level, "queues", queues);
+			      "guest_features", (json_int_t)vp->guest_features, "status",
+			      vp->status, "config_gen", vp->config_gen, "isr", vp->isr,
+			      "config_vector", vp->config_vector, "queue_sel", vp->queue_sel,
+			      "broken", vp->broken, "intx_level", vp->intx_level, "queues", queues);
 	json_t *o = json_pack("{s:o,s:o,s:o}", "pci", pci_device_save(&vp->pci), "msix",
 			      msix_save(&vp->msix), "transport", t);
 	if (o && vp->ops->save) {
@@ -819,11 +820,11 @@ static int get_int(json_t *o, const char *k, int64_t lo, int64_t hi, int64_t *ou
 	return *out < lo || *out > hi ? -EINVAL : 0;
 }
 
-#define GET(obj, key, lo, hi, dst)                                                                  \
+#define GET(obj, key, lo, hi, dst)                                                                 \
 	do {                                                                                       \
 		int64_t v_;                                                                        \
 		if (get_int(obj, key, lo, hi, &v_)) {                                              \
-			snprintf(msg, msglen, "%s: field '%s': missing or out of range", vp->tag,   \
+			snprintf(msg, msglen, "%s: field '%s': missing or out of range", vp->tag,  \
 				 key);                                                             \
 			return -EINVAL;                                                            \
 		}                                                                                  \

@@ -151,7 +151,8 @@ static json_t *save_machine(struct vm *vm, char *msg, size_t msglen)
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu_state s;
 		if ((r = vcpu_state_get(&vm->vcpus[i], msrs, nmsrs, &s))) {
-			snprintf(msg, msglen, "vCPU %u: cannot read its state: %s", i, strerror(-r));
+			snprintf(msg, msglen, "vCPU %u: cannot read its state: %s", i,
+				 strerror(-r));
 			vcpu_state_free(&s);
 			goto fail;
 		}
@@ -164,8 +165,8 @@ static json_t *save_machine(struct vm *vm, char *msg, size_t msglen)
 		goto fail;
 	}
 	for (unsigned i = 0; i < 2; i++)
-		json_array_append_new(com, vm->com_present[i] ? serial_save(&vm->com[i])
-							      : json_null());
+		json_array_append_new(com,
+				      vm->com_present[i] ? serial_save(&vm->com[i]) : json_null());
 	for (unsigned i = 0; i < vm->nvirtio; i++) {
 		json_t *d = virtio_pci_save(vm->virtio[i]);
 		if (!d) {
@@ -182,8 +183,9 @@ static json_t *save_machine(struct vm *vm, char *msg, size_t msglen)
 	json_object_set_new(m, "pm", pm_save(&vm->pm));
 	json_object_set_new(m, "devices", devs);
 	json_object_set_new(m, "xsave_size", json_integer((json_int_t)xsave_size(vm)));
-	json_object_set_new(m, "memory", json_pack("{s:s,s:I}", "file", "memory", "bytes",
-						   (json_int_t)vm->mem.layout.ram_bytes));
+	json_object_set_new(m, "memory",
+			    json_pack("{s:s,s:I}", "file", "memory", "bytes",
+				      (json_int_t)vm->mem.layout.ram_bytes));
 	free(msrs);
 	return m;
 fail:
@@ -211,8 +213,7 @@ static void absolute_paths(json_t *cfg)
 	absolute_path(cfg, "initrd");
 	size_t i;
 	json_t *d;
-	json_array_foreach(json_object_get(cfg, "disks"), i, d)
-		absolute_path(d, "path");
+	json_array_foreach(json_object_get(cfg, "disks"), i, d) absolute_path(d, "path");
 }
 
 static int write_json(const char *dir, const char *name, json_t *o)
@@ -295,8 +296,8 @@ int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen)
 	return r;
 }
 
-int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t **disks,
-		       char *msg, size_t msglen)
+int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t **disks, char *msg,
+		       size_t msglen)
 {
 	unsigned nw = 0;
 	for (unsigned i = 0; i < vm->nvirtio; i++)
@@ -331,8 +332,8 @@ int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t 
 		char *below = dc ? realpath(dc->path, NULL) : NULL;
 		if ((r = virtio_blk_push_overlay(vp, ov, msg, msglen)))
 			break;
-		json_array_append_new(*disks, json_pack("{s:s,s:s}", "image", ov, "backing",
-							below ? below : ""));
+		json_array_append_new(
+		    *disks, json_pack("{s:s,s:s}", "image", ov, "backing", below ? below : ""));
 		/* The VM writes to the overlay from now on: a later save must name it. */
 		if (dc) {
 			char *copy = strdup(ov);
@@ -368,8 +369,9 @@ int vmstate_read(const char *dir, struct vmstate **out, char *msg, size_t msglen
 	json_t *doc = json_loadb((const char *)data, len, 0, &je);
 	free(data);
 	if (!doc) {
-		snprintf(msg, msglen, "'%s': not valid JSON (line %d: %s); the file is truncated or "
-				      "corrupt",
+		snprintf(msg, msglen,
+			 "'%s': not valid JSON (line %d: %s); the file is truncated or "
+			 "corrupt",
 			 path, je.line, je.text);
 		return -EINVAL;
 	}
@@ -387,8 +389,8 @@ int vmstate_read(const char *dir, struct vmstate **out, char *msg, size_t msglen
 		r = -EINVAL;
 	} else if (!json_is_object(m) || !crc ||
 		   (snprintf(want, sizeof(want), "%08x", json_crc(m)), strcmp(want, crc))) {
-		snprintf(msg, msglen, "'%s': checksum mismatch (field 'crc32'): the state is corrupt",
-			 path);
+		snprintf(msg, msglen,
+			 "'%s': checksum mismatch (field 'crc32'): the state is corrupt", path);
 		r = -EINVAL;
 	}
 	json_t *mem = json_object_get(m, "memory");
@@ -433,7 +435,8 @@ static int load_irqchip(struct vm *vm, json_t *o, char *msg, size_t msglen)
 	for (unsigned i = 0; i < 3; i++) {
 		struct kvm_irqchip c = {.chip_id = i};
 		if (unblob(json_object_get(o, names[i]), &c.chip, sizeof(c.chip))) {
-			snprintf(msg, msglen, "field 'irqchip.%s': missing or wrong size", names[i]);
+			snprintf(msg, msglen, "field 'irqchip.%s': missing or wrong size",
+				 names[i]);
 			return -EINVAL;
 		}
 		if (ioctl(vm->fd, KVM_SET_IRQCHIP, &c) < 0) {
@@ -465,7 +468,8 @@ int vmstate_apply(struct vm *vm, const struct vmstate *s, char *msg, size_t msgl
 		return -EINVAL;
 	}
 	if (!json_is_integer(xs) || (size_t)json_integer_value(xs) != xsave_size(vm)) {
-		snprintf(msg, msglen, "field 'xsave_size': saved on a host with another XSAVE size");
+		snprintf(msg, msglen,
+			 "field 'xsave_size': saved on a host with another XSAVE size");
 		return -EINVAL;
 	}
 	if (!json_is_array(devs) || json_array_size(devs) != vm->nvirtio) {
@@ -512,7 +516,8 @@ int vmstate_apply(struct vm *vm, const struct vmstate *s, char *msg, size_t msgl
 	struct kvm_clock_data cd = {.clock = (uint64_t)json_integer_value(clk)};
 	if (!json_is_integer(clk) || ioctl(vm->fd, KVM_SET_CLOCK, &cd) < 0) {
 		snprintf(msg, msglen, "restoring the guest clock: %s",
-			 json_is_integer(clk) ? strerror(errno) : "field 'irqchip.kvmclock' missing");
+			 json_is_integer(clk) ? strerror(errno)
+					      : "field 'irqchip.kvmclock' missing");
 		return -EINVAL;
 	}
 	return 0;
