@@ -447,7 +447,8 @@ void test_blk_fill(void)
 {
 	uint64_t n = pattern_n(), key = blk_pattern_key(n), t0 = rdtsc();
 	uint64_t chunk = cmdline_u64("chunk", 64 * 1024), every = cmdline_u64("flush_every", 16);
-	uint64_t nchunks, count, j;
+	uint64_t pace = cmdline_u64("pace_ms", 0) * tsc_khz; /* at most one chunk per pace_ms */
+	uint64_t nchunks, count, j, next = rdtsc();
 
 	if (ctx_open(1) < 0) {
 		kprintf("berth-test blk-fill FAIL reason=\"%s\"\n", ctx.why);
@@ -471,6 +472,9 @@ void test_blk_fill(void)
 	for (j = 0; j < count; j++) {
 		uint64_t off = (j * FILL_STRIDE) % nchunks * chunk;
 
+		while (pace && rdtsc() < next)
+			__asm__ volatile("pause");
+		next = rdtsc() + pace;
 		if (fill(ctx.buf[0], off, chunk, key, 0, 0, "") < 0 ||
 		    one_expect("write", VIRTIO_BLK_T_OUT, off / BLK_SECTOR, ctx.buf[0],
 			       (uint32_t)chunk, 0) < 0)

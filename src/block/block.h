@@ -22,6 +22,9 @@ struct blk_aio {
 
 enum blk_format { BLK_FMT_AUTO, BLK_FMT_RAW, BLK_FMT_QCOW2 };
 
+/* What a range of one image (not counting its backing file) holds. */
+enum blk_status { BLK_ST_DATA, BLK_ST_ZERO, BLK_ST_UNALLOC };
+
 struct blk_driver {
 	const char *name;
 	/* Read or write len bytes of iov at byte offset off. 0 (done() will run) or -errno (it
@@ -36,6 +39,10 @@ struct blk_driver {
 	int (*write_zeroes)(struct blk *b, uint64_t off, uint64_t len, bool may_unmap);
 	/* Write back cached metadata (clean shutdown); nothing in flight. */
 	int (*close)(struct blk *b);
+	/* What this image itself holds at off: *st for the first byte, *run bytes from off (at
+	 * least 1, at most len) of that kind. Synchronous. */
+	int (*status)(struct blk *b, uint64_t off, uint64_t len, enum blk_status *st,
+		      uint64_t *run);
 };
 
 #define BLK_CHAIN_MAX 64 /* backing files deeper than this are refused (and loops with them) */
@@ -79,6 +86,33 @@ int blk_close(struct blk *b);
  * and the overlay file is removed.
  */
 int blk_push_overlay(struct blk *b, const char *path, char *msg, size_t msglen);
+
+/* chain.c: whole-image operations for checkpoints (synchronous; the images may be open elsewhere
+ * read-only, never written elsewhere). */
+
+/* Progress of a long copy: bytes done out of total, called every few MiB and at the end. */
+struct blk_progress {
+	void (*fn)(void *opaque, uint64_t done, uint64_t total);
+	void *opaque;
+};
+
+/* Read or write len bytes at off through b's driver on a private ring, and wait. */
+int blk_rw_sync(struct blk *b, struct io_uring *ring, bool write, uint64_t off, void *buf,
+		uint64_t len);
+/*
+ * Commit: copy what the image `top` itself holds (its data and zero clusters, not its backing
+ * files') into `base`, so that base alone reads like top over base. Images above top must then be
+ * rebased onto base (blk_set_backing) before top goes away. base is written through its driver
+ * and synced; top is not changed. *copied (optional) gets the bytes of data copied.
+ */
+int blk_commit(const char *top, const char *base, const struct blk_progress *prog,
+	       uint64_t *copied, char *msg, size_t msglen);
+/* Rewrite a qcow2 image's backing file name and format (the data is not touched: the new backing
+ * file must read like the old one). The image must not be open for writing anywhere. */
+int blk_set_backing(const char *image, const char *backing, enum blk_format fmt, char *msg,
+		    size_t msglen);
+/* The format of an image file as blk_open's probe sees it. */
+int blk_probe_file(const char *path, enum blk_format *fmt, char *msg, size_t msglen);
 
 /* Dispatch one completion of a ring the block layer queued on. */
 static inline void blk_aio_complete(struct io_uring_cqe *cqe)

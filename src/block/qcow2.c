@@ -630,6 +630,30 @@ static int qcow2_close(struct blk *b)
 	return r;
 }
 
+static int qcow2_status(struct blk *b, uint64_t off, uint64_t len, enum blk_status *st,
+			uint64_t *run)
+{
+	struct qcow2 *q = b->priv;
+	uint64_t done = 0;
+	while (done < len) {
+		struct map m;
+		int r = lookup(q, (off + done) >> q->cluster_bits, &m);
+		if (r)
+			return r;
+		/* Compressed clusters count as data (reading them reports ENOTSUP). */
+		enum blk_status k = m.kind == K_ZERO	  ? BLK_ST_ZERO
+				    : m.kind == K_UNALLOC ? BLK_ST_UNALLOC
+							  : BLK_ST_DATA;
+		if (done == 0)
+			*st = k;
+		else if (k != *st)
+			break;
+		done += q->cluster_size - ((off + done) & (q->cluster_size - 1));
+	}
+	*run = done < len ? done : len;
+	return 0;
+}
+
 const struct blk_driver qcow2_driver = {
     .name = "qcow2",
     .submit_rw = qcow2_submit_rw,
@@ -637,4 +661,5 @@ const struct blk_driver qcow2_driver = {
     .discard = qcow2_discard,
     .write_zeroes = qcow2_write_zeroes,
     .close = qcow2_close,
+    .status = qcow2_status,
 };

@@ -203,5 +203,8 @@ struct qcow2_create_opts {
 	const char *backing_fmt;
 };
 int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *msg, size_t msglen);
+/* Rewrite the backing file name and format in the header cluster (nothing else changes). */
+int qcow2_set_backing(const char *path, const char *backing, const char *fmt, char *msg,
+		      size_t msglen);
 
 #endif

@@ -96,3 +96,96 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *msg,
 	free(img);
 	return r;
 }
+
+int qcow2_set_backing(const char *path, const char *backing, const char *fmt, char *msg,
+		      size_t msglen)
+{
+	uint8_t head[QCOW2_V3_HEADER_LEN];
+	uint8_t *h = NULL, *nh = NULL;
+	int r = 0, fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(msg, msglen, "'%s': %s", path, strerror(errno));
+		return r;
+	}
+	if ((r = blk_pread_full(fd, head, sizeof(head), 0)) || be32_get(head) != QCOW2_MAGIC) {
+		snprintf(msg, msglen, "'%s': not a qcow2 image", path);
+		r = r ? r : -EINVAL;
+		goto out;
+	}
+	uint32_t version = be32_get(head + 4), cb = be32_get(head + 20);
+	uint32_t hlen = version >= 3 ? be32_get(head + 100) : 72;
+	if (version < 2 || version > 3 || cb < QCOW2_MIN_CLUSTER_BITS ||
+	    cb > QCOW2_MAX_CLUSTER_BITS || hlen < 72 || hlen > (1u << cb) || (hlen & 7)) {
+		snprintf(msg, msglen, "'%s': header not understood", path);
+		r = -EINVAL;
+		goto out;
+	}
+	uint64_t cs = 1ULL << cb;
+	size_t blen = strlen(backing), flen = strlen(fmt);
+	h = calloc(1, cs);
+	nh = calloc(1, cs);
+	if (!h || !nh) {
+		r = -ENOMEM;
+		snprintf(msg, msglen, "out of memory");
+		goto out;
+	}
+	if ((r = blk_pread_full(fd, h, cs, 0))) {
+		snprintf(msg, msglen, "'%s': %s", path, strerror(-r));
+		goto out;
+	}
+	/* New header cluster: the header, every extension but the backing format, the new backing
+	 * format, the end marker, the backing file name. */
+	memcpy(nh, h, hlen);
+	uint64_t p = hlen, np = hlen;
+	for (;;) {
+		if (p + 8 > cs) {
+			snprintf(msg, msglen, "'%s': header extensions run past the first cluster",
+				 path);
+			r = -EINVAL;
+			goto out;
+		}
+		uint32_t type = be32_get(h + p), len = be32_get(h + p + 4);
+		uint64_t padded = ((uint64_t)len + 7) & ~7ULL;
+		if (type == QCOW2_EXT_END)
+			break;
+		if (p + 8 + padded > cs) {
+			snprintf(msg, msglen, "'%s': header extension 0x%x runs past the cluster",
+				 path, type);
+			r = -EINVAL;
+			goto out;
+		}
+		if (type != QCOW2_EXT_BACKING_FORMAT) {
+			memcpy(nh + np, h + p, 8 + padded);
+			np += 8 + padded;
+		}
+		p += 8 + padded;
+	}
+	if (blen > QCOW2_MAX_BACKING_NAME || flen > 16 ||
+	    np + 8 + ((flen + 7) & ~7u) + 8 + blen > cs) {
+		snprintf(msg, msglen, "'%s': the backing file name does not fit in the header",
+			 path);
+		r = -ENOSPC;
+		goto out;
+	}
+	be32_put(nh + np, QCOW2_EXT_BACKING_FORMAT);
+	be32_put(nh + np + 4, (uint32_t)flen);
+	memcpy(nh + np + 8, fmt, flen);
+	np += 8 + ((flen + 7) & ~7u);
+	np += 8; /* end marker: zeroes */
+	be64_put(nh + 8, np);
+	be32_put(nh + 16, (uint32_t)blen);
+	memcpy(nh + np, backing, blen);
+	/* Everything else in the cluster stays as it was (nothing else lives there). */
+	uint64_t old_end = p + 8, ob = be64_get(h + 8), obl = be32_get(h + 16);
+	if (ob && ob + obl <= cs && ob + obl > old_end)
+		old_end = ob + obl;
+	uint64_t len = np + blen > old_end ? np + blen : old_end;
+	if ((r = blk_pwrite_full(fd, nh, len, 0)) || (fdatasync(fd) < 0 && (r = -errno)))
+		snprintf(msg, msglen, "'%s': writing the header: %s", path, strerror(-r));
+out:
+	close(fd);
+	free(h);
+	free(nh);
+	return r;
+}

@@ -63,10 +63,34 @@ static int raw_write_zeroes(struct blk *b, uint64_t off, uint64_t len, bool may_
 	return 0;
 }
 
+/* A raw image holds every byte; holes in a sparse file are zeroes. */
+static int raw_status(struct blk *b, uint64_t off, uint64_t len, enum blk_status *st,
+		      uint64_t *run)
+{
+	off_t d = lseek(b->fd, (off_t)off, SEEK_DATA);
+	uint64_t end;
+	if (d < 0 && errno != ENXIO) { /* no SEEK_DATA (block devices, some file systems) */
+		*st = BLK_ST_DATA;
+		*run = len;
+		return 0;
+	}
+	if (d < 0 || (uint64_t)d > off) { /* a hole up to d (or to the end) */
+		*st = BLK_ST_ZERO;
+		end = d < 0 ? off + len : (uint64_t)d;
+	} else {
+		off_t h = lseek(b->fd, (off_t)off, SEEK_HOLE);
+		*st = BLK_ST_DATA;
+		end = h < 0 ? off + len : (uint64_t)h;
+	}
+	*run = end > off && end - off < len ? end - off : len;
+	return 0;
+}
+
 const struct blk_driver blk_raw_driver = {
     .name = "raw",
     .submit_rw = raw_submit_rw,
     .submit_flush = raw_submit_flush,
     .discard = raw_discard,
     .write_zeroes = raw_write_zeroes,
+    .status = raw_status,
 };

@@ -521,6 +521,12 @@ static int set_control(struct vm_config *c, const char *v, const char *what, str
 	return set_path(&c->control, v, what, err);
 }
 
+static int set_checkpoint_dir(struct vm_config *c, const char *v, const char *what,
+			      struct cfg_error *err)
+{
+	return set_path(&c->checkpoint_dir, v, what, err);
+}
+
 static int set_log_level(struct vm_config *c, const char *v, const char *what,
 			 struct cfg_error *err)
 {
@@ -572,6 +578,9 @@ static const struct option_def options[] = {
     {"control", 0, "control", ARG_STR, set_control, "PATH",
      "serve the control socket (framed JSON: status, pause, power button, save, checkpoint, "
      "quit) on PATH"},
+    {"checkpoint-dir", 0, "checkpoint_dir", ARG_STR, set_checkpoint_dir, "DIR",
+     "keep this VM's checkpoint tree in DIR (created if missing): the control socket's "
+     "checkpoint-create|list|apply|delete commands"},
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
      "error, warn, info (default) or debug"},
@@ -597,6 +606,7 @@ void config_free(struct vm_config *c)
 	free(c->serial[0].path);
 	free(c->serial[1].path);
 	free(c->control);
+	free(c->checkpoint_dir);
 	clear_disks(c);
 	clear_ports(c);
 	memset(c, 0, sizeof(*c));
@@ -883,6 +893,9 @@ int config_validate(const struct vm_config *c, struct cfg_error *err)
 	if (c->serial[0].kind != SERIAL_NONE && c->serial[1].kind == c->serial[0].kind &&
 	    c->serial[0].path && c->serial[1].path && !strcmp(c->serial[0].path, c->serial[1].path))
 		return fail(err, "--serial2 (field 'serial2'): same path as --serial");
+	if (c->checkpoint_dir && !c->control)
+		return fail(err, "--checkpoint-dir (field 'checkpoint_dir'): needs --control, which "
+				 "serves the checkpoint commands");
 	return 0;
 }
 

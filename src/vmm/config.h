@@ -77,6 +77,7 @@ struct vm_config {
 	unsigned nports;
 	bool ports_from_flags;
 	char *control; /* unix socket path of the control socket (NULL: none) */
+	char *checkpoint_dir; /* the checkpoint tree's directory (NULL: none) */
 	char *restore; /* --restore DIR: start from this saved state (NULL: boot) */
 	enum log_level log_level;
 	bool check_only;

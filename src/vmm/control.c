@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
+#include "vmm/checkpoint.h"
 #include "vmm/control_req.h"
 #include "vmm/vcpu_state.h"
 #include "vmm/vmstate.h"
@@ -42,6 +43,8 @@ struct control {
 	control_stop_fn stop;
 	void *opaque;
 	struct vm *vm;
+	struct ckpt_store *ckpt; /* --checkpoint-dir's tree, while a VM runs */
+	unsigned ckpt_timeout_ms; /* the running checkpoint command's pause timeout */
 	bool user_paused; /* a pause command holds one vm_pause_vcpus() */
 	unsigned next_no;
 	struct client clients[CONTROL_MAX_CLIENTS];
@@ -269,6 +272,82 @@ static int cmd_checkpoint(struct control *c, const struct control_request *req, 
 	return 0;
 }
 
+/* ---- the checkpoint tree (checkpoint.c does the work) ---- */
+
+static int ckpt_pause(void *opaque, char *msg, size_t msglen)
+{
+	struct control *c = opaque;
+	struct control_error err;
+	uint64_t t0;
+	int r = pause_for_save(c, c->ckpt_timeout_ms, &t0, &err);
+	if (r)
+		snprintf(msg, msglen, "%s", err.message);
+	return r;
+}
+
+static void ckpt_resume(void *opaque)
+{
+	struct control *c = opaque;
+	vm_resume_vcpus(c->vm);
+}
+
+static void ckpt_progress(void *opaque, const char *what, uint64_t done, uint64_t total)
+{
+	struct control *c = opaque;
+	log_info(TAG, "merging %s: %.1f of %.1f MiB", what, (double)done / (1 << 20),
+		 (double)total / (1 << 20));
+	control_event(c, "checkpoint-progress",
+		      json_pack("{s:s,s:I,s:I}", "image", what, "done_bytes", (json_int_t)done,
+				"total_bytes", (json_int_t)total));
+}
+
+static int cmd_ckpt(struct control *c, const struct control_request *req, json_t **result,
+		    struct control_error *err, struct pending_event *ev)
+{
+	if (!c->ckpt)
+		return control_fail(err, CERR_NO_CHECKPOINT_DIR, "cmd",
+				    "this VM has no checkpoint tree (start it with --checkpoint-dir)");
+	if (req->cmd == CMD_CKPT_LIST) {
+		*result = ckpt_list(c->ckpt);
+		return 0;
+	}
+	const struct ckpt_hooks h = {ckpt_pause, ckpt_resume, ckpt_progress, c};
+	const char *name = req->args.ckpt.name;
+	char msg[600];
+	int r;
+	c->ckpt_timeout_ms = req->args.ckpt.timeout_ms;
+	switch (req->cmd) {
+	case CMD_CKPT_CREATE:
+		r = ckpt_create(c->ckpt, &h, name, req->args.ckpt.disk_only, result, msg,
+				sizeof(msg));
+		ev->name = "checkpoint-created";
+		break;
+	case CMD_CKPT_APPLY:
+		r = ckpt_apply(c->ckpt, &h, name, result, msg, sizeof(msg));
+		ev->name = "checkpoint-applied";
+		break;
+	default:
+		r = ckpt_delete(c->ckpt, &h, name, result, msg, sizeof(msg));
+		ev->name = "checkpoint-deleted";
+		break;
+	}
+	if (r) {
+		ev->name = NULL;
+		if (r == -EIO && req->cmd == CMD_CKPT_APPLY) /* the VM was half restored */
+			c->stop(c->opaque, STOP_VMM_ERROR);
+		return control_fail(err,
+				    r == -ENOENT   ? CERR_NO_SUCH_CHECKPOINT
+				    : r == -EEXIST ? CERR_CHECKPOINT_EXISTS
+						   : CERR_CHECKPOINT_FAILED,
+				    r == -ENOENT || r == -EEXIST
+					? (req->cmd == CMD_CKPT_CREATE ? "args.name" : "args.checkpoint")
+					: NULL,
+				    "%s", msg);
+	}
+	ev->data = json_deep_copy(*result);
+	return 0;
+}
+
 static int run_cmd(struct control *c, const struct control_request *req, json_t **result,
 		   struct control_error *err, struct pending_event *ev)
 {
@@ -296,6 +375,11 @@ static int run_cmd(struct control *c, const struct control_request *req, json_t 
 		return cmd_save(c, req, result, err, ev);
 	case CMD_CHECKPOINT:
 		return cmd_checkpoint(c, req, result, err, ev);
+	case CMD_CKPT_CREATE:
+	case CMD_CKPT_LIST:
+	case CMD_CKPT_APPLY:
+	case CMD_CKPT_DELETE:
+		return cmd_ckpt(c, req, result, err, ev);
 	case CMD_QUIT:
 		log_info(TAG, "stopping the VM: quit command on the control socket");
 		*result = json_object();
@@ -496,12 +580,23 @@ int control_open(struct control **out, const char *path, struct evloop *loop,
 	return 0;
 }
 
-void control_attach(struct control *c, struct vm *vm)
+int control_attach(struct control *c, struct vm *vm)
 {
 	if (!c)
-		return;
+		return 0;
 	c->vm = vm;
 	c->user_paused = false; /* a new VM run starts unpaused */
+	ckpt_close(c->ckpt);
+	c->ckpt = NULL;
+	if (vm && c->cfg->checkpoint_dir) {
+		char msg[600];
+		int r = ckpt_open(&c->ckpt, c->cfg->checkpoint_dir, vm, msg, sizeof(msg));
+		if (r) {
+			log_err(TAG, "--checkpoint-dir '%s': %s", c->cfg->checkpoint_dir, msg);
+			return r;
+		}
+	}
+	return 0;
 }
 
 void control_close(struct control *c)

@@ -25,8 +25,9 @@ typedef void (*control_stop_fn)(void *opaque, enum stop_reason why);
  */
 int control_open(struct control **out, const char *path, struct evloop *loop,
 		 const struct vm_config *cfg, control_stop_fn stop, void *opaque);
-/* The VM that commands act on (NULL between runs). */
-void control_attach(struct control *c, struct vm *vm);
+/* The VM that commands act on (NULL between runs); opens its checkpoint tree (--checkpoint-dir),
+ * -errno (logged) if that fails. */
+int control_attach(struct control *c, struct vm *vm);
 /* Send {"event": name, "data": data} to every client; data is stolen (NULL = {}). Main thread. */
 void control_event(struct control *c, const char *name, json_t *data);
 /* Drain pending output (at most CONTROL_DRAIN_MS), close every connection, remove the socket. */

@@ -48,6 +48,19 @@ static const struct arg_spec checkpoint_args[] = {
      offsetof(struct control_request, args.checkpoint.timeout_ms)},
 };
 
+static const struct arg_spec ckpt_create_args[] = {
+    {"name", ARGT_STR, 1, 64, 0, false, offsetof(struct control_request, args.ckpt.name)},
+    {"disk_only", ARGT_BOOL, 0, 1, 0, false, offsetof(struct control_request, args.ckpt.disk_only)},
+    {"timeout_ms", ARGT_UINT, 1, PAUSE_TIMEOUT_MS_MAX, PAUSE_TIMEOUT_MS_DEFAULT, false,
+     offsetof(struct control_request, args.ckpt.timeout_ms)},
+};
+
+static const struct arg_spec ckpt_ref_args[] = {
+    {"checkpoint", ARGT_STR, 1, 64, 0, true, offsetof(struct control_request, args.ckpt.name)},
+    {"timeout_ms", ARGT_UINT, 1, PAUSE_TIMEOUT_MS_MAX, PAUSE_TIMEOUT_MS_DEFAULT, false,
+     offsetof(struct control_request, args.ckpt.timeout_ms)},
+};
+
 static const struct cmd_spec commands[] = {
     {"query-status", CMD_QUERY_STATUS, NULL, 0},
     {"pause", CMD_PAUSE, pause_args, ARRAY_SIZE(pause_args)},
@@ -56,6 +69,10 @@ static const struct cmd_spec commands[] = {
     {"quit", CMD_QUIT, NULL, 0},
     {"save", CMD_SAVE, save_args, ARRAY_SIZE(save_args)},
     {"checkpoint", CMD_CHECKPOINT, checkpoint_args, ARRAY_SIZE(checkpoint_args)},
+    {"checkpoint-create", CMD_CKPT_CREATE, ckpt_create_args, ARRAY_SIZE(ckpt_create_args)},
+    {"checkpoint-list", CMD_CKPT_LIST, NULL, 0},
+    {"checkpoint-apply", CMD_CKPT_APPLY, ckpt_ref_args, ARRAY_SIZE(ckpt_ref_args)},
+    {"checkpoint-delete", CMD_CKPT_DELETE, ckpt_ref_args, ARRAY_SIZE(ckpt_ref_args)},
 };
 
 const char *control_cmd_name(enum control_cmd cmd)

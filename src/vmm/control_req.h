@@ -17,6 +17,10 @@ enum control_cmd {
 	CMD_QUIT,
 	CMD_SAVE,
 	CMD_CHECKPOINT,
+	CMD_CKPT_CREATE,
+	CMD_CKPT_LIST,
+	CMD_CKPT_APPLY,
+	CMD_CKPT_DELETE,
 };
 
 /* Defaults and limits of command arguments. */
@@ -38,6 +42,9 @@ enum control_cmd {
 #define CERR_INTERNAL "internal-error"
 #define CERR_SAVE_FAILED "save-failed"
 #define CERR_CHECKPOINT_FAILED "checkpoint-failed"
+#define CERR_NO_CHECKPOINT_DIR "no-checkpoint-dir"
+#define CERR_NO_SUCH_CHECKPOINT "no-such-checkpoint"
+#define CERR_CHECKPOINT_EXISTS "checkpoint-exists"
 
 struct control_error {
 	const char *code;  /* one of CERR_* */
@@ -63,6 +70,11 @@ struct control_request {
 			json_t *overlays;  /* borrowed array of paths, one per writable disk */
 			unsigned timeout_ms;
 		} checkpoint;
+		struct {
+			const char *name; /* checkpoint-create: NULL = default; others: id or name */
+			bool disk_only;
+			unsigned timeout_ms;
+		} ckpt;
 	} args;
 };
 

@@ -121,7 +121,10 @@ static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 		goto out;
 	evloop_rearm(loop);
 	rn->vm = &vm;
-	control_attach(rn->ctl, &vm);
+	if (control_attach(rn->ctl, &vm)) {
+		rn->vm = NULL;
+		goto out;
+	}
 	if (rn->pending != STOP_NONE)
 		vm_request_stop(&vm, rn->pending);
 	if (vm_start(&vm) == 0) {

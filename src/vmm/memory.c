@@ -67,6 +67,31 @@ int guest_mem_init_file(struct guest_mem *m, const struct mem_layout *l, const c
 	return 0;
 }
 
+int guest_mem_replace_file(struct guest_mem *m, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != m->layout.ram_bytes) {
+		int e = errno && (uint64_t)st.st_size == m->layout.ram_bytes ? -errno : -EINVAL;
+		close(fd);
+		return e;
+	}
+	/* Same addresses, so KVM's memory slots stay; its MMU notifier drops the old pages. */
+	void *p = mmap(m->base, m->layout.ram_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = fd;
+	return 0;
+}
+
 void guest_mem_destroy(struct guest_mem *m)
 {
 	if (m->base)

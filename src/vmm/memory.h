@@ -29,6 +29,10 @@ int guest_mem_init(struct guest_mem *m, const struct mem_layout *l);
 /* Map RAM copy-on-write from a saved memory file (restore): pages load on first touch, the file
  * never changes. -errno; -EINVAL if its size is not the layout's. */
 int guest_mem_init_file(struct guest_mem *m, const struct mem_layout *l, const char *path);
+/* Replace all of RAM, in place, with a copy-on-write mapping of a saved memory file of the same
+ * size (checkpoint apply; the vCPUs are stopped and no device touches RAM). -errno; on failure
+ * RAM is unchanged. */
+int guest_mem_replace_file(struct guest_mem *m, const char *path);
 void guest_mem_destroy(struct guest_mem *m);
 
 /*

@@ -479,6 +479,44 @@ int virtio_blk_push_overlay(struct virtio_pci *vp, const char *path, char *msg, 
 	return r;
 }
 
+const struct blk *virtio_blk_disk(const struct virtio_pci *vp)
+{
+	return &((const struct virtio_blk *)vp->dev)->disk;
+}
+
+int virtio_blk_switch(struct virtio_pci *vp, const char *path, enum blk_format fmt,
+		      int (*between)(void *arg, char *msg, size_t msglen), void *arg, char *msg,
+		      size_t msglen)
+{
+	struct virtio_blk *b = vp->dev;
+	drain(vp); /* the caller quiesced the device; nothing may still be in flight */
+	char *old = strdup(b->disk.path);
+	bool direct = b->disk.direct;
+	enum blk_format ofmt = b->disk.drv == &blk_raw_driver ? BLK_FMT_RAW : BLK_FMT_QCOW2;
+	if (!old) {
+		snprintf(msg, msglen, "out of memory");
+		return -ENOMEM;
+	}
+	int r = blk_close(&b->disk);
+	if (r < 0)
+		snprintf(msg, msglen, "'%s': writing back metadata failed: %s", old, strerror(-r));
+	if (!r && between)
+		r = between(arg, msg, msglen);
+	if (!r)
+		r = blk_open(&b->disk, path, fmt, false, direct, msg, msglen);
+	if (r) {
+		char again[300];
+		if (blk_open(&b->disk, old, ofmt, false, direct, again, sizeof(again))) {
+			log_err(vp->tag, "could not reopen '%s': %s", old, again);
+			virtio_needs_reset(vp, "its disk could not be reopened");
+		}
+	} else if (strcmp(old, path)) {
+		log_info(vp->tag, "now writing to %s", path);
+	}
+	free(old);
+	return r;
+}
+
 static void blk_destroy(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;

@@ -779,6 +779,15 @@ void virtio_pci_unquiesce(struct virtio_pci *vp)
 	pthread_mutex_unlock(&vp->lock);
 }
 
+void virtio_pci_reset_quiet(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	if (vp->ops->quiesce)
+		vp->ops->quiesce(vp);
+	device_reset(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
 json_t *virtio_pci_save(struct virtio_pci *vp)
 {
 	json_t *queues = json_array();

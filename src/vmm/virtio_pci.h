@@ -156,6 +156,9 @@ void virtio_pci_unwatch(struct virtio_pci *vp, int fd);
  * work; unquiesce releases it. load runs before the vCPUs and brings the device back live. */
 void virtio_pci_quiesce(struct virtio_pci *vp);
 void virtio_pci_unquiesce(struct virtio_pci *vp);
+/* Finish what is in flight and reset the device as if its driver wrote status 0, without
+ * telling the guest (before virtio_pci_load replaces its state: checkpoint apply). */
+void virtio_pci_reset_quiet(struct virtio_pci *vp);
 json_t *virtio_pci_save(struct virtio_pci *vp);
 int virtio_pci_load(struct virtio_pci *vp, json_t *o, char *msg, size_t msglen);
 

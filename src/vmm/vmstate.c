@@ -214,9 +214,10 @@ static void absolute_paths(json_t *cfg)
 	size_t i;
 	json_t *d;
 	json_array_foreach(json_object_get(cfg, "disks"), i, d) absolute_path(d, "path");
+	absolute_path(cfg, "checkpoint_dir");
 }
 
-static int write_json(const char *dir, const char *name, json_t *o)
+int vmstate_write_json(const char *dir, const char *name, json_t *o)
 {
 	char tmp[4200], path[4200];
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
@@ -272,8 +273,8 @@ static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msgle
 		char crc[16];
 		snprintf(crc, sizeof(crc), "%08x", json_crc(m));
 		json_object_set_new(doc, "crc32", json_string(crc));
-		if ((r = write_json(dir, "config.json", cfg)) ||
-		    (r = write_json(dir, "state.json", doc)))
+		if ((r = vmstate_write_json(dir, "config.json", cfg)) ||
+		    (r = vmstate_write_json(dir, "state.json", doc)))
 			snprintf(msg, msglen, "'%s': %s", dir, strerror(-r));
 		json_decref(doc);
 	}
@@ -294,6 +295,24 @@ int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen)
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		virtio_pci_unquiesce(vm->virtio[i]);
 	return r;
+}
+
+void vmstate_set_disk_path(struct vm *vm, unsigned k, const char *path, enum blk_format fmt)
+{
+	/* The configuration is the VM's record of its disks: a later save must name the image the
+	 * disk uses now. (It is const for everything else.) */
+	for (unsigned c = 0, w = 0; c < vm->cfg->ndisks; c++) {
+		struct disk_cfg *dc = (struct disk_cfg *)&vm->cfg->disks[c];
+		if (dc->readonly || w++ != k)
+			continue;
+		char *copy = strdup(path);
+		if (copy) {
+			free(dc->path);
+			dc->path = copy;
+			dc->format = fmt;
+		}
+		return;
+	}
 }
 
 int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t **disks, char *msg,
@@ -325,24 +344,14 @@ int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t 
 			continue;
 		const char *ov = json_string_value(json_array_get(overlays, k));
 		unsigned d = k++;
-		struct disk_cfg *dc = NULL;
-		for (unsigned c = 0, w = 0; c < vm->cfg->ndisks; c++)
-			if (!vm->cfg->disks[c].readonly && w++ == d)
-				dc = (struct disk_cfg *)&vm->cfg->disks[c];
-		char *below = dc ? realpath(dc->path, NULL) : NULL;
-		if ((r = virtio_blk_push_overlay(vp, ov, msg, msglen)))
+		char *below = realpath(virtio_blk_disk(vp)->path, NULL);
+		if ((r = virtio_blk_push_overlay(vp, ov, msg, msglen))) {
+			free(below);
 			break;
+		}
 		json_array_append_new(
 		    *disks, json_pack("{s:s,s:s}", "image", ov, "backing", below ? below : ""));
-		/* The VM writes to the overlay from now on: a later save must name it. */
-		if (dc) {
-			char *copy = strdup(ov);
-			if (copy) {
-				free(dc->path);
-				dc->path = copy;
-				dc->format = BLK_FMT_QCOW2;
-			}
-		}
+		vmstate_set_disk_path(vm, d, ov, BLK_FMT_QCOW2);
 		free(below);
 	}
 	for (unsigned i = 0; i < vm->nvirtio; i++)

@@ -31,6 +31,10 @@ int vmstate_save(struct vm *vm, const char *dir, char *msg, size_t msglen);
  */
 int vmstate_checkpoint(struct vm *vm, const char *dir, json_t *overlays, json_t **disks,
 		       char *msg, size_t msglen);
+/* The VM's k-th writable disk now uses path (its configuration says so, for later saves). */
+void vmstate_set_disk_path(struct vm *vm, unsigned k, const char *path, enum blk_format fmt);
+/* Write dir/name atomically (temporary file, fsync, rename). -errno. */
+int vmstate_write_json(const char *dir, const char *name, json_t *o);
 /* Read dir/state.json: format, version, checksum and the memory file's size are checked. */
 int vmstate_read(const char *dir, struct vmstate **out, char *msg, size_t msglen);
 void vmstate_free(struct vmstate *s);
