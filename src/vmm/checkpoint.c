@@ -212,11 +212,30 @@ static int check_tree(struct ckpt_store *s, char *msg, size_t msglen)
 			 json_array_size(json_object_get(t, "disks")), s->ndisks);
 		return -EINVAL;
 	}
+	json_int_t next = json_integer_value(json_object_get(t, "next_id"));
 	json_object_foreach(nodes(s), key, n)
 	{
 		const char *p = parent_of(n);
-		if (p && !node(s, p)) {
+		char *end;
+		long long num = key[0] == 'c' ? strtoll(key + 1, &end, 10) : 0;
+		if (strcmp(key, NOW) && (num < 1 || num >= next || *end)) {
+			snprintf(msg, msglen, "tree.json: bad node id '%s'", key);
+			return -EINVAL;
+		}
+		if (json_array_size(json_object_get(n, "layers")) != s->ndisks) {
+			snprintf(msg, msglen, "tree.json: node '%s' has no layers for %u disk(s)", key,
+				 s->ndisks);
+			return -EINVAL;
+		}
+		if (p && (!node(s, p) || !strcmp(p, NOW))) {
 			snprintf(msg, msglen, "tree.json: node '%s' has a missing parent", key);
+			return -EINVAL;
+		}
+		size_t depth = 0;
+		for (const char *a = p; a && depth <= json_object_size(nodes(s)); depth++)
+			a = parent_of(node(s, a));
+		if (depth > json_object_size(nodes(s))) {
+			snprintf(msg, msglen, "tree.json: node '%s' is its own ancestor", key);
 			return -EINVAL;
 		}
 		for (unsigned k = 0; k < s->ndisks; k++) {
@@ -332,18 +351,23 @@ static const char *visible_parent(struct ckpt_store *s, json_t *n)
 json_t *ckpt_list(struct ckpt_store *s)
 {
 	json_t *arr = json_array(), *n;
-	const char *key, *cur = visible_parent(s, node(s, NOW));
-	json_object_foreach(nodes(s), key, n)
-	{
-		if (!strcmp(key, NOW) || hidden(n))
+	const char *cur = visible_parent(s, node(s, NOW));
+	json_int_t next = json_integer_value(json_object_get(s->tree, "next_id"));
+	for (json_int_t i = 1; i < next; i++) { /* in the order they were taken */
+		char key[32];
+		snprintf(key, sizeof(key), "c%lld", (long long)i);
+		if (!(n = node(s, key)) || hidden(n))
 			continue;
 		const char *p = visible_parent(s, n);
+		json_t *tops = json_array();
+		for (unsigned k = 0; k < s->ndisks; k++)
+			json_array_append_new(tops, json_string(layer(n, k, 0)));
 		json_array_append_new(
-		    arr, json_pack("{s:s,s:O,s:o,s:O,s:O,s:b}", "id", key, "name",
+		    arr, json_pack("{s:s,s:O,s:o,s:O,s:O,s:b,s:o}", "id", key, "name",
 				   json_object_get(n, "name"), "parent",
 				   p ? json_string(p) : json_null(), "created_ms",
 				   json_object_get(n, "created_ms"), "state", json_object_get(n, "state"),
-				   "current", cur && !strcmp(cur, key)));
+				   "current", cur && !strcmp(cur, key), "disks", tops));
 	}
 	return json_pack("{s:o,s:o,s:s}", "checkpoints", arr, "current",
 			 cur ? json_string(cur) : json_null(), "dir", s->dir);

@@ -32,7 +32,8 @@ struct ckpt_hooks {
 int ckpt_open(struct ckpt_store **out, const char *dir, struct vm *vm, char *msg, size_t msglen);
 void ckpt_close(struct ckpt_store *s);
 
-/* {"checkpoints": [{id, name, parent, created_ms, state, current}...], "current": id|null}. */
+/* {"checkpoints": [{id, name, parent, created_ms, state, current, disks}...], "current": id|null,
+ * "dir"}: disks names, per writable disk, the image that reads as the checkpoint's disk. */
 json_t *ckpt_list(struct ckpt_store *s);
 /* Take a checkpoint named name (NULL: a default name), with the VM's memory and device state
  * unless disk_only. *result: {id, name, paused_us}. */
