@@ -22,6 +22,9 @@
 #define DRAIN_TIMEOUT_MS 10000
 #define CONNECTION_LIMIT 256
 #define CONNECTION_TIMEOUT_S 60
+/* A body over the limit is read and dropped so the client sees the 413, up to this much; a
+ * declared length beyond it is answered at once and the connection closed. */
+#define DRAIN_MAX (16 * API_BODY_MAX)
 
 struct http_server {
 	struct api_ctx *ctx;
@@ -38,6 +41,7 @@ struct req_state {
 	char *body;
 	size_t len;
 	bool too_large;
+	uint64_t dropped;
 };
 
 static bool user_in_group(uid_t uid, gid_t gid)
@@ -149,51 +153,15 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *r)
 	return ret;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-				  const char *method, const char *version, const char *upload,
-				  size_t *upload_size, void **con_cls)
+/* The request is complete (or refused early): authorise, route, run, answer. */
+static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, struct req_state *st,
+			      const char *url, const char *method)
 {
-	struct http_server *s = cls;
-	struct req_state *st = *con_cls;
 	struct api_resp resp = {0};
 	struct api_req req = {0};
 	struct query_acc q = {0};
 	struct ucred cred;
 	enum MHD_Result ret;
-	(void)version;
-
-	if (!st) {
-		if (!(st = calloc(1, sizeof(*st))))
-			return MHD_NO;
-		*con_cls = st;
-		atomic_fetch_add(&s->inflight, 1);
-		const char *cl =
-		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		uint64_t n;
-		if (cl && !parse_u64(cl, &n) && n > API_BODY_MAX)
-			st->too_large = true; /* read and drop it, then answer 413 */
-		return MHD_YES;
-	}
-	if (*upload_size) {
-		size_t n = *upload_size;
-		*upload_size = 0;
-		if (st->too_large)
-			return MHD_YES;
-		if (st->len + n > API_BODY_MAX) {
-			st->too_large = true;
-			free(st->body);
-			st->body = NULL;
-			return MHD_YES;
-		}
-		char *b = realloc(st->body, st->len + n + 1);
-		if (!b)
-			return MHD_NO;
-		memcpy(b + st->len, upload, n);
-		st->len += n;
-		b[st->len] = '\0';
-		st->body = b;
-		return MHD_YES;
-	}
 
 	req.ctx = s->ctx;
 	req.method = method;
@@ -225,6 +193,56 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	api_resp_free(&resp);
 	json_decref(q.obj);
 	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct req_state *st = *con_cls;
+	(void)version;
+
+	if (!st) {
+		if (!(st = calloc(1, sizeof(*st))))
+			return MHD_NO;
+		*con_cls = st;
+		atomic_fetch_add(&s->inflight, 1);
+		const char *cl =
+		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		uint64_t n;
+		if (cl && !parse_u64(cl, &n) && n > API_BODY_MAX) {
+			st->too_large = true; /* read and drop it, then answer 413 */
+			if (n > DRAIN_MAX)    /* not worth reading: answer now, then close */
+				return answer(s, c, st, url, method);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (st->too_large) {
+			st->dropped += n;
+			return st->dropped > DRAIN_MAX ? MHD_NO : MHD_YES;
+		}
+		if (st->len + n > API_BODY_MAX) {
+			st->too_large = true;
+			st->dropped = st->len + n;
+			free(st->body);
+			st->body = NULL;
+			st->len = 0;
+			return MHD_YES;
+		}
+		char *b = realloc(st->body, st->len + n + 1);
+		if (!b)
+			return MHD_NO;
+		memcpy(b + st->len, upload, n);
+		st->len += n;
+		b[st->len] = '\0';
+		st->body = b;
+		return MHD_YES;
+	}
+	return answer(s, c, st, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -290,11 +308,6 @@ static int make_socket(struct http_server *s, const char *group)
 	char buf[4096], dir[sizeof(s->path)];
 	int ret;
 
-	if (strlen(s->path) >= sizeof(sa.sun_path)) {
-		log_err("http", "socket path %s: longer than %zu bytes", s->path,
-			sizeof(sa.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
 	snprintf(dir, sizeof(dir), "%s", s->path);
 	char *slash = strrchr(dir, '/');
 	if (slash && slash != dir) {
@@ -346,6 +359,12 @@ int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_serve
 		return -ENOMEM;
 	s->ctx = ctx;
 	s->lfd = -1;
+	if (strlen(o->socket_path) >= sizeof(s->path)) {
+		log_err("http", "socket path %s: longer than %zu bytes", o->socket_path,
+			sizeof(s->path) - 1);
+		ret = -ENAMETOOLONG;
+		goto fail;
+	}
 	snprintf(s->path, sizeof(s->path), "%s", o->socket_path);
 	if ((ret = make_socket(s, o->group)))
 		goto fail;

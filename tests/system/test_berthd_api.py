@@ -4,6 +4,7 @@ Every response is checked against the OpenAPI document (berthdutil.Berthd.reques
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -242,6 +243,19 @@ def test_body_too_large(berthd):
     body = body[:-1] + " " * (1024 * 1024 - len(body)) + "}"
     assert len(body) == 1024 * 1024
     assert berthd.post(V + "/vms", body).status == 201
+    # a declared length far past the limit is answered at once (and the connection closed)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(berthd.sock)
+    s.sendall(b"POST /api/v1/vms HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 100000000\r\n\r\n{")
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    s.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), reply
+    assert json.loads(body)["error"]["code"] == "payload-too-large"
     # the daemon is still fine
     assert berthd.get(V + "/vms").status == 200
 
@@ -511,6 +525,57 @@ def test_graceful_stop_and_restart(tmp_path):
         assert d2.get(V + "/vms/web1").status == 200
     finally:
         assert d2.stop() == 0
+
+
+def test_stop_finishes_requests_in_flight(tmp_path):
+    """SIGTERM while a request is half sent: the socket goes away at once (no new connections),
+    the request still completes, then berthd exits 0."""
+    d = Berthd(tmp_path).start()
+    body = json.dumps(spec()).encode()
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(d.sock)
+    s.sendall(b"POST /api/v1/vms HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    time.sleep(0.5)
+    d.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while os.path.exists(d.sock) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(d.sock), "berthd still accepts connections"
+    assert d.proc.poll() is None, "berthd did not wait for the request in flight"
+    s.sendall(body[10:])
+    reply = s.recv(65536)
+    s.close()
+    assert reply.startswith(b"HTTP/1.1 201"), reply
+    assert d.proc.wait(timeout=20) == 0
+    d.logf.close()
+    d2 = Berthd(tmp_path).start()
+    try:
+        assert d2.get(V + "/vms/web1").status == 200
+    finally:
+        assert d2.stop() == 0
+
+
+def test_socket_path_checks(tmp_path):
+    other = tmp_path / "not-a-socket"
+    other.write_text("x")
+    p = subprocess.run([BERTHD, "--foreground", "--state-dir", str(tmp_path / "s"), "--socket",
+                        str(other)], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1 and "not a socket" in p.stderr, p.stderr
+    assert other.read_text() == "x"
+    p = subprocess.run([BERTHD, "--foreground", "--state-dir", str(tmp_path / "s"), "--socket",
+                        str(tmp_path / ("x" * 120))], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1 and "longer than 107 bytes" in p.stderr, p.stderr
+    # a socket left by a berthd that was killed is replaced
+    d = Berthd(tmp_path).start()
+    d.kill9()
+    assert os.path.exists(d.sock)
+    d = Berthd(tmp_path).start()
+    try:
+        assert d.get(V + "/vms").status == 200
+    finally:
+        assert d.stop() == 0
 
 
 @pytest.mark.parametrize("args,words", [
