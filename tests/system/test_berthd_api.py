@@ -11,9 +11,11 @@ import sys
 import threading
 import time
 
+import jsonschema
 import pytest
 
-from berthdutil import BERTHD, OPENAPI_FILE, Berthd, load_openapi, raw_request
+from berthdutil import (BERTHD, OPENAPI_FILE, Berthd, load_openapi, raw_request,
+                        to_json_schema)
 
 V = "/api/v1"
 
@@ -51,6 +53,51 @@ def test_openapi_document_is_served(berthd):
     doc = r.json
     assert doc["openapi"].startswith("3.0")
     assert set(doc["paths"]) == {V + "/openapi.json", V + "/host", V + "/vms", V + "/vms/{id}"}
+
+
+def test_openapi_document_is_sound(berthd):
+    """Every $ref resolves, every schema is valid JSON Schema once converted, every error response
+    is the Error schema, and every documented operation is routed by berthd."""
+    api = load_openapi()
+    doc = api.doc
+    for name, schema in doc["components"]["schemas"].items():
+        jsonschema.Draft7Validator.check_schema(to_json_schema(schema, doc))
+    ops = 0
+    for template, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            ops += 1
+            assert op.get("operationId") and op.get("summary"), (template, method)
+            assert "403" in op["responses"] and "500" in op["responses"]
+            for status, resp in op["responses"].items():
+                resp = to_json_schema(resp, doc)
+                if int(status) >= 400:
+                    assert resp["content"]["application/json"]["schema"] == \
+                        to_json_schema({"$ref": "#/components/schemas/Error"}, doc)
+            path = template.replace("{id}", "no-such-vm")
+            r = berthd.request(method.upper(), path, {} if "requestBody" in op else None)
+            assert r.status not in (405, 501), (method, template, r)
+            if r.status == 404:
+                assert "{id}" in template and "no VM" in r.error["message"], r
+    assert ops == 7
+
+
+def test_the_schema_check_catches_mismatches(berthd):
+    """The response check is not a rubber stamp: real bodies pass, altered ones fail."""
+    r = berthd.post(V + "/vms", spec())
+    api = berthd.api
+    hdrs = r.headers
+    api.validate_response("POST", V + "/vms", 201, hdrs, r.body)
+    vm = r.json
+    for broken in [dict(vm, extra=1), {k: v for k, v in vm.items() if k != "uuid"},
+                   dict(vm, vcpus="1"), dict(vm, state="on"), dict(vm, boot=dict(vm["boot"], initrd=5))]:
+        with pytest.raises(AssertionError):
+            api.validate_response("POST", V + "/vms", 201, hdrs, json.dumps(broken).encode())
+    with pytest.raises(AssertionError):  # an undocumented status
+        api.validate_response("GET", V + "/host", 409, hdrs, b'{"error": {"code": "conflict", "message": ""}}')
+    with pytest.raises(AssertionError):  # an unknown error code
+        api.validate_response("GET", V + "/vms/x", 404, hdrs, b'{"error": {"code": "nope", "message": ""}}')
 
 
 def test_host(berthd):
