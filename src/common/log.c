@@ -10,6 +10,7 @@
 static char g_prog[32] = "berth";
 static char g_vm[64];
 static enum log_level g_level = LOG_INFO;
+static bool g_journal;
 
 void log_init(const char *prog, const char *vm_name, enum log_level level)
 {
@@ -23,6 +24,11 @@ void log_init(const char *prog, const char *vm_name, enum log_level level)
 void log_set_level(enum log_level level)
 {
 	g_level = level;
+}
+
+void log_set_journal(bool on)
+{
+	g_journal = on;
 }
 
 enum log_level log_get_level(void)
@@ -50,8 +56,13 @@ void log_vmsg(enum log_level level, const char *tag, const char *fmt, va_list ap
 
 	if (level > g_level)
 		return;
-	n = snprintf(line, sizeof(line), "%s%s%s%s%s: %s: ", g_prog, g_vm[0] ? " " : "", g_vm,
-		     tag ? " " : "", tag ? tag : "", lvl[level]);
+	static const char *const prio[] = {"<3>", "<4>", "<6>", "<7>"};
+	if (g_journal)
+		n = snprintf(line, sizeof(line), "%s%s%s%s%s", prio[level], g_vm,
+			     g_vm[0] ? (tag ? " " : ": ") : "", tag ? tag : "", tag ? ": " : "");
+	else
+		n = snprintf(line, sizeof(line), "%s%s%s%s%s: %s: ", g_prog, g_vm[0] ? " " : "",
+			     g_vm, tag ? " " : "", tag ? tag : "", lvl[level]);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

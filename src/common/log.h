@@ -3,12 +3,16 @@
 #define BERTH_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* Set the process-wide prefix (usually the VM name) and the most verbose level printed. */
 void log_init(const char *prog, const char *vm_name, enum log_level level);
 void log_set_level(enum log_level level);
+/* Journal format: each line starts with its syslog priority ("<3>" error … "<7>" debug), which
+ * systemd's journal reads from a service's stderr; the program name is left to the journal. */
+void log_set_journal(bool on);
 enum log_level log_get_level(void);
 /* Parse "error|warn|info|debug"; returns -EINVAL if unknown. */
 int log_level_parse(const char *s, enum log_level *out);

@@ -5,7 +5,8 @@ Run from anywhere: python3 tests/fuzz/make_seeds.py. The outputs are committed; 
 input format of a target changes. fuzz_boot_image inputs are: mode byte, RAM-size byte, kernel file.
 fuzz_virtqueue inputs are a small header (queue size, features, ring addresses, guest writes) and a
 guest RAM image; fuzz_pci_config inputs are 8-byte config-space operations. fuzz_proto inputs are a
-control byte (chunk size, descriptors) and a control-socket byte stream of framed JSON. fuzz_qcow2
+control byte (chunk size, descriptors) and a control-socket byte stream of framed JSON. fuzz_api inputs are a mode byte and a path,
+an If-Match header or JSON specs and patches. fuzz_qcow2
 inputs are a qcow2 image (made by qemu-img/qemu-io, or by berth's own qcow2_create through
 build/bin/berth-img create) followed by 16 8-byte operations; its seeds need qemu-img, qemu-io and a
 build.
@@ -298,6 +299,8 @@ def main():
         write("fuzz_virtio_pci", name, data)
     for name, data in proto_seeds().items():
         write("fuzz_proto", name, data)
+    for name, data in api_seeds().items():
+        write("fuzz_api", name, data)
     for name, data in qcow2_seeds().items():
         write("fuzz_qcow2", name, data)
 
@@ -351,6 +354,27 @@ def proto_seeds():
         "oversize": bytes([3]) + fr(reqs[0]) + struct.pack(">I", (1 << 20) + 1) + b"{}",
         "invalid-json": bytes([63]) + fr(b'{"cmd": "pause",}') + fr(reqs[0]),
         "not-object": bytes([63]) + fr(b'[1, 2, 3]') + fr(b"") + fr(reqs[0]),
+    }
+
+
+def api_seeds():
+    """fuzz_api: a mode byte (0 path, 1 If-Match, 2 spec, 3 spec then merge patch), then text."""
+    full = {"name": "web-1", "vcpus": 4, "memory_mib": 2048, "cpu_template": "baseline",
+            "boot": {"kernel": "/k", "initrd": "/i", "cmdline": "console=ttyS0"},
+            "disks": [{"path": "/d0.qcow2", "format": "qcow2", "readonly": False, "cache": "writeback",
+                       "serial": "S1"}, {"path": "/d1"}],
+            "console_ports": [{"name": "org.qemu.guest_agent.0"}], "rng": True, "auto_start": "always",
+            "auto_stop": "shut-down", "notes": "n"}
+    errors = {"name": ".x", "vcpus": 0, "boot": {"kernel": "rel"}, "disks": [{"path": "/a,b"}],
+              "uuid": "x", "extra": 1}
+    j = lambda o: json.dumps(o).encode()
+    return {
+        "paths": bytes([0]) + b"/api/v1/vms/web-1",
+        "if-match": bytes([1]) + b'W/"1", "2" , "0003", *',
+        "spec-full": bytes([2]) + j(full),
+        "spec-errors": bytes([2]) + j(errors),
+        "patch": bytes([3]) + j(full) + j({"vcpus": None, "boot": {"initrd": None}, "disks": []}),
+        "patch-rename": bytes([3]) + b"{}" + j({"name": "other", "notes": "a\u0000b"}),
     }
 
 

@@ -1,0 +1,215 @@
+/* berthd's REST API: the router table, authorisation by role, body and query checks, errors. */
+#include "daemon/api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_MERGE_PATCH };
+
+struct route {
+	const char *method;
+	const char *pattern;
+	void (*fn)(struct api_req *req, struct api_resp *resp);
+	enum api_role min_role;
+	enum body_kind body;
+	const char *query[3]; /* the query parameters it accepts */
+};
+
+static const struct route ROUTES[] = {
+    {"GET", API_PREFIX "/openapi.json", api_openapi_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"GET", API_PREFIX "/host", api_host_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"GET", API_PREFIX "/vms", api_vms_list, ROLE_VIEWER, BODY_NONE, {"name", NULL}},
+    {"POST", API_PREFIX "/vms", api_vms_create, ROLE_ADMIN, BODY_JSON, {NULL}},
+    {"GET", API_PREFIX "/vms/{id}", api_vms_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"PATCH", API_PREFIX "/vms/{id}", api_vms_patch, ROLE_ADMIN, BODY_MERGE_PATCH, {NULL}},
+    {"DELETE",
+     API_PREFIX "/vms/{id}",
+     api_vms_delete,
+     ROLE_ADMIN,
+     BODY_NONE,
+     {"delete_disks", NULL}},
+};
+
+const char *api_role_name(enum api_role r)
+{
+	static const char *const names[] = {"none", "viewer", "operator", "admin"};
+	return r < ARRAY_SIZE(names) ? names[r] : "none";
+}
+
+void api_error(struct api_resp *resp, unsigned status, const char *code, const char *field,
+	       const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_decref(resp->body);
+	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	if (e && field && *field)
+		json_object_set_new(e, "field", json_string(field));
+	resp->status = status;
+	resp->body = e ? json_pack("{s:o}", "error", e) : NULL;
+	resp->raw = NULL;
+	resp->etag = 0;
+}
+
+void api_resp_free(struct api_resp *resp)
+{
+	json_decref(resp->body);
+	resp->body = NULL;
+}
+
+void api_now(char buf[32])
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 32 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+json_t *api_actor(const struct api_req *req)
+{
+	return json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)req->uid, "pid",
+			 (json_int_t)req->pid, "role", api_role_name(req->role));
+}
+
+/* "application/json" or another accepted type, with optional parameters ("; charset=utf-8"). */
+static bool media_type_is(const char *ct, const char *type)
+{
+	size_t n = strlen(type);
+	if (!ct)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	if (strncasecmp(ct, type, n))
+		return false;
+	ct += n;
+	while (*ct == ' ')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}
+
+static bool check_query(const struct route *r, struct api_req *req, struct api_resp *resp)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(req->query, key, v)
+	{
+		bool known = false;
+		for (size_t i = 0; i < ARRAY_SIZE(r->query) && r->query[i]; i++)
+			known |= !strcmp(key, r->query[i]);
+		if (!known) {
+			api_error(resp, 400, "unknown-field", key, "unknown query parameter '%s'",
+				  key);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool check_body(const struct route *r, struct api_req *req, struct api_resp *resp)
+{
+	json_error_t jerr;
+
+	if (r->body == BODY_NONE) {
+		if (req->body_len == 0)
+			return true;
+		api_error(resp, 400, "invalid-argument", NULL, "%s %s takes no request body",
+			  r->method, r->pattern);
+		return false;
+	}
+	if (!media_type_is(req->content_type, "application/json") &&
+	    !(r->body == BODY_MERGE_PATCH &&
+	      media_type_is(req->content_type, "application/merge-patch+json"))) {
+		api_error(
+		    resp, 415, "unsupported-media-type", NULL,
+		    "the request body must be JSON: Content-Type: application/json%s (got %s)",
+		    r->body == BODY_MERGE_PATCH ? " or application/merge-patch+json" : "",
+		    req->content_type ? req->content_type : "none");
+		return false;
+	}
+	/* NUL in strings is let through so the validator can name the field it is in */
+	req->json = json_loadb(req->body ? req->body : "", req->body_len,
+			       JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	if (!req->json) {
+		api_error(resp, 400, "invalid-json", NULL, "invalid JSON at line %d column %d: %s",
+			  jerr.line, jerr.column, jerr.text);
+		return false;
+	}
+	if (!json_is_object(req->json)) {
+		api_error(resp, 400, "invalid-argument", NULL,
+			  "the request body must be a JSON object");
+		return false;
+	}
+	return true;
+}
+
+void api_dispatch(struct api_req *req, struct api_resp *resp)
+{
+	const struct route *r = NULL;
+	size_t off = 0;
+	bool path_known = false;
+
+	resp->allow[0] = '\0';
+	if (req->role == ROLE_NONE) {
+		api_error(resp, 403, "forbidden", NULL,
+			  "access denied: uid %u is neither root nor in berthd's group",
+			  (unsigned)req->uid);
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(ROUTES); i++) {
+		struct route_params p;
+		if (!route_match(ROUTES[i].pattern, req->path, &p))
+			continue;
+		path_known = true;
+		off += (size_t)snprintf(resp->allow + off, sizeof(resp->allow) - off, "%s%s",
+					off ? ", " : "", ROUTES[i].method);
+		if (off >= sizeof(resp->allow))
+			off = sizeof(resp->allow) - 1;
+		if (!r && !strcmp(ROUTES[i].method, req->method)) {
+			r = &ROUTES[i];
+			req->params = p;
+		}
+	}
+	if (!path_known) {
+		api_error(resp, 404, "not-found", NULL, "no such resource: %s", req->path);
+		return;
+	}
+	if (!r) {
+		api_error(resp, 405, "method-not-allowed", NULL,
+			  "%s is not allowed on %s (allowed: %s)", req->method, req->path,
+			  resp->allow);
+		return;
+	}
+	resp->allow[0] = '\0';
+	if (req->role < r->min_role) {
+		api_error(resp, 403, "forbidden", NULL, "%s %s needs the %s role (you have %s)",
+			  r->method, r->pattern, api_role_name(r->min_role),
+			  api_role_name(req->role));
+		return;
+	}
+	if (!check_query(r, req, resp) || !check_body(r, req, resp))
+		goto out;
+	r->fn(req, resp);
+	if (!resp->status)
+		api_error(resp, 500, "internal", NULL, "the handler gave no response");
+out:
+	json_decref(req->json);
+	req->json = NULL;
+}
+
+void api_openapi_get(struct api_req *req, struct api_resp *resp)
+{
+	resp->status = 200;
+	resp->raw = req->ctx->openapi;
+	resp->raw_len = req->ctx->openapi_len;
+}

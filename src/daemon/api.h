@@ -1,0 +1,82 @@
+/* berthd's REST API: requests and responses independent of the HTTP server, the router, errors. */
+#ifndef BERTH_DAEMON_API_H
+#define BERTH_DAEMON_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "daemon/route.h"
+
+#define API_PREFIX "/api/v1"
+#define API_BODY_MAX (1024 * 1024)
+
+/* What a caller may do; each route names the least role it needs. */
+enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
+
+const char *api_role_name(enum api_role r);
+
+struct db;
+
+/* Daemon-wide state the handlers use. */
+struct api_ctx {
+	struct db *db;
+	struct timespec started; /* CLOCK_MONOTONIC */
+	const char *openapi;	 /* the OpenAPI document, embedded at build time */
+	size_t openapi_len;
+};
+
+struct api_req {
+	struct api_ctx *ctx;
+	const char *method;
+	const char *path;
+	enum api_role role;
+	uid_t uid; /* the peer, for the audit log */
+	pid_t pid;
+	const char *content_type; /* NULL if absent */
+	const char *if_match;	  /* NULL if absent */
+	const char *body;	  /* NULL/0 if none */
+	size_t body_len;
+	json_t *query; /* object: parameter name -> string (or null for a bare "?flag") */
+	/* filled by api_dispatch */
+	struct route_params params;
+	json_t *json; /* the parsed body of routes that take one */
+};
+
+struct api_resp {
+	unsigned status;
+	json_t *body;	 /* JSON body (owned), or NULL */
+	const char *raw; /* or a static JSON body */
+	size_t raw_len;
+	int64_t etag;	    /* > 0: ETag: "<etag>" */
+	char allow[64];	    /* 405: the Allow header */
+	char location[128]; /* 201: the Location header */
+};
+
+/* Route, authorise, check the query and body, run the handler. resp starts zeroed. */
+void api_dispatch(struct api_req *req, struct api_resp *resp);
+void api_resp_free(struct api_resp *resp);
+
+/* Fill resp with {"error": {"code", "message", "field"}} (field omitted if NULL or empty). */
+__attribute__((format(printf, 5, 6))) void api_error(struct api_resp *resp, unsigned status,
+						     const char *code, const char *field,
+						     const char *fmt, ...);
+
+/* "2026-11-25T21:52:28.123Z" */
+void api_now(char buf[32]);
+
+/* The audit "actor" of a request: {"uid", "pid", "role"}. */
+json_t *api_actor(const struct api_req *req);
+
+/* Handlers (api_vms.c, api_host.c). */
+void api_vms_create(struct api_req *req, struct api_resp *resp);
+void api_vms_list(struct api_req *req, struct api_resp *resp);
+void api_vms_get(struct api_req *req, struct api_resp *resp);
+void api_vms_patch(struct api_req *req, struct api_resp *resp);
+void api_vms_delete(struct api_req *req, struct api_resp *resp);
+void api_host_get(struct api_req *req, struct api_resp *resp);
+void api_openapi_get(struct api_req *req, struct api_resp *resp);
+
+#endif

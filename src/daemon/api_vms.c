@@ -1,0 +1,371 @@
+/* The VMs resource: create, list, show, modify (merge patch, rename), delete — definitions only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/log.h"
+#include "daemon/api.h"
+#include "daemon/db.h"
+#include "daemon/vmspec.h"
+
+static int uuid_v4(char out[DB_UUID_LEN + 1])
+{
+	unsigned char b[16];
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -EIO;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, DB_UUID_LEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+		 b[15]);
+	return 0;
+}
+
+/* The spec of a stored VM: its config plus its name (NULL if the stored config is unreadable). */
+static json_t *vm_spec(const struct db_vm *vm)
+{
+	json_t *spec = json_loads(vm->config, 0, NULL);
+	if (!json_is_object(spec) || json_object_set_new(spec, "name", json_string(vm->name))) {
+		log_err("api", "VM %s: stored config is not a JSON object", vm->uuid);
+		json_decref(spec);
+		return NULL;
+	}
+	return spec;
+}
+
+/* The API representation: identity, the spec, then the read-only fields. */
+static json_t *vm_json(const struct db_vm *vm)
+{
+	json_t *spec = vm_spec(vm);
+	json_t *o = json_pack("{s:s, s:s}", "uuid", vm->uuid, "name", vm->name);
+	if (!spec || !o)
+		goto fail;
+	json_object_del(spec, "name");
+	if (json_object_update(o, spec) ||
+	    json_object_set_new(o, "state", json_string(vm->state)) ||
+	    json_object_set_new(o, "state_reason",
+				vm->state_reason ? json_string(vm->state_reason) : json_null()) ||
+	    json_object_set_new(o, "created", json_string(vm->created)) ||
+	    json_object_set_new(o, "modified", json_string(vm->modified)) ||
+	    json_object_set_new(o, "generation", json_integer(vm->generation)))
+		goto fail;
+	json_decref(spec);
+	return o;
+fail:
+	json_decref(spec);
+	json_decref(o);
+	return NULL;
+}
+
+static void respond_vm(struct api_resp *resp, unsigned status, const struct db_vm *vm)
+{
+	resp->body = vm_json(vm);
+	if (!resp->body) {
+		api_error(resp, 500, "internal", NULL, "cannot represent VM %s", vm->uuid);
+		return;
+	}
+	resp->status = status;
+	resp->etag = vm->generation;
+}
+
+static void db_failed(struct api_resp *resp, int err)
+{
+	api_error(resp, 500, "internal", NULL, "inventory error: %s", strerror(-err));
+}
+
+/* The config column: the normalized spec without its name. */
+static char *config_text(json_t *spec)
+{
+	json_t *c = json_copy(spec);
+	char *text;
+	if (!c)
+		return NULL;
+	json_object_del(c, "name");
+	text = json_dumps(c, JSON_COMPACT);
+	json_decref(c);
+	return text;
+}
+
+static void spec_failed(struct api_resp *resp, int ret, const struct spec_error *err)
+{
+	if (ret == -ENOMEM)
+		api_error(resp, 500, "internal", NULL, "out of memory");
+	else
+		api_error(resp, 400, err->code, err->field, "%s", err->msg);
+}
+
+void api_vms_create(struct api_req *req, struct api_resp *resp)
+{
+	struct db *db = req->ctx->db;
+	struct spec_error serr = {0};
+	struct db_vm vm = {0}, row = {0};
+	json_t *spec = NULL, *detail = NULL;
+	char now[32];
+	int ret;
+
+	if ((ret = vmspec_normalize(req->json, &spec, &serr))) {
+		spec_failed(resp, ret, &serr);
+		return;
+	}
+	api_now(now);
+	if (uuid_v4(vm.uuid)) {
+		api_error(resp, 500, "internal", NULL, "no random numbers for a UUID");
+		goto out;
+	}
+	vm.name = (char *)json_string_value(json_object_get(spec, "name"));
+	vm.config = config_text(spec);
+	vm.created = now;
+	detail =
+	    json_pack("{s:o, s:s, s:O}", "actor", api_actor(req), "name", vm.name, "spec", spec);
+	if (!vm.config || !detail) {
+		api_error(resp, 500, "internal", NULL, "out of memory");
+		goto out;
+	}
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	if ((ret = db_vm_insert(db, &vm)) ||
+	    (ret = db_event_add(db, now, vm.uuid, "vm-created", detail)) ||
+	    (ret = db_vm_find(db, vm.uuid, &row))) {
+		db_rollback(db);
+		if (ret == -EEXIST)
+			api_error(resp, 409, "conflict", "name", "a VM named '%s' already exists",
+				  vm.name);
+		else
+			db_failed(resp, ret);
+		goto out;
+	}
+	if ((ret = db_commit(db))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	log_info("api", "VM %s (%s) created by uid %u", vm.name, vm.uuid, (unsigned)req->uid);
+	respond_vm(resp, 201, &row);
+	snprintf(resp->location, sizeof(resp->location), API_PREFIX "/vms/%s", vm.uuid);
+out:
+	db_vm_clear(&row);
+	free(vm.config);
+	json_decref(detail);
+	json_decref(spec);
+}
+
+static int list_one(const struct db_vm *vm, void *arg)
+{
+	json_t *o = vm_json(vm);
+	return !o || json_array_append_new(arg, o) ? -ENOMEM : 0;
+}
+
+void api_vms_list(struct api_req *req, struct api_resp *resp)
+{
+	json_t *name = json_object_get(req->query, "name");
+	json_t *vms = json_array();
+	int ret;
+
+	if (name && !json_is_string(name)) {
+		api_error(resp, 400, "invalid-argument", "name",
+			  "name: needs a value (?name=NAME)");
+		goto out;
+	}
+	if (!vms || (ret = db_begin(req->ctx->db, false))) {
+		db_failed(resp, vms ? ret : -ENOMEM);
+		goto out;
+	}
+	ret = db_vm_list(req->ctx->db, name ? json_string_value(name) : NULL, list_one, vms);
+	db_rollback(req->ctx->db); /* read only */
+	if (ret) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	resp->status = 200;
+	resp->body = json_pack("{s:O}", "vms", vms);
+out:
+	json_decref(vms);
+}
+
+/* Inside a transaction: the VM named by the path, or a 404. */
+static int find_vm(struct api_req *req, struct api_resp *resp, struct db_vm *vm)
+{
+	int ret = db_vm_find(req->ctx->db, req->params.v[0], vm);
+	if (ret == -ENOENT)
+		api_error(resp, 404, "not-found", NULL, "no VM with the name or UUID '%s'",
+			  req->params.v[0]);
+	else if (ret)
+		db_failed(resp, ret);
+	return ret;
+}
+
+/* If-Match against the VM's generation: 0 to go on, else the response is an error. */
+static int check_if_match(struct api_req *req, struct api_resp *resp, const struct db_vm *vm)
+{
+	if (!req->if_match)
+		return 0;
+	int m = route_if_match(req->if_match, vm->generation);
+	if (m < 0) {
+		api_error(resp, 400, "invalid-argument", NULL,
+			  "If-Match: not an entity tag list like \"3\" or *");
+		return -EINVAL;
+	}
+	if (m == 0) {
+		api_error(resp, 412, "precondition-failed", NULL,
+			  "VM '%s' has changed: its ETag is now \"%lld\" (If-Match: %s)", vm->name,
+			  (long long)vm->generation, req->if_match);
+		resp->etag = vm->generation;
+		return -ESTALE;
+	}
+	return 0;
+}
+
+void api_vms_get(struct api_req *req, struct api_resp *resp)
+{
+	struct db_vm vm = {0};
+	int ret = db_begin(req->ctx->db, false);
+	if (ret) {
+		db_failed(resp, ret);
+		return;
+	}
+	ret = find_vm(req, resp, &vm);
+	db_rollback(req->ctx->db);
+	if (!ret)
+		respond_vm(resp, 200, &vm);
+	db_vm_clear(&vm);
+}
+
+void api_vms_patch(struct api_req *req, struct api_resp *resp)
+{
+	struct db *db = req->ctx->db;
+	struct spec_error serr = {0};
+	struct db_vm vm = {0}, row = {0};
+	json_t *cur = NULL, *merged = NULL, *spec = NULL, *detail = NULL;
+	char *old_name = NULL, now[32];
+	int ret;
+
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		return;
+	}
+	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
+		goto rollback;
+	if (!(cur = vm_spec(&vm)) || !(merged = json_merge_patch(cur, req->json))) {
+		api_error(resp, 500, "internal", NULL, "cannot apply the patch");
+		goto rollback;
+	}
+	if ((ret = vmspec_normalize(merged, &spec, &serr))) {
+		spec_failed(resp, ret, &serr);
+		goto rollback;
+	}
+	if (json_equal(spec, cur)) { /* nothing changes: no new generation, no event */
+		db_rollback(db);
+		respond_vm(resp, 200, &vm);
+		goto out;
+	}
+	bool renamed = strcmp(vm.name, json_string_value(json_object_get(spec, "name"))) != 0;
+	json_object_set(cur, "name", json_object_get(spec, "name"));
+	bool only_renamed = renamed && json_equal(spec, cur);
+	old_name = vm.name;
+	vm.name = strdup(json_string_value(json_object_get(spec, "name")));
+	free(vm.config);
+	vm.config = config_text(spec);
+	vm.generation++;
+	api_now(now);
+	free(vm.modified);
+	vm.modified = strdup(now);
+	detail = json_pack("{s:o, s:s, s:O}", "actor", api_actor(req), "name", vm.name, "patch",
+			   req->json);
+	if (detail && renamed)
+		json_object_set_new(detail, "previous_name", json_string(old_name));
+	if (!vm.name || !vm.config || !vm.modified || !detail) {
+		api_error(resp, 500, "internal", NULL, "out of memory");
+		goto rollback;
+	}
+	ret = db_vm_update(db, &vm);
+	if (!ret)
+		ret = db_event_add(db, now, vm.uuid, only_renamed ? "vm-renamed" : "vm-modified",
+				   detail);
+	if (!ret)
+		ret = db_vm_find(db, vm.uuid, &row);
+	if (ret == -EEXIST) {
+		api_error(resp, 409, "conflict", "name", "a VM named '%s' already exists", vm.name);
+		goto rollback;
+	} else if (ret) {
+		db_failed(resp, ret);
+		goto rollback;
+	}
+	if ((ret = db_commit(db))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	log_info("api", "VM %s (%s) %s by uid %u (generation %lld)", vm.name, vm.uuid,
+		 only_renamed ? "renamed" : "modified", (unsigned)req->uid,
+		 (long long)vm.generation);
+	respond_vm(resp, 200, &row);
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	free(old_name);
+	db_vm_clear(&vm);
+	db_vm_clear(&row);
+	json_decref(cur);
+	json_decref(merged);
+	json_decref(spec);
+	json_decref(detail);
+}
+
+void api_vms_delete(struct api_req *req, struct api_resp *resp)
+{
+	struct db *db = req->ctx->db;
+	json_t *q = json_object_get(req->query, "delete_disks"), *detail = NULL, *spec = NULL;
+	struct db_vm vm = {0};
+	bool delete_disks = false;
+	char now[32];
+	int ret;
+
+	if (q && (!json_is_string(q) || route_parse_bool(json_string_value(q), &delete_disks))) {
+		api_error(resp, 400, "invalid-argument", "delete_disks",
+			  "delete_disks: must be true or false");
+		return;
+	}
+	if (delete_disks) {
+		api_error(resp, 400, "not-supported", "delete_disks",
+			  "delete_disks=true needs berthd's disk management, which is not there "
+			  "yet: delete the VM with delete_disks=false and remove its disk files");
+		return;
+	}
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		return;
+	}
+	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
+		goto rollback;
+	spec = vm_spec(&vm);
+	detail = json_pack("{s:o, s:s, s:O*, s:b}", "actor", api_actor(req), "name", vm.name,
+			   "spec", spec, "delete_disks", 0);
+	if (!detail) {
+		api_error(resp, 500, "internal", NULL, "out of memory");
+		goto rollback;
+	}
+	api_now(now);
+	if ((ret = db_vm_delete(db, vm.uuid, vm.generation)) ||
+	    (ret = db_event_add(db, now, vm.uuid, "vm-deleted", detail))) {
+		db_failed(resp, ret);
+		goto rollback;
+	}
+	if ((ret = db_commit(db))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	log_info("api", "VM %s (%s) deleted by uid %u; its disks are kept", vm.name, vm.uuid,
+		 (unsigned)req->uid);
+	resp->status = 204;
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	db_vm_clear(&vm);
+	json_decref(spec);
+	json_decref(detail);
+}

@@ -1,0 +1,404 @@
+/* berthd's inventory: SQLite (WAL) with versioned migrations, VMs and the audit events log. */
+#include "daemon/db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+struct db {
+	sqlite3 *h;
+	pthread_mutex_t lock;
+};
+
+/*
+ * The schema, one migration per version, applied in order, each in its own transaction. Never
+ * edit a released entry: add a new one. Version N is MIGRATIONS[N - 1].
+ */
+static const char *const MIGRATIONS[] = {
+    /* 1: VM definitions and the audit log */
+    "CREATE TABLE vms ("
+    " uuid TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL UNIQUE,"
+    " config TEXT NOT NULL CHECK (json_valid(config)),"
+    " generation INTEGER NOT NULL CHECK (generation >= 1),"
+    " state TEXT NOT NULL DEFAULT 'off' CHECK (state IN ('off', 'starting', 'running',"
+    "  'paused', 'saved', 'stopping', 'crashed')),"
+    " state_reason TEXT,"
+    " created TEXT NOT NULL,"
+    " modified TEXT NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " ts TEXT NOT NULL,"
+    " vm TEXT,"
+    " kind TEXT NOT NULL,"
+    " detail TEXT NOT NULL CHECK (json_valid(detail))"
+    ") STRICT;"
+    "CREATE INDEX events_vm ON events (vm);",
+};
+
+int db_schema_version_known(void)
+{
+	return (int)ARRAY_SIZE(MIGRATIONS);
+}
+
+static int exec(struct db *db, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db->h));
+	sqlite3_free(msg);
+	return -EIO;
+}
+
+/* One integer from a query of one row and one column. */
+static int query_int(struct db *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -EIO;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto out;
+	*out = sqlite3_column_int64(st, 0);
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int migrate(struct db *db, const char *path, char *err, size_t errlen)
+{
+	char sql[128];
+	int64_t version;
+	int known = db_schema_version_known();
+
+	if (exec(db,
+		 "BEGIN IMMEDIATE;"
+		 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;"
+		 "INSERT INTO schema_version (version) SELECT 0 WHERE NOT EXISTS "
+		 "(SELECT 1 FROM schema_version);"
+		 "COMMIT;",
+		 err, errlen))
+		goto fail;
+	if (query_int(db, "SELECT version FROM schema_version", &version)) {
+		snprintf(err, errlen, "reading schema_version: %s", sqlite3_errmsg(db->h));
+		return -EIO;
+	}
+	if (version > known || version < 0) {
+		snprintf(err, errlen,
+			 "%s has inventory schema version %lld; this berthd knows versions up to "
+			 "%d: run a newer berthd (the database is left untouched)",
+			 path, (long long)version, known);
+		return -EPROTO;
+	}
+	for (int v = (int)version + 1; v <= known; v++) {
+		snprintf(sql, sizeof(sql), "UPDATE schema_version SET version = %d;", v);
+		if (exec(db, "BEGIN IMMEDIATE;", err, errlen))
+			goto fail;
+		if (exec(db, MIGRATIONS[v - 1], err, errlen) || exec(db, sql, err, errlen) ||
+		    exec(db, "COMMIT;", err, errlen)) {
+			char e2[64];
+			exec(db, "ROLLBACK;", e2, sizeof(e2));
+			log_err("db", "migration to schema version %d failed: %s", v, err);
+			return -EIO;
+		}
+		log_info("db", "%s: schema migrated to version %d", path, v);
+	}
+	return 0;
+fail:
+	log_err("db", "preparing the schema: %s", err);
+	char e2[64];
+	exec(db, "ROLLBACK;", e2, sizeof(e2));
+	return -EIO;
+}
+
+int db_open(const char *path, struct db **out, char *err, size_t errlen)
+{
+	struct db *db = calloc(1, sizeof(*db));
+	char *mode = NULL;
+	int ret;
+
+	if (!db)
+		return -ENOMEM;
+	pthread_mutex_init(&db->lock, NULL);
+	if (sqlite3_open_v2(path, &db->h,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path,
+			 db->h ? sqlite3_errmsg(db->h) : "cannot open");
+		ret = -EIO;
+		goto fail;
+	}
+	sqlite3_extended_result_codes(db->h, 1);
+	sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+	/* WAL: readers never block the writer; synchronous=FULL: a commit survives power loss. */
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db->h, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		mode = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (!mode || strcmp(mode, "wal")) {
+		snprintf(err, errlen, "%s: cannot use write-ahead logging (journal mode %s): %s",
+			 path, mode ? mode : "unknown", sqlite3_errmsg(db->h));
+		ret = -EIO;
+		goto fail;
+	}
+	if ((ret = exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;", err, errlen)))
+		goto fail;
+	if ((ret = migrate(db, path, err, errlen)))
+		goto fail;
+	free(mode);
+	*out = db;
+	return 0;
+fail:
+	free(mode);
+	db_close(db);
+	return ret;
+}
+
+void db_close(struct db *db)
+{
+	if (!db)
+		return;
+	if (db->h && sqlite3_close(db->h) != SQLITE_OK)
+		log_err("db", "closing the inventory: %s", sqlite3_errmsg(db->h));
+	pthread_mutex_destroy(&db->lock);
+	free(db);
+}
+
+int db_begin(struct db *db, bool write)
+{
+	char err[256];
+	pthread_mutex_lock(&db->lock);
+	if (exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", err, sizeof(err))) {
+		log_err("db", "begin: %s", err);
+		pthread_mutex_unlock(&db->lock);
+		return -EIO;
+	}
+	return 0;
+}
+
+int db_commit(struct db *db)
+{
+	char err[256];
+	int ret = 0;
+	if (exec(db, "COMMIT", err, sizeof(err))) {
+		log_err("db", "commit: %s", err);
+		exec(db, "ROLLBACK", err, sizeof(err));
+		ret = -EIO;
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+void db_rollback(struct db *db)
+{
+	char err[256];
+	if (exec(db, "ROLLBACK", err, sizeof(err)))
+		log_err("db", "rollback: %s", err);
+	pthread_mutex_unlock(&db->lock);
+}
+
+void db_vm_clear(struct db_vm *vm)
+{
+	free(vm->name);
+	free(vm->config);
+	free(vm->state);
+	free(vm->state_reason);
+	free(vm->created);
+	free(vm->modified);
+	memset(vm, 0, sizeof(*vm));
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+	return s ? strdup((const char *)s) : NULL;
+}
+
+#define VM_COLUMNS "uuid, name, config, generation, state, state_reason, created, modified"
+
+static int vm_from_row(sqlite3_stmt *st, struct db_vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	snprintf(vm->uuid, sizeof(vm->uuid), "%s", (const char *)sqlite3_column_text(st, 0));
+	vm->name = col_dup(st, 1);
+	vm->config = col_dup(st, 2);
+	vm->generation = sqlite3_column_int64(st, 3);
+	vm->state = col_dup(st, 4);
+	vm->state_reason = col_dup(st, 5);
+	vm->created = col_dup(st, 6);
+	vm->modified = col_dup(st, 7);
+	if (!vm->name || !vm->config || !vm->state || !vm->created || !vm->modified) {
+		db_vm_clear(vm);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int sql_fail(struct db *db, const char *what)
+{
+	int code = sqlite3_extended_errcode(db->h);
+	if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return -EEXIST;
+	log_err("db", "%s: %s", what, sqlite3_errmsg(db->h));
+	return -EIO;
+}
+
+int db_vm_find(struct db *db, const char *id, struct db_vm *out)
+{
+	static const char sql[] = "SELECT " VM_COLUMNS " FROM vms WHERE uuid = ?1 UNION ALL "
+				  "SELECT " VM_COLUMNS " FROM vms WHERE name = ?1 LIMIT 1";
+	sqlite3_stmt *st = NULL;
+	int ret, rc;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "find VM");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = vm_from_row(st, out);
+	else if (rc == SQLITE_DONE)
+		ret = -ENOENT;
+	else
+		ret = sql_fail(db, "find VM");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int db_vm_list(struct db *db, const char *name, int (*fn)(const struct db_vm *vm, void *arg),
+	       void *arg)
+{
+	static const char sql[] = "SELECT " VM_COLUMNS " FROM vms WHERE ?1 IS NULL OR name = ?1 "
+				  "ORDER BY name";
+	sqlite3_stmt *st = NULL;
+	struct db_vm vm;
+	int ret = 0, rc;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "list VMs");
+	if (name)
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((ret = vm_from_row(st, &vm)))
+			break;
+		ret = fn(&vm, arg);
+		db_vm_clear(&vm);
+		if (ret)
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = sql_fail(db, "list VMs");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int db_vm_insert(struct db *db, const struct db_vm *vm)
+{
+	static const char sql[] = "INSERT INTO vms (uuid, name, config, generation, created, "
+				  "modified) VALUES (?, ?, ?, 1, ?, ?)";
+	sqlite3_stmt *st = NULL;
+	int ret = 0;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "insert VM");
+	sqlite3_bind_text(st, 1, vm->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, vm->config, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, vm->created, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, vm->created, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		ret = sql_fail(db, "insert VM");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* After an UPDATE/DELETE guarded by generation matched no row: gone, or changed meanwhile. */
+static int why_no_row(struct db *db, const char *uuid)
+{
+	struct db_vm vm;
+	int ret = db_vm_find(db, uuid, &vm);
+	if (ret == 0) {
+		db_vm_clear(&vm);
+		return -ESTALE;
+	}
+	return ret;
+}
+
+int db_vm_update(struct db *db, const struct db_vm *vm)
+{
+	static const char sql[] = "UPDATE vms SET name = ?, config = ?, generation = ?, "
+				  "modified = ? WHERE uuid = ? AND generation = ?";
+	sqlite3_stmt *st = NULL;
+	int ret = 0;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "update VM");
+	sqlite3_bind_text(st, 1, vm->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->config, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vm->generation);
+	sqlite3_bind_text(st, 4, vm->modified, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, vm->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, vm->generation - 1);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		ret = sql_fail(db, "update VM");
+	else if (sqlite3_changes(db->h) != 1)
+		ret = why_no_row(db, vm->uuid);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int db_vm_delete(struct db *db, const char *uuid, int64_t generation)
+{
+	static const char sql[] = "DELETE FROM vms WHERE uuid = ? AND generation = ?";
+	sqlite3_stmt *st = NULL;
+	int ret = 0;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "delete VM");
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, generation);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		ret = sql_fail(db, "delete VM");
+	else if (sqlite3_changes(db->h) != 1)
+		ret = why_no_row(db, uuid);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
+		 json_t *detail)
+{
+	static const char sql[] = "INSERT INTO events (ts, vm, kind, detail) VALUES (?, ?, ?, ?)";
+	sqlite3_stmt *st = NULL;
+	char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+	int ret = 0;
+
+	if (!text)
+		return -ENOMEM;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+		ret = sql_fail(db, "add event");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, ts, -1, SQLITE_STATIC);
+	if (vm_uuid)
+		sqlite3_bind_text(st, 2, vm_uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		ret = sql_fail(db, "add event");
+out:
+	sqlite3_finalize(st);
+	free(text);
+	return ret;
+}

@@ -1,0 +1,67 @@
+/* berthd's inventory: SQLite (WAL) with versioned migrations, VMs and the audit events log. */
+#ifndef BERTH_DAEMON_DB_H
+#define BERTH_DAEMON_DB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+
+/* The newest schema version this binary knows. */
+int db_schema_version_known(void);
+
+/*
+ * Open (creating if needed) the inventory at path and bring its schema up to date, each migration
+ * in its own transaction. A database newer than this binary is refused with -EPROTO. On error,
+ * err holds a message for the log.
+ */
+int db_open(const char *path, struct db **out, char *err, size_t errlen);
+void db_close(struct db *db);
+
+/*
+ * One transaction at a time per daemon: db_begin takes the connection's lock and starts a
+ * transaction (write: BEGIN IMMEDIATE, so it never fails half-way for a lock); every db_vm_* and
+ * db_event_add call happens inside one. db_commit or db_rollback ends it and drops the lock.
+ */
+int db_begin(struct db *db, bool write);
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
+
+#define DB_UUID_LEN 36
+
+/* One row of the vms table. Strings are owned by the row (db_vm_clear frees them). */
+struct db_vm {
+	char uuid[DB_UUID_LEN + 1];
+	char *name;
+	char *config; /* the spec as JSON text, without the name */
+	int64_t generation;
+	char *state;
+	char *state_reason; /* NULL if none */
+	char *created;
+	char *modified;
+};
+
+void db_vm_clear(struct db_vm *vm);
+
+/* Look a VM up by UUID, else by name. -ENOENT if neither matches. */
+int db_vm_find(struct db *db, const char *id, struct db_vm *out);
+/* All VMs (or those named name, if not NULL), ordered by name; calls fn for each. */
+int db_vm_list(struct db *db, const char *name, int (*fn)(const struct db_vm *vm, void *arg),
+	       void *arg);
+/* Insert a VM (uuid, name, config, created; generation 1). -EEXIST if the name is taken. */
+int db_vm_insert(struct db *db, const struct db_vm *vm);
+/*
+ * Replace name and config of the VM whose generation is still vm->generation - 1, setting
+ * generation and modified. -ESTALE if it changed meanwhile, -ENOENT, -EEXIST (name taken).
+ */
+int db_vm_update(struct db *db, const struct db_vm *vm);
+/* Delete the VM whose generation is still generation. -ESTALE, -ENOENT. */
+int db_vm_delete(struct db *db, const char *uuid, int64_t generation);
+
+/* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */
+int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
+		 json_t *detail);
+
+#endif

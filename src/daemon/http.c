@@ -1,0 +1,415 @@
+/* berthd's HTTP server: libmicrohttpd on a unix socket berthd binds, peers authorised by
+ * SO_PEERCRED. */
+#include "daemon/http.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <microhttpd.h>
+#include <pwd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define DRAIN_TIMEOUT_MS 10000
+#define CONNECTION_LIMIT 256
+#define CONNECTION_TIMEOUT_S 60
+/* A body over the limit is read and dropped so the client sees the 413, up to this much; a
+ * declared length beyond it is answered at once and the connection closed. */
+#define DRAIN_MAX (16 * API_BODY_MAX)
+
+struct http_server {
+	struct api_ctx *ctx;
+	struct MHD_Daemon *mhd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int lfd;
+	bool have_group;
+	gid_t gid;
+	atomic_int inflight; /* requests between their first callback and completion */
+};
+
+/* One request's state across libmicrohttpd's callbacks. */
+struct req_state {
+	char *body;
+	size_t len;
+	bool too_large;
+	uint64_t dropped;
+};
+
+static bool user_in_group(uid_t uid, gid_t gid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	gid_t groups[256];
+	int n = ARRAY_SIZE(groups);
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) || !res)
+		return false;
+	if (pw.pw_gid == gid)
+		return true;
+	/* n is set to the real count when the array is too small: the group may be past it */
+	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0) {
+		gid_t *more = n > 0 ? calloc((size_t)n, sizeof(*more)) : NULL;
+		bool found = false;
+		if (more && getgrouplist(pw.pw_name, pw.pw_gid, more, &n) >= 0)
+			for (int i = 0; i < n; i++)
+				found |= more[i] == gid;
+		free(more);
+		return found;
+	}
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* root, or a member of the group (the peer's gid, or the user's primary/supplementary groups). */
+static enum api_role peer_role(struct http_server *s, struct MHD_Connection *c, struct ucred *cred)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	socklen_t len = sizeof(*cred);
+
+	cred->uid = (uid_t)-1;
+	cred->pid = 0;
+	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, cred, &len) ||
+	    len != sizeof(*cred)) {
+		log_warn("http", "no peer credentials: %s", strerror(errno));
+		return ROLE_NONE;
+	}
+	if (cred->uid == 0)
+		return ROLE_ADMIN;
+	if (s->have_group && (cred->gid == s->gid || user_in_group(cred->uid, s->gid)))
+		return ROLE_ADMIN;
+	return ROLE_NONE;
+}
+
+struct query_acc {
+	json_t *obj;
+	const char *dup;
+};
+
+static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	struct query_acc *q = cls;
+	(void)kind;
+	if (json_object_get(q->obj, key)) {
+		q->dup = key;
+		return MHD_NO;
+	}
+	json_object_set_new(q->obj, key, value ? json_string(value) : json_null());
+	return MHD_YES;
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *r)
+{
+	struct MHD_Response *mr;
+	char etag[32];
+	enum MHD_Result ret;
+
+	if (r->raw) {
+		mr = MHD_create_response_from_buffer(r->raw_len, (void *)r->raw,
+						     MHD_RESPMEM_PERSISTENT);
+	} else if (r->body) {
+		char *text = json_dumps(r->body, JSON_COMPACT);
+		size_t n = text ? strlen(text) : 0;
+		char *nl = text ? realloc(text, n + 2) : NULL;
+		if (!nl) {
+			free(text);
+			return MHD_NO;
+		}
+		nl[n] = '\n';
+		nl[n + 1] = '\0';
+		mr = MHD_create_response_from_buffer(n + 1, nl, MHD_RESPMEM_MUST_FREE);
+		if (!mr)
+			free(nl);
+	} else {
+		mr = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!mr)
+		return MHD_NO;
+	if (r->raw || r->body)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (r->etag > 0) {
+		snprintf(etag, sizeof(etag), "\"%lld\"", (long long)r->etag);
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ETAG, etag);
+	}
+	if (r->allow[0])
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->location[0])
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION, r->location);
+	ret = MHD_queue_response(c, r->status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+/* The request is complete (or refused early): authorise, route, run, answer. */
+static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, struct req_state *st,
+			      const char *url, const char *method)
+{
+	struct api_resp resp = {0};
+	struct api_req req = {0};
+	struct query_acc q = {0};
+	struct ucred cred;
+	enum MHD_Result ret;
+
+	req.ctx = s->ctx;
+	req.method = method;
+	req.path = url;
+	req.role = peer_role(s, c, &cred);
+	req.uid = cred.uid;
+	req.pid = cred.pid;
+	req.content_type =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	req.if_match = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH);
+	req.body = st->body;
+	req.body_len = st->len;
+	req.query = q.obj = json_object();
+	if (!q.obj)
+		return MHD_NO;
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, &q);
+	if (req.role == ROLE_NONE)
+		api_dispatch(&req, &resp); /* 403 before anything else is looked at */
+	else if (st->too_large)
+		api_error(&resp, 413, "payload-too-large", NULL,
+			  "the request body is larger than %d bytes", API_BODY_MAX);
+	else if (q.dup)
+		api_error(&resp, 400, "invalid-argument", q.dup, "query parameter '%s' given twice",
+			  q.dup);
+	else
+		api_dispatch(&req, &resp);
+	log_debug("http", "%s %s uid %u -> %u", method, url, (unsigned)cred.uid, resp.status);
+	ret = send_resp(c, &resp);
+	api_resp_free(&resp);
+	json_decref(q.obj);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct req_state *st = *con_cls;
+	(void)version;
+
+	if (!st) {
+		if (!(st = calloc(1, sizeof(*st))))
+			return MHD_NO;
+		*con_cls = st;
+		atomic_fetch_add(&s->inflight, 1);
+		const char *cl =
+		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		uint64_t n;
+		if (cl && !parse_u64(cl, &n) && n > API_BODY_MAX) {
+			st->too_large = true; /* read and drop it, then answer 413 */
+			if (n > DRAIN_MAX)    /* not worth reading: answer now, then close */
+				return answer(s, c, st, url, method);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (st->too_large) {
+			st->dropped += n;
+			return st->dropped > DRAIN_MAX ? MHD_NO : MHD_YES;
+		}
+		if (st->len + n > API_BODY_MAX) {
+			st->too_large = true;
+			st->dropped = st->len + n;
+			free(st->body);
+			st->body = NULL;
+			st->len = 0;
+			return MHD_YES;
+		}
+		char *b = realloc(st->body, st->len + n + 1);
+		if (!b)
+			return MHD_NO;
+		memcpy(b + st->len, upload, n);
+		st->len += n;
+		b[st->len] = '\0';
+		st->body = b;
+		return MHD_YES;
+	}
+	return answer(s, c, st, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct req_state *st = *con_cls;
+	(void)c;
+	(void)toe;
+	if (!st)
+		return;
+	free(st->body);
+	free(st);
+	*con_cls = NULL;
+	atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_warn("http", "%s", msg);
+}
+
+/* A socket file left by a berthd that died is removed; a live one is someone else's: refuse. */
+static int clear_stale_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat sb;
+	int fd, ret = 0;
+
+	if (lstat(path, &sb)) {
+		if (errno == ENOENT)
+			return 0;
+		ret = -errno;
+		log_err("http", "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (!S_ISSOCK(sb.st_mode)) {
+		log_err("http", "%s exists and is not a socket: refusing to replace it", path);
+		return -EEXIST;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		log_err("http", "%s: another berthd is listening there", path);
+		ret = -EADDRINUSE;
+	} else if (unlink(path) && errno != ENOENT) {
+		ret = -errno;
+		log_err("http", "removing the stale socket %s: %s", path, strerror(errno));
+	}
+	close(fd);
+	return ret;
+}
+
+static int make_socket(struct http_server *s, const char *group)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct group gr, *gres = NULL;
+	char buf[4096], dir[sizeof(s->path)];
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s", s->path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) && errno != EEXIST) {
+			ret = -errno;
+			log_err("http", "creating %s: %s", dir, strerror(errno));
+			return ret;
+		}
+	}
+	if ((ret = clear_stale_socket(s->path)))
+		return ret;
+	if (getgrnam_r(group, &gr, buf, sizeof(buf), &gres) == 0 && gres) {
+		s->have_group = true;
+		s->gid = gr.gr_gid;
+	} else {
+		log_warn("http", "group '%s' does not exist: only root may use the API", group);
+	}
+	memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
+	if ((s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	/* the socket file is born 0660: nobody else can connect before it belongs to the group */
+	mode_t old = umask(0117);
+	ret = bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
+	umask(old);
+	if (ret) {
+		log_err("http", "bind %s: %s", s->path, strerror(-ret));
+		return ret;
+	}
+	if (s->have_group && chown(s->path, (uid_t)-1, s->gid)) {
+		ret = -errno;
+		log_err("http", "chown %s to group %s: %s", s->path, group, strerror(errno));
+		return ret;
+	}
+	if (listen(s->lfd, 64)) {
+		ret = -errno;
+		log_err("http", "listen %s: %s", s->path, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
+int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_server **out)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->ctx = ctx;
+	s->lfd = -1;
+	if (strlen(o->socket_path) >= sizeof(s->path)) {
+		log_err("http", "socket path %s: longer than %zu bytes", o->socket_path,
+			sizeof(s->path) - 1);
+		ret = -ENAMETOOLONG;
+		goto fail;
+	}
+	snprintf(s->path, sizeof(s->path), "%s", o->socket_path);
+	if ((ret = make_socket(s, o->group)))
+		goto fail;
+	s->mhd = MHD_start_daemon(
+	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	    on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+	    s->lfd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+	if (!s->mhd) {
+		log_err("http", "libmicrohttpd did not start on %s", s->path);
+		ret = -EIO;
+		goto fail;
+	}
+	log_info("http", "serving the API on %s (%u threads)", s->path, o->threads);
+	*out = s;
+	return 0;
+fail:
+	if (s->lfd >= 0) {
+		close(s->lfd);
+		unlink(s->path);
+	}
+	free(s);
+	return ret;
+}
+
+void http_stop(struct http_server *s)
+{
+	struct timespec ts = {0, 10 * 1000 * 1000};
+	int waited = 0;
+
+	if (!s)
+		return;
+	MHD_socket lfd = MHD_quiesce_daemon(s->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	unlink(s->path);
+	while (atomic_load(&s->inflight) > 0 && waited < DRAIN_TIMEOUT_MS) {
+		nanosleep(&ts, NULL);
+		waited += 10;
+	}
+	if (atomic_load(&s->inflight) > 0)
+		log_warn("http", "%d requests still running after %d ms: stopping anyway",
+			 atomic_load(&s->inflight), DRAIN_TIMEOUT_MS);
+	MHD_stop_daemon(s->mhd);
+	free(s);
+}

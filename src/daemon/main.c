@@ -1,0 +1,222 @@
+/* berthd: the host daemon — inventory (SQLite) and the REST API on a unix socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/api.h"
+#include "daemon/db.h"
+#include "daemon/http.h"
+
+#ifndef BERTH_VERSION
+#define BERTH_VERSION "unknown"
+#endif
+
+/* The OpenAPI document, generated into the build from src/daemon/openapi.json. */
+extern const char berthd_openapi[];
+extern const size_t berthd_openapi_len;
+
+struct opts {
+	const char *state_dir;
+	const char *socket_path;
+	const char *group;
+	unsigned threads;
+	bool foreground;
+	enum log_level level;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: berthd [--foreground] [--state-dir DIR] [--socket PATH] [--group NAME]\n"
+		"              [--threads N] [--log-level LEVEL]\n"
+		"\n"
+		"berth's host daemon: the VM inventory and the REST API (docs/berthd.md).\n"
+		"\n"
+		"  --foreground      log for a terminal (\"berthd http: info: ...\"); without it, "
+		"lines\n"
+		"                    carry syslog priorities for the systemd journal (\"<6>...\")\n"
+		"  --state-dir DIR   inventory directory, holds berth.db (default /var/lib/berth)\n"
+		"  --socket PATH     the API's unix socket (default /run/berth/berthd.sock)\n"
+		"  --group NAME      members of this group may use the API, as may root\n"
+		"                    (default berth)\n"
+		"  --threads N       HTTP worker threads, 1..64 (default 4)\n"
+		"  --log-level L     error, warn, info (default) or debug\n"
+		"  -h, --help        this text\n"
+		"  -V, --version     the version\n"
+		"\n"
+		"SIGTERM or SIGINT stop it gracefully. Exit status: 0 stopped, 1 error, 2 bad "
+		"usage.\n");
+}
+
+/* 0 run, 1 exit 0 (help, version), -EINVAL usage error (message printed). */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {{"foreground", no_argument, NULL, 'f'},
+						 {"state-dir", required_argument, NULL, 'd'},
+						 {"socket", required_argument, NULL, 's'},
+						 {"group", required_argument, NULL, 'g'},
+						 {"threads", required_argument, NULL, 't'},
+						 {"log-level", required_argument, NULL, 'l'},
+						 {"help", no_argument, NULL, 'h'},
+						 {"version", no_argument, NULL, 'V'},
+						 {NULL, 0, NULL, 0}};
+	uint64_t n;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			o->foreground = true;
+			break;
+		case 'd':
+			o->state_dir = optarg;
+			break;
+		case 's':
+			o->socket_path = optarg;
+			break;
+		case 'g':
+			o->group = optarg;
+			break;
+		case 't':
+			if (parse_u64(optarg, &n) || n < 1 || n > 64) {
+				log_err(NULL, "--threads '%s': must be a number from 1 to 64",
+					optarg);
+				return -EINVAL;
+			}
+			o->threads = (unsigned)n;
+			break;
+		case 'l':
+			if (log_level_parse(optarg, &o->level)) {
+				log_err(NULL,
+					"--log-level '%s': must be error, warn, info or debug",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		case 'V':
+			printf("berthd %s\n", BERTH_VERSION);
+			return 1;
+		case ':':
+			log_err(NULL, "%s needs a value", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			log_err(NULL, "unknown option '%s' (see --help)", argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		log_err(NULL, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!*o->state_dir || !*o->socket_path || !*o->group) {
+		log_err(NULL, "--state-dir, --socket and --group must not be empty");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The state directory, created 0700 if missing, locked so one berthd at a time uses it. */
+static int lock_state_dir(const char *dir, int *lock_fd)
+{
+	char path[4096];
+	int fd, ret;
+
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		ret = -errno;
+		log_err(NULL, "creating the state directory %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/berthd.lock", dir) >= sizeof(path))
+		return -ENAMETOOLONG;
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		ret = -errno;
+		log_err(NULL, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		ret = -errno;
+		log_err(NULL, "%s: %s", path,
+			errno == EWOULDBLOCK ? "another berthd uses this state directory"
+					     : strerror(errno));
+		close(fd);
+		return ret;
+	}
+	*lock_fd = fd;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.state_dir = "/var/lib/berth",
+			 .socket_path = "/run/berth/berthd.sock",
+			 .group = "berth",
+			 .threads = 4,
+			 .level = LOG_INFO};
+	struct api_ctx ctx = {.openapi = berthd_openapi, .openapi_len = berthd_openapi_len};
+	struct http_server *http = NULL;
+	char dbpath[4096], err[512];
+	sigset_t stop;
+	int lock_fd = -1, sig, ret;
+
+	log_init("berthd", NULL, LOG_INFO);
+	if ((ret = parse_args(argc, argv, &o)))
+		return ret > 0 ? 0 : 2;
+	log_init("berthd", NULL, o.level);
+	log_set_journal(!o.foreground);
+
+	/* Every thread inherits the mask; the main thread alone takes the stop signals. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	clock_gettime(CLOCK_MONOTONIC, &ctx.started);
+
+	if (lock_state_dir(o.state_dir, &lock_fd))
+		return 1;
+	if ((size_t)snprintf(dbpath, sizeof(dbpath), "%s/berth.db", o.state_dir) >=
+	    sizeof(dbpath)) {
+		log_err(NULL, "--state-dir: path too long");
+		ret = 1;
+		goto out;
+	}
+	if ((ret = db_open(dbpath, &ctx.db, err, sizeof(err)))) {
+		log_err("db", "%s", err);
+		ret = 1;
+		goto out;
+	}
+	log_info("db", "inventory %s (schema version %d)", dbpath, db_schema_version_known());
+	struct http_opts ho = {
+	    .socket_path = o.socket_path, .group = o.group, .threads = o.threads};
+	if (http_start(&ctx, &ho, &http)) {
+		ret = 1;
+		goto out;
+	}
+	log_info(NULL, "berthd %s ready (pid %d)", BERTH_VERSION, (int)getpid());
+	do {
+		sig = sigwaitinfo(&stop, NULL);
+	} while (sig < 0 && errno == EINTR);
+	log_info(NULL, "stopping: received %s", sig > 0 ? strsignal(sig) : "an error");
+	ret = 0;
+out:
+	http_stop(http);
+	db_close(ctx.db);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (!ret)
+		log_info(NULL, "stopped");
+	return ret;
+}
