@@ -140,6 +140,12 @@ int args_parse(struct cli *c, const struct cli_noun *n, const struct cli_verb *v
 	bool only_pos = false;
 
 	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			a->help = true; /* help wins over whatever else is wrong */
+			return EXIT_OK;
+		}
+	}
 	for (int i = 0; i < argc; i++) {
 		const char *w = argv[i];
 		if (only_pos || w[0] != '-' || strcmp(w, "-") == 0) {

@@ -76,7 +76,7 @@ void table_free(struct table *t)
 void kv_print(FILE *f, const char *key, const char *fmt, ...)
 {
 	va_list ap;
-	int n = fprintf(f, "%s:", key);
+	int n = *key ? fprintf(f, "%s:", key) : 0; /* "" continues the previous key */
 	fprintf(f, "%*s", n < KV_WIDTH ? KV_WIDTH - n : 1, "");
 	va_start(ap, fmt);
 	vfprintf(f, fmt, ap);

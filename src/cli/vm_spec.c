@@ -160,6 +160,8 @@ int vm_spec_load(const char *path, json_t **out)
 	json_error_t jerr;
 	json_t *doc = strcmp(path, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
 					     : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc && jerr.line < 1)
+		return cli_usage(NULL, NULL, "--from-json %s: %s", path, jerr.text);
 	if (!doc)
 		return cli_usage(NULL, NULL, "--from-json %s: %s (line %d)",
 				 strcmp(path, "-") == 0 ? "(stdin)" : path, jerr.text, jerr.line);
