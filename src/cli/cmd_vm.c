@@ -221,8 +221,8 @@ static int vm_set(struct cli *c, const struct cli_verb *v, const struct cli_args
 	if (code && r.status) {
 		/* 412: the ETag read no longer matches */
 		cli_report(&r, r.status == 412 && etag[0]
-				   ? "; it was changed since it was read: run the command again "
-				     "to apply it to the current version, or use --force"
+				   ? "; run the command again to apply the change to the current "
+				     "version, or use --force"
 				   : NULL);
 		response_free(&r);
 	}

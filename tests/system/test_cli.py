@@ -372,8 +372,9 @@ def test_concurrent_change_is_a_conflict_not_a_lost_update(berthd, tmp_path):
         r = run("vm", "set", "web1", "--vcpus", "8", sock=str(tmp_path / "proxy.sock"))
         assert proxy.interfered == 1
         line = one_error_line(r, 4)
-        assert "If-Match" in line or "changed" in line, line
-        assert "run the command again" in line and "--force" in line, line
+        assert line == ("berth: error: VM 'web1' has changed: its ETag is now \"2\" (If-Match: \"1\"); "
+                        "run the command again to apply the change to the current version, or use "
+                        "--force"), line
         vm = berthd.get(V + "/vms/web1").json
         assert vm["notes"] == "theirs" and vm["vcpus"] == 1 and vm["generation"] == 2  # theirs kept
         # again, now with --force: no If-Match, so the CLI's change goes on top of theirs
