@@ -14,7 +14,7 @@ import pytest
 from berthdutil import Berthd, raw_request
 from conftest import BUILD, ROOT
 
-BERTH = os.path.join(BUILD, "bin", "berth")
+BERTH = os.path.abspath(os.path.join(BUILD, "bin", "berth"))
 COMPLETION = os.path.join(ROOT, "packaging", "bash-completion", "berth")
 MAN = os.path.join(ROOT, "docs", "man", "berth.1")
 CLI_MD = os.path.join(ROOT, "docs", "cli.md")
@@ -255,6 +255,7 @@ USAGE = [
     (["vm", "list", "--nope"], "unknown option '--nope'"),
     (["vm", "list", "extra"], "unexpected argument 'extra'"),
     (["vm", "show"], "missing NAME|UUID"),
+    (["vm", "show", ""], "'' is not a VM name or UUID"),
     (["vm", "set", "web1"], "nothing to change"),
     (["vm", "set", "web1", "--rng", "--no-rng"], "--rng and --no-rng contradict"),
     (["vm", "set", "web1", "--disk", "/a", "--no-disks"], "--disk and --no-disks contradict"),
@@ -292,9 +293,10 @@ def test_api_errors_map_to_exit_codes(berthd):
     # not found: 3
     for args in [("vm", "show", "nope"), ("vm", "set", "nope", "--vcpus", "2"),
                  ("vm", "set", "nope", "--vcpus", "2", "--force"), ("vm", "delete", "nope", "--yes"),
-                 ("vm", "show", "00000000-0000-4000-8000-000000000000")]:
+                 ("vm", "show", "00000000-0000-4000-8000-000000000000"),
+                 ("vm", "show", "web1/../web2"), ("vm", "show", "web1 x?y#z")]:  # sent encoded
         line = one_error_line(b(*args), 3)
-        assert "no VM" in line, line
+        assert "no VM" in line or "no such resource" in line, line  # never web2
     # the name is taken: 4, with the field
     line = one_error_line(b("vm", "create", "web1", "--kernel", KERNEL), 4)
     assert line == "berth: error: a VM named 'web1' already exists (field: name)", line
