@@ -280,6 +280,7 @@ int cli_report(const struct response *r, const char *hint)
 int cli_api_keep(struct cli *c, const char *method, const char *path, const char *if_match,
 		 const json_t *body, struct response *r)
 {
+	memset(r, 0, sizeof(*r));
 	int err = open_client(c);
 	if (err)
 		return err;

@@ -204,6 +204,8 @@ static int cmd_complete(struct cli *c, int argc, char **argv)
 			npos++;
 		}
 	}
+	if (c->socket_given && !c->host_given)
+		c->conn.host = NULL; /* as run() does */
 	if (want) {
 		if (want->choices) {
 			char buf[256], *save = NULL;
