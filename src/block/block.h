@@ -90,9 +90,10 @@ int blk_push_overlay(struct blk *b, const char *path, char *msg, size_t msglen);
 /* chain.c: whole-image operations for checkpoints (synchronous; the images may be open elsewhere
  * read-only, never written elsewhere). */
 
-/* Progress of a long copy: bytes done out of total, called every few MiB and at the end. */
+/* Progress of a long copy: bytes done out of total, called every few MiB and at the end; a non-zero
+ * return cancels the copy (-ECANCELED). */
 struct blk_progress {
-	void (*fn)(void *opaque, uint64_t done, uint64_t total);
+	int (*fn)(void *opaque, uint64_t done, uint64_t total);
 	void *opaque;
 };
 

@@ -86,8 +86,8 @@ static int held_bytes(struct blk *b, uint64_t *total)
 	return 0;
 }
 
-int blk_commit(const char *top, const char *base, const struct blk_progress *prog,
-	       uint64_t *copied, char *msg, size_t msglen)
+int blk_commit(const char *top, const char *base, const struct blk_progress *prog, uint64_t *copied,
+	       char *msg, size_t msglen)
 {
 	struct blk t, bs;
 	struct io_uring ring;
@@ -153,14 +153,18 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 			done += run;
 		off += run;
 		if (prog && prog->fn && done >= next_report) {
-			prog->fn(prog->opaque, done, total);
+			if (prog->fn(prog->opaque, done, total)) {
+				snprintf(msg, msglen, "'%s' into '%s': cancelled", top, base);
+				r = -ECANCELED;
+				goto out;
+			}
 			next_report = done + PROGRESS_EVERY;
 		}
 	}
 	if ((r = flush_sync(&bs, &ring)))
 		snprintf(msg, msglen, "'%s': flushing: %s", base, strerror(-r));
 	if (!r && prog && prog->fn)
-		prog->fn(prog->opaque, total, total);
+		(void)prog->fn(prog->opaque, total, total);
 out:
 	if (base_open) {
 		int rc = blk_close(&bs);

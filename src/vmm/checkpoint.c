@@ -223,8 +223,8 @@ static int check_tree(struct ckpt_store *s, char *msg, size_t msglen)
 			return -EINVAL;
 		}
 		if (json_array_size(json_object_get(n, "layers")) != s->ndisks) {
-			snprintf(msg, msglen, "tree.json: node '%s' has no layers for %u disk(s)", key,
-				 s->ndisks);
+			snprintf(msg, msglen, "tree.json: node '%s' has no layers for %u disk(s)",
+				 key, s->ndisks);
 			return -EINVAL;
 		}
 		if (p && (!node(s, p) || !strcmp(p, NOW))) {
@@ -242,13 +242,13 @@ static int check_tree(struct ckpt_store *s, char *msg, size_t msglen)
 			json_t *l = layers(n, k);
 			for (size_t i = 0; i < json_array_size(l); i++)
 				if (!json_is_string(json_array_get(l, i))) {
-					snprintf(msg, msglen, "tree.json: node '%s' disk %u: bad layer",
-						 key, k);
+					snprintf(msg, msglen,
+						 "tree.json: node '%s' disk %u: bad layer", key, k);
 					return -EINVAL;
 				}
 			if (!json_array_size(l)) {
-				snprintf(msg, msglen, "tree.json: node '%s' has no layer for disk %u",
-					 key, k);
+				snprintf(msg, msglen,
+					 "tree.json: node '%s' has no layer for disk %u", key, k);
 				return -EINVAL;
 			}
 		}
@@ -257,8 +257,8 @@ static int check_tree(struct ckpt_store *s, char *msg, size_t msglen)
 		const char *top = layer(node(s, NOW), k, 0);
 		if (!same_file(top, virtio_blk_disk(s->disk[k])->path)) {
 			snprintf(msg, msglen,
-				 "writable disk %u is '%s', but the tree's current image is '%s'", k,
-				 virtio_blk_disk(s->disk[k])->path, top);
+				 "writable disk %u is '%s', but the tree's current image is '%s'",
+				 k, virtio_blk_disk(s->disk[k])->path, top);
 			return -EINVAL;
 		}
 	}
@@ -304,9 +304,9 @@ int ckpt_open(struct ckpt_store **out, const char *dir, struct vm *vm, char *msg
 		for (unsigned k = 0; k < s->ndisks; k++) {
 			const struct blk *b = virtio_blk_disk(s->disk[k]);
 			char *abs = realpath(b->path, NULL);
-			json_array_append_new(
-			    disks, json_pack("{s:s,s:s}", "base", abs ? abs : b->path, "format",
-					     b->drv->name));
+			json_array_append_new(disks,
+					      json_pack("{s:s,s:s}", "base", abs ? abs : b->path,
+							"format", b->drv->name));
 			json_array_append_new(now, json_pack("[s]", abs ? abs : b->path));
 			free(abs);
 		}
@@ -337,6 +337,11 @@ void ckpt_close(struct ckpt_store *s)
 	free(s);
 }
 
+bool ckpt_find(struct ckpt_store *s, const char *ref)
+{
+	return find(s, ref) != NULL;
+}
+
 /* ---- list ---- */
 
 /* The nearest visible ancestor of a node (hidden nodes are layers kept for several children). */
@@ -362,12 +367,12 @@ json_t *ckpt_list(struct ckpt_store *s)
 		json_t *tops = json_array();
 		for (unsigned k = 0; k < s->ndisks; k++)
 			json_array_append_new(tops, json_string(layer(n, k, 0)));
-		json_array_append_new(
-		    arr, json_pack("{s:s,s:O,s:o,s:O,s:O,s:b,s:o}", "id", key, "name",
-				   json_object_get(n, "name"), "parent",
-				   p ? json_string(p) : json_null(), "created_ms",
-				   json_object_get(n, "created_ms"), "state", json_object_get(n, "state"),
-				   "current", cur && !strcmp(cur, key), "disks", tops));
+		json_array_append_new(arr, json_pack("{s:s,s:O,s:o,s:O,s:O,s:b,s:o}", "id", key,
+						     "name", json_object_get(n, "name"), "parent",
+						     p ? json_string(p) : json_null(), "created_ms",
+						     json_object_get(n, "created_ms"), "state",
+						     json_object_get(n, "state"), "current",
+						     cur && !strcmp(cur, key), "disks", tops));
 	}
 	return json_pack("{s:o,s:o,s:s}", "checkpoints", arr, "current",
 			 cur ? json_string(cur) : json_null(), "dir", s->dir);
@@ -421,10 +426,10 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 		return r;
 	}
 	json_decref(disks);
-	json_t *nd = json_pack("{s:s,s:O,s:I,s:b,s:b,s:O}", "name", name, "parent",
-			       json_object_get(now, "parent"), "created_ms",
-			       (json_int_t)wall_ms(), "state", !disk_only, "hidden", 0,
-			       "layers", json_object_get(now, "layers"));
+	json_t *nd =
+	    json_pack("{s:s,s:O,s:I,s:b,s:b,s:O}", "name", name, "parent",
+		      json_object_get(now, "parent"), "created_ms", (json_int_t)wall_ms(), "state",
+		      !disk_only, "hidden", 0, "layers", json_object_get(now, "layers"));
 	json_t *nl = json_array();
 	for (unsigned k = 0; k < s->ndisks; k++)
 		json_array_append_new(nl, json_pack("[O]", json_array_get(overlays, k)));
@@ -436,8 +441,8 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 		return r;
 	log_info(TAG, "checkpoint %s '%s' taken (guest paused %llu us)", id, name,
 		 (unsigned long long)paused_us);
-	*result = json_pack("{s:s,s:s,s:I}", "id", id, "name", name, "paused_us",
-			    (json_int_t)paused_us);
+	*result =
+	    json_pack("{s:s,s:s,s:I}", "id", id, "name", name, "paused_us", (json_int_t)paused_us);
 	return 0;
 }
 
@@ -445,7 +450,6 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 
 static int gc(struct ckpt_store *s, const struct ckpt_hooks *h, const char *id, uint64_t *bytes,
 	      uint64_t *paused_us, char *msg, size_t msglen);
-
 
 int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, json_t **result,
 	       char *msg, size_t msglen)
@@ -551,11 +555,10 @@ struct switch_arg {
 	uint64_t copied;
 };
 
-static void on_progress(void *opaque, uint64_t done, uint64_t total)
+static int on_progress(void *opaque, uint64_t done, uint64_t total)
 {
 	struct switch_arg *a = opaque;
-	if (a->h->progress)
-		a->h->progress(a->h->opaque, a->top, done, total);
+	return a->h->progress ? a->h->progress(a->h->opaque, a->top, done, total) : 0;
 }
 
 static int rebase_between(void *arg, char *msg, size_t msglen)
@@ -749,8 +752,8 @@ static int gc(struct ckpt_store *s, const struct ckpt_hooks *h, const char *id, 
 	return remove_node(s, h, id, bytes, paused_us, msg, msglen);
 }
 
-int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref,
-		json_t **result, char *msg, size_t msglen)
+int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, json_t **result,
+		char *msg, size_t msglen)
 {
 	const char *found = find(s, ref);
 	if (!found) {

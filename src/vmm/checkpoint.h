@@ -20,8 +20,9 @@ struct ckpt_hooks {
 	/* Stop every vCPU at a moment fit for saving state; -errno with a message. */
 	int (*pause)(void *opaque, char *msg, size_t msglen);
 	void (*resume)(void *opaque);
-	/* Progress of a long disk merge (may be NULL). */
-	void (*progress)(void *opaque, const char *what, uint64_t done, uint64_t total);
+	/* Progress of a long disk merge (may be NULL); non-zero cancels it (the tree stays as it
+	 * was before that merge step). */
+	int (*progress)(void *opaque, const char *what, uint64_t done, uint64_t total);
 	void *opaque;
 };
 
@@ -32,6 +33,8 @@ struct ckpt_hooks {
 int ckpt_open(struct ckpt_store **out, const char *dir, struct vm *vm, char *msg, size_t msglen);
 void ckpt_close(struct ckpt_store *s);
 
+/* Is there a checkpoint with this id or name? */
+bool ckpt_find(struct ckpt_store *s, const char *ref);
 /* {"checkpoints": [{id, name, parent, created_ms, state, current, disks}...], "current": id|null,
  * "dir"}: disks names, per writable disk, the image that reads as the checkpoint's disk. */
 json_t *ckpt_list(struct ckpt_store *s);
@@ -46,7 +49,7 @@ int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref
 	       char *msg, size_t msglen);
 /* Delete checkpoint ref; its disk layers merge into the neighbouring layer while the VM runs.
  * *result: {id, name, merged_bytes, paused_us}. */
-int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref,
-		json_t **result, char *msg, size_t msglen);
+int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, json_t **result,
+		char *msg, size_t msglen);
 
 #endif

@@ -3,11 +3,14 @@
 #include "vmm/control.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -33,6 +36,26 @@ struct client {
 	struct proto_rx rx;
 	struct proto_tx tx;
 	bool want_out; /* registered for EPOLLOUT */
+	bool waiting;  /* a deferred reply is due: read no further request until it is sent */
+};
+
+/* A checkpoint-delete runs on a worker thread (it copies disk layers while the VM runs); its reply
+ * goes out when it ends. The main loop hears of progress and the end through an eventfd. */
+struct ckpt_job {
+	pthread_t thread;
+	bool running; /* started and not yet joined (main thread) */
+	int efd;
+	pthread_mutex_t lock; /* guards the fields below */
+	bool done, cancel, progressed;
+	char what[PATH_MAX];
+	uint64_t done_bytes, total_bytes;
+	int r;
+	json_t *result;
+	char msg[600];
+	/* the request, for the reply */
+	char ref[80];
+	unsigned timeout_ms, client_no;
+	json_t *id;
 };
 
 struct control {
@@ -43,8 +66,9 @@ struct control {
 	control_stop_fn stop;
 	void *opaque;
 	struct vm *vm;
-	struct ckpt_store *ckpt; /* --checkpoint-dir's tree, while a VM runs */
+	struct ckpt_store *ckpt;  /* --checkpoint-dir's tree, while a VM runs */
 	unsigned ckpt_timeout_ms; /* the running checkpoint command's pause timeout */
+	struct ckpt_job job;
 	bool user_paused; /* a pause command holds one vm_pause_vcpus() */
 	unsigned next_no;
 	struct client clients[CONTROL_MAX_CLIENTS];
@@ -85,8 +109,18 @@ static void flush_client(struct client *cl)
 	}
 	bool want = r == 1;
 	if (want != cl->want_out &&
-	    evloop_mod(cl->ctl->loop, cl->fd, EPOLLIN | (want ? EPOLLOUT : 0)) == 0)
+	    evloop_mod(cl->ctl->loop, cl->fd,
+		       (cl->waiting ? 0 : EPOLLIN) | (want ? EPOLLOUT : 0)) == 0)
 		cl->want_out = want;
+}
+
+/* Stop or start reading requests from a client (a deferred reply keeps replies in order). */
+static void set_waiting(struct client *cl, bool waiting)
+{
+	cl->waiting = waiting;
+	if (cl->fd >= 0)
+		evloop_mod(cl->ctl->loop, cl->fd,
+			   (waiting ? 0 : EPOLLIN) | (cl->want_out ? EPOLLOUT : 0));
 }
 
 /* Queue a message (consumed) for one client. */
@@ -291,68 +325,217 @@ static void ckpt_resume(void *opaque)
 	vm_resume_vcpus(c->vm);
 }
 
-static void ckpt_progress(void *opaque, const char *what, uint64_t done, uint64_t total)
+static int ckpt_progress_log(void *opaque, const char *what, uint64_t done, uint64_t total)
 {
-	struct control *c = opaque;
+	(void)opaque;
 	log_info(TAG, "merging %s: %.1f of %.1f MiB", what, (double)done / (1 << 20),
 		 (double)total / (1 << 20));
-	control_event(c, "checkpoint-progress",
-		      json_pack("{s:s,s:I,s:I}", "image", what, "done_bytes", (json_int_t)done,
-				"total_bytes", (json_int_t)total));
+	return 0;
 }
 
-static int cmd_ckpt(struct control *c, const struct control_request *req, json_t **result,
-		    struct control_error *err, struct pending_event *ev)
+/* ---- checkpoint-delete on a worker thread ---- */
+
+#define CONTROL_DEFERRED 1 /* run_cmd: the reply comes later */
+
+static void on_client(void *opaque, int fd, uint32_t events);
+
+static void job_notify(struct control *c)
+{
+	uint64_t one = 1;
+	if (write(c->job.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn(TAG, "eventfd: %s", strerror(errno));
+}
+
+static int job_pause(void *opaque, char *msg, size_t msglen)
+{
+	struct control *c = opaque;
+	int r = vm_pause_vcpus(c->vm, c->job.timeout_ms);
+	if (r)
+		snprintf(msg, msglen, "%s",
+			 r == -ETIMEDOUT ? "the vCPUs did not all stop in time"
+					 : "the VM is stopping");
+	return r;
+}
+
+static int job_progress(void *opaque, const char *what, uint64_t done, uint64_t total)
+{
+	struct control *c = opaque;
+	ckpt_progress_log(opaque, what, done, total);
+	pthread_mutex_lock(&c->job.lock);
+	snprintf(c->job.what, sizeof(c->job.what), "%s", what);
+	c->job.done_bytes = done;
+	c->job.total_bytes = total;
+	c->job.progressed = true;
+	bool cancel = c->job.cancel;
+	pthread_mutex_unlock(&c->job.lock);
+	job_notify(c);
+	return cancel;
+}
+
+static void *job_main(void *arg)
+{
+	struct control *c = arg;
+	const struct ckpt_hooks h = {job_pause, ckpt_resume, job_progress, c};
+	json_t *result = NULL;
+	char msg[600] = "";
+	int r = ckpt_delete(c->ckpt, &h, c->job.ref, &result, msg, sizeof(msg));
+	pthread_mutex_lock(&c->job.lock);
+	c->job.r = r;
+	c->job.result = result;
+	snprintf(c->job.msg, sizeof(c->job.msg), "%s", msg);
+	c->job.done = true;
+	pthread_mutex_unlock(&c->job.lock);
+	job_notify(c);
+	return NULL;
+}
+
+/* Main thread: pass progress on; once the job ended, join it, reply and announce. */
+static void job_poll(struct control *c, bool final)
+{
+	struct ckpt_job *j = &c->job;
+	if (!j->running)
+		return;
+	pthread_mutex_lock(&j->lock);
+	bool done = j->done, progressed = j->progressed;
+	json_t *pev = progressed ? json_pack("{s:s,s:I,s:I}", "image", j->what, "done_bytes",
+					     (json_int_t)j->done_bytes, "total_bytes",
+					     (json_int_t)j->total_bytes)
+				 : NULL;
+	j->progressed = false;
+	pthread_mutex_unlock(&j->lock);
+	if (pev)
+		control_event(c, "checkpoint-progress", pev);
+	if (!done && !final)
+		return;
+	if (!done) { /* the VMM is stopping: end the merge where it is */
+		pthread_mutex_lock(&j->lock);
+		j->cancel = true;
+		pthread_mutex_unlock(&j->lock);
+	}
+	pthread_join(j->thread, NULL);
+	j->running = false;
+	struct client *cl = NULL;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (c->clients[i].fd >= 0 && c->clients[i].no == j->client_no)
+			cl = &c->clients[i];
+	struct control_error err;
+	json_t *reply;
+	if (j->r) {
+		control_fail(&err,
+			     j->r == -ENOENT ? CERR_NO_SUCH_CHECKPOINT : CERR_CHECKPOINT_FAILED,
+			     j->r == -ENOENT ? "args.checkpoint" : NULL, "%s", j->msg);
+		reply = control_reply_error(j->id, &err);
+	} else {
+		reply = control_reply_ok(j->id, json_incref(j->result));
+	}
+	json_decref(j->id);
+	j->id = NULL;
+	if (cl) {
+		send_msg(cl, reply);
+		set_waiting(cl, false);
+	} else {
+		json_decref(reply);
+	}
+	if (!j->r)
+		control_event(c, "checkpoint-deleted", j->result);
+	else
+		json_decref(j->result);
+	j->result = NULL;
+	/* Requests the client sent meanwhile are waiting in its buffer. */
+	if (cl && cl->fd >= 0 && !final)
+		on_client(cl, cl->fd, 0);
+}
+
+static void on_job(void *opaque, int fd, uint32_t events)
+{
+	(void)events;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn(TAG, "eventfd: %s", strerror(errno));
+	job_poll(opaque, false);
+}
+
+static int start_delete(struct control *c, struct client *cl, const struct control_request *req,
+			struct control_error *err)
+{
+	struct ckpt_job *j = &c->job;
+	if (!ckpt_find(c->ckpt, req->args.ckpt.name))
+		return control_fail(err, CERR_NO_SUCH_CHECKPOINT, "args.checkpoint",
+				    "no checkpoint '%s'", req->args.ckpt.name);
+	snprintf(j->ref, sizeof(j->ref), "%s", req->args.ckpt.name);
+	j->timeout_ms = req->args.ckpt.timeout_ms;
+	j->client_no = cl->no;
+	j->id = json_incref(req->id);
+	j->done = j->cancel = j->progressed = false;
+	j->result = NULL;
+	int r = pthread_create(&j->thread, NULL, job_main, c);
+	if (r) {
+		json_decref(j->id);
+		j->id = NULL;
+		return control_fail(err, CERR_INTERNAL, NULL, "cannot start a thread: %s",
+				    strerror(r));
+	}
+	j->running = true;
+	set_waiting(cl, true);
+	return CONTROL_DEFERRED;
+}
+
+static int cmd_ckpt(struct control *c, struct client *cl, const struct control_request *req,
+		    json_t **result, struct control_error *err, struct pending_event *ev)
 {
 	if (!c->ckpt)
-		return control_fail(err, CERR_NO_CHECKPOINT_DIR, "cmd",
-				    "this VM has no checkpoint tree (start it with --checkpoint-dir)");
+		return control_fail(
+		    err, CERR_NO_CHECKPOINT_DIR, "cmd",
+		    "this VM has no checkpoint tree (start it with --checkpoint-dir)");
 	if (req->cmd == CMD_CKPT_LIST) {
 		*result = ckpt_list(c->ckpt);
 		return 0;
 	}
-	const struct ckpt_hooks h = {ckpt_pause, ckpt_resume, ckpt_progress, c};
+	if (req->cmd == CMD_CKPT_DELETE)
+		return start_delete(c, cl, req, err);
+	const struct ckpt_hooks h = {ckpt_pause, ckpt_resume, ckpt_progress_log, c};
 	const char *name = req->args.ckpt.name;
 	char msg[600];
 	int r;
 	c->ckpt_timeout_ms = req->args.ckpt.timeout_ms;
-	switch (req->cmd) {
-	case CMD_CKPT_CREATE:
+	if (req->cmd == CMD_CKPT_CREATE) {
 		r = ckpt_create(c->ckpt, &h, name, req->args.ckpt.disk_only, result, msg,
 				sizeof(msg));
 		ev->name = "checkpoint-created";
-		break;
-	case CMD_CKPT_APPLY:
+	} else {
 		r = ckpt_apply(c->ckpt, &h, name, result, msg, sizeof(msg));
 		ev->name = "checkpoint-applied";
-		break;
-	default:
-		r = ckpt_delete(c->ckpt, &h, name, result, msg, sizeof(msg));
-		ev->name = "checkpoint-deleted";
-		break;
 	}
 	if (r) {
 		ev->name = NULL;
 		if (r == -EIO && req->cmd == CMD_CKPT_APPLY) /* the VM was half restored */
 			c->stop(c->opaque, STOP_VMM_ERROR);
-		return control_fail(err,
-				    r == -ENOENT   ? CERR_NO_SUCH_CHECKPOINT
-				    : r == -EEXIST ? CERR_CHECKPOINT_EXISTS
-						   : CERR_CHECKPOINT_FAILED,
-				    r == -ENOENT || r == -EEXIST
-					? (req->cmd == CMD_CKPT_CREATE ? "args.name" : "args.checkpoint")
-					: NULL,
-				    "%s", msg);
+		return control_fail(
+		    err,
+		    r == -ENOENT   ? CERR_NO_SUCH_CHECKPOINT
+		    : r == -EEXIST ? CERR_CHECKPOINT_EXISTS
+				   : CERR_CHECKPOINT_FAILED,
+		    r == -ENOENT || r == -EEXIST
+			? (req->cmd == CMD_CKPT_CREATE ? "args.name" : "args.checkpoint")
+			: NULL,
+		    "%s", msg);
 	}
 	ev->data = json_deep_copy(*result);
 	return 0;
 }
 
-static int run_cmd(struct control *c, const struct control_request *req, json_t **result,
-		   struct control_error *err, struct pending_event *ev)
+static int run_cmd(struct control *c, struct client *cl, const struct control_request *req,
+		   json_t **result, struct control_error *err, struct pending_event *ev)
 {
 	if (!c->vm)
 		return control_fail(err, CERR_NOT_RUNNING, NULL, "no VM is running");
+	bool disks = req->cmd == CMD_SAVE || req->cmd == CMD_CHECKPOINT ||
+		     req->cmd == CMD_CKPT_CREATE || req->cmd == CMD_CKPT_LIST ||
+		     req->cmd == CMD_CKPT_APPLY || req->cmd == CMD_CKPT_DELETE;
+	if (disks && c->job.running)
+		return control_fail(err, CERR_BUSY, "cmd",
+				    "a checkpoint is being deleted (its disk layers are merging); "
+				    "try again when it is done");
 	switch (req->cmd) {
 	case CMD_QUERY_STATUS:
 		*result = status(c);
@@ -379,7 +562,7 @@ static int run_cmd(struct control *c, const struct control_request *req, json_t 
 	case CMD_CKPT_LIST:
 	case CMD_CKPT_APPLY:
 	case CMD_CKPT_DELETE:
-		return cmd_ckpt(c, req, result, err, ev);
+		return cmd_ckpt(c, cl, req, result, err, ev);
 	case CMD_QUIT:
 		log_info(TAG, "stopping the VM: quit command on the control socket");
 		*result = json_object();
@@ -402,7 +585,11 @@ static void handle(struct client *cl, json_t *msg, const int *fds, unsigned nfds
 	json_t *id = json_incref(req.id);
 	if (r == 0) {
 		log_debug(TAG, "client %u: %s", cl->no, control_cmd_name(req.cmd));
-		r = run_cmd(c, &req, &result, &err, &ev);
+		r = run_cmd(c, cl, &req, &result, &err, &ev);
+	}
+	if (r == CONTROL_DEFERRED) { /* the job replies when it ends */
+		json_decref(id);
+		return;
 	}
 	if (r == 0 && !result)
 		r = control_fail(&err, CERR_INTERNAL, NULL, "out of memory");
@@ -425,7 +612,7 @@ static void on_client(void *opaque, int fd, uint32_t events)
 	struct client *cl = opaque;
 	if (events & EPOLLOUT)
 		flush_client(cl);
-	for (unsigned n = 0; n < MSGS_PER_WAKEUP && cl->fd == fd; n++) {
+	for (unsigned n = 0; n < MSGS_PER_WAKEUP && cl->fd == fd && !cl->waiting; n++) {
 		json_t *msg = NULL;
 		int fds[PROTO_MAX_FDS];
 		unsigned nfds = 0;
@@ -566,9 +753,16 @@ int control_open(struct control **out, const char *path, struct evloop *loop,
 		free(c);
 		return r;
 	}
-	int r = evloop_add(loop, c->lfd, EPOLLIN, on_accept, c);
+	pthread_mutex_init(&c->job.lock, NULL);
+	c->job.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	int r = c->job.efd < 0 ? -errno : evloop_add(loop, c->lfd, EPOLLIN, on_accept, c);
+	if (!r && (r = evloop_add(loop, c->job.efd, EPOLLIN, on_job, c)))
+		evloop_del(loop, c->lfd);
 	if (r) {
 		log_err(TAG, "cannot watch the control socket: %s", strerror(-r));
+		if (c->job.efd >= 0)
+			close(c->job.efd);
+		pthread_mutex_destroy(&c->job.lock);
 		close(c->lfd);
 		unlink(path);
 		free(c->path);
@@ -584,6 +778,7 @@ int control_attach(struct control *c, struct vm *vm)
 {
 	if (!c)
 		return 0;
+	job_poll(c, true); /* a merge still running ends here (the VM is gone or new) */
 	c->vm = vm;
 	c->user_paused = false; /* a new VM run starts unpaused */
 	ckpt_close(c->ckpt);
@@ -603,6 +798,7 @@ void control_close(struct control *c)
 {
 	if (!c)
 		return;
+	job_poll(c, true);
 	uint64_t deadline = now_ns() + (uint64_t)CONTROL_DRAIN_MS * 1000000ULL;
 	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++) {
 		struct client *cl = &c->clients[i];
@@ -617,6 +813,10 @@ void control_close(struct control *c)
 	}
 	evloop_del(c->loop, c->lfd);
 	close(c->lfd);
+	evloop_del(c->loop, c->job.efd);
+	close(c->job.efd);
+	pthread_mutex_destroy(&c->job.lock);
+	ckpt_close(c->ckpt);
 	unlink(c->path);
 	free(c->path);
 	free(c);

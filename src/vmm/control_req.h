@@ -45,6 +45,7 @@ enum control_cmd {
 #define CERR_NO_CHECKPOINT_DIR "no-checkpoint-dir"
 #define CERR_NO_SUCH_CHECKPOINT "no-such-checkpoint"
 #define CERR_CHECKPOINT_EXISTS "checkpoint-exists"
+#define CERR_BUSY "busy"
 
 struct control_error {
 	const char *code;  /* one of CERR_* */
@@ -66,12 +67,13 @@ struct control_request {
 			unsigned timeout_ms;
 		} save;
 		struct {
-			const char *dir;   /* memory and device state; NULL: disks only */
-			json_t *overlays;  /* borrowed array of paths, one per writable disk */
+			const char *dir;  /* memory and device state; NULL: disks only */
+			json_t *overlays; /* borrowed array of paths, one per writable disk */
 			unsigned timeout_ms;
 		} checkpoint;
 		struct {
-			const char *name; /* checkpoint-create: NULL = default; others: id or name */
+			const char
+			    *name; /* checkpoint-create: NULL = default; others: id or name */
 			bool disk_only;
 			unsigned timeout_ms;
 		} ckpt;
