@@ -97,9 +97,6 @@ struct blk_progress {
 	void *opaque;
 };
 
-/* Read or write len bytes at off through b's driver on a private ring, and wait. */
-int blk_rw_sync(struct blk *b, struct io_uring *ring, bool write, uint64_t off, void *buf,
-		uint64_t len);
 /*
  * Commit: copy what the image `top` itself holds (its data and zero clusters, not its backing
  * files') into `base`, so that base alone reads like top over base. Images above top must then be

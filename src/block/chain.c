@@ -26,30 +26,6 @@ static void sync_done(struct blk_aio *a, int res)
 	op->done = true;
 }
 
-int blk_rw_sync(struct blk *b, struct io_uring *ring, bool write, uint64_t off, void *buf,
-		uint64_t len)
-{
-	struct sync_op op = {.aio = {sync_done}};
-	struct iovec iov = {buf, (size_t)len};
-	int r = b->drv->submit_rw(b, ring, &op.aio, write, off, &iov, 1, len);
-	if (r)
-		return r;
-	while (!op.done) {
-		struct io_uring_cqe *cqe;
-		io_uring_submit(ring);
-		r = io_uring_wait_cqe(ring, &cqe);
-		if (r == -EINTR)
-			continue;
-		if (r)
-			return r; /* cannot happen with a live ring: nothing else is queued */
-		blk_aio_complete(cqe);
-		io_uring_cqe_seen(ring, cqe);
-	}
-	if (op.res < 0)
-		return op.res;
-	return (uint64_t)op.res == len ? 0 : -EIO;
-}
-
 static int flush_sync(struct blk *b, struct io_uring *ring)
 {
 	struct sync_op op = {.aio = {sync_done}};
@@ -86,12 +62,106 @@ static int held_bytes(struct blk *b, uint64_t *total)
 	return 0;
 }
 
+/* A pipelined copy: up to COPY_SLOTS chunks in flight, each read from one image and then written
+ * to the other through their drivers on one ring. */
+#define COPY_SLOTS 8
+
+struct copier;
+
+struct copy_slot {
+	struct blk_aio aio;
+	struct copier *cp;
+	uint8_t *buf;
+	struct iovec iov; /* read by the kernel when the ring is submitted, not when queued */
+	uint64_t off, len;
+	bool busy, writing;
+};
+
+struct copier {
+	struct blk *from, *to;
+	struct io_uring ring;
+	struct copy_slot slot[COPY_SLOTS];
+	unsigned inflight;
+	int err; /* the first failure */
+	bool err_writing;
+	uint64_t err_off;
+};
+
+static void copy_fail(struct copier *cp, struct copy_slot *s, int res)
+{
+	if (!cp->err) {
+		cp->err = res < 0 ? res : -EIO;
+		cp->err_writing = s->writing;
+		cp->err_off = s->off;
+	}
+	s->busy = false;
+	cp->inflight--;
+}
+
+static void copy_done(struct blk_aio *a, int res)
+{
+	struct copy_slot *s = (struct copy_slot *)a;
+	struct copier *cp = s->cp;
+	if (res < 0 || (uint64_t)res != s->len) {
+		copy_fail(cp, s, res);
+		return;
+	}
+	if (s->writing) {
+		s->busy = false;
+		cp->inflight--;
+		return;
+	}
+	s->writing = true;
+	int r =
+	    cp->to->drv->submit_rw(cp->to, &cp->ring, &s->aio, true, s->off, &s->iov, 1, s->len);
+	if (r)
+		copy_fail(cp, s, r);
+}
+
+/* Reap completions until at most `keep` operations are in flight. */
+static void copy_wait(struct copier *cp, unsigned keep)
+{
+	while (cp->inflight > keep) {
+		struct io_uring_cqe *cqe;
+		io_uring_submit(&cp->ring);
+		int r = io_uring_wait_cqe(&cp->ring, &cqe);
+		if (r == -EINTR)
+			continue;
+		if (r)
+			break; /* cannot happen with a live ring */
+		blk_aio_complete(cqe);
+		io_uring_cqe_seen(&cp->ring, cqe);
+	}
+}
+
+static int copy_start(struct copier *cp, uint64_t off, uint64_t len)
+{
+	copy_wait(cp, COPY_SLOTS - 1);
+	struct copy_slot *s = NULL;
+	for (unsigned i = 0; i < COPY_SLOTS && !s; i++)
+		if (!cp->slot[i].busy)
+			s = &cp->slot[i];
+	if (cp->err || !s)
+		return cp->err ? cp->err : -EIO;
+	*s = (struct copy_slot){.aio = {copy_done},
+				.cp = cp,
+				.buf = s->buf,
+				.iov = {s->buf, (size_t)len},
+				.off = off,
+				.len = len,
+				.busy = true};
+	cp->inflight++;
+	int r = cp->from->drv->submit_rw(cp->from, &cp->ring, &s->aio, false, off, &s->iov, 1, len);
+	if (r)
+		copy_fail(cp, s, r);
+	return cp->err;
+}
+
 int blk_commit(const char *top, const char *base, const struct blk_progress *prog, uint64_t *copied,
 	       char *msg, size_t msglen)
 {
 	struct blk t, bs;
-	struct io_uring ring;
-	uint8_t *buf = NULL;
+	struct copier cp = {.from = &t, .to = &bs};
 	uint64_t total = 0, done = 0, data = 0, next_report = PROGRESS_EVERY;
 	bool ring_ok = false, base_open = false;
 	int r = blk_open(&t, top, BLK_FMT_AUTO, true, false, msg, msglen);
@@ -106,16 +176,17 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 		r = -EINVAL;
 		goto out;
 	}
-	if ((r = io_uring_queue_init(8, &ring, 0))) {
+	if ((r = io_uring_queue_init(2 * COPY_SLOTS, &cp.ring, 0))) {
 		snprintf(msg, msglen, "io_uring: %s", strerror(-r));
 		goto out;
 	}
 	ring_ok = true;
-	if (posix_memalign((void **)&buf, 4096, COPY_CHUNK)) {
-		snprintf(msg, msglen, "out of memory");
-		r = -ENOMEM;
-		goto out;
-	}
+	for (unsigned i = 0; i < COPY_SLOTS; i++)
+		if (posix_memalign((void **)&cp.slot[i].buf, 4096, COPY_CHUNK)) {
+			snprintf(msg, msglen, "out of memory");
+			r = -ENOMEM;
+			goto out;
+		}
 	if ((r = held_bytes(&t, &total))) {
 		snprintf(msg, msglen, "'%s': reading its metadata: %s", top, strerror(-r));
 		goto out;
@@ -134,18 +205,8 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 		}
 		for (uint64_t p = off; st == BLK_ST_DATA && p < off + run;) {
 			uint64_t c = off + run - p < COPY_CHUNK ? off + run - p : COPY_CHUNK;
-			if ((r = blk_rw_sync(&t, &ring, false, p, buf, c))) {
-				snprintf(msg, msglen, "'%s': reading at %llu: %s", top,
-					 (unsigned long long)p,
-					 r == -ENOTSUP ? "compressed clusters are not supported"
-						       : strerror(-r));
+			if ((r = copy_start(&cp, p, c)))
 				goto out;
-			}
-			if ((r = blk_rw_sync(&bs, &ring, true, p, buf, c))) {
-				snprintf(msg, msglen, "'%s': writing at %llu: %s", base,
-					 (unsigned long long)p, strerror(-r));
-				goto out;
-			}
 			p += c;
 			data += c;
 		}
@@ -161,11 +222,21 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 			next_report = done + PROGRESS_EVERY;
 		}
 	}
-	if ((r = flush_sync(&bs, &ring)))
+	copy_wait(&cp, 0);
+	if ((r = cp.err))
+		goto out;
+	if ((r = flush_sync(&bs, &cp.ring)))
 		snprintf(msg, msglen, "'%s': flushing: %s", base, strerror(-r));
 	if (!r && prog && prog->fn)
 		(void)prog->fn(prog->opaque, total, total);
 out:
+	if (ring_ok)
+		copy_wait(&cp, 0); /* nothing may be in flight when the images close */
+	if (r && r == cp.err)
+		snprintf(msg, msglen, "'%s': %s at %llu: %s", cp.err_writing ? base : top,
+			 cp.err_writing ? "writing" : "reading", (unsigned long long)cp.err_off,
+			 r == -ENOTSUP && !cp.err_writing ? "compressed clusters are not supported"
+							  : strerror(-r));
 	if (base_open) {
 		int rc = blk_close(&bs);
 		if (!r && rc) {
@@ -176,8 +247,9 @@ out:
 	}
 	blk_close(&t);
 	if (ring_ok)
-		io_uring_queue_exit(&ring);
-	free(buf);
+		io_uring_queue_exit(&cp.ring);
+	for (unsigned i = 0; i < COPY_SLOTS; i++)
+		free(cp.slot[i].buf);
 	if (!r && copied)
 		*copied = data;
 	return r;
