@@ -227,7 +227,7 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 		goto out;
 	if ((r = flush_sync(&bs, &cp.ring)))
 		snprintf(msg, msglen, "'%s': flushing: %s", base, strerror(-r));
-	if (!r && prog && prog->fn)
+	if (!r && prog && prog->fn && total)
 		(void)prog->fn(prog->opaque, total, total);
 out:
 	if (ring_ok)
