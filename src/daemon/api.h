@@ -19,10 +19,14 @@ enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
 const char *api_role_name(enum api_role r);
 
 struct db;
+struct ops;
+struct vmctl;
 
 /* Daemon-wide state the handlers use. */
 struct api_ctx {
 	struct db *db;
+	struct vmctl *vmctl; /* VM lifecycle; NULL where only definitions are served (unit tests) */
+	struct ops *ops;
 	struct timespec started; /* CLOCK_MONOTONIC */
 	const char *openapi;	 /* the OpenAPI document, embedded at build time */
 	size_t openapi_len;
@@ -67,6 +71,9 @@ __attribute__((format(printf, 5, 6))) void api_error(struct api_resp *resp, unsi
 /* "2026-11-25T21:52:28.123Z" */
 void api_now(char buf[32]);
 
+/* A random (version 4) UUID, lower case. -EIO without randomness. */
+int api_uuid_v4(char out[37]);
+
 /* The audit "actor" of a request: {"uid", "pid", "role"}. */
 json_t *api_actor(const struct api_req *req);
 
@@ -77,6 +84,10 @@ void api_vms_get(struct api_req *req, struct api_resp *resp);
 void api_vms_patch(struct api_req *req, struct api_resp *resp);
 void api_vms_delete(struct api_req *req, struct api_resp *resp);
 void api_host_get(struct api_req *req, struct api_resp *resp);
+void api_vm_action(struct api_req *req, struct api_resp *resp);
+void api_ops_list(struct api_req *req, struct api_resp *resp);
+void api_ops_get(struct api_req *req, struct api_resp *resp);
+void api_host_stop_vms(struct api_req *req, struct api_resp *resp);
 void api_openapi_get(struct api_req *req, struct api_resp *resp);
 
 #endif
