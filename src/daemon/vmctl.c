@@ -343,6 +343,13 @@ void vmctl_forget(struct vmctl *vc, const char *uuid)
 	unlink(p.config);
 	unlink(p.log);
 	vc_rm_tree(p.saved);
+	/* berth-vmm keeps an empty tree (tree.json, layers/) for a VM without checkpoints; one with
+	 * checkpoints holds disk layers nobody may lose by accident */
+	char layers[VMMCFG_PATH_MAX + 16], tree[VMMCFG_PATH_MAX + 16];
+	snprintf(layers, sizeof(layers), "%s/layers", p.checkpoints);
+	snprintf(tree, sizeof(tree), "%s/tree.json", p.checkpoints);
+	if (!rmdir(layers) || errno == ENOENT)
+		unlink(tree);
 	if (rmdir(p.checkpoints) && errno != ENOENT)
 		log_warn(TAG, "VM %s deleted: its checkpoints directory %s is kept (%s)", uuid,
 			 p.checkpoints, strerror(errno));
