@@ -57,6 +57,10 @@ struct api_resp {
 	int64_t etag;	    /* > 0: ETag: "<etag>" */
 	char allow[64];	    /* 405: the Allow header */
 	char location[128]; /* 201: the Location header */
+	/* ?wait=true on an operation not finished yet: the HTTP layer answers (api_op_answer)
+	 * when it finishes instead of holding a worker thread; "" otherwise */
+	char wait_op[40];
+	bool op_created; /* the request created it: 202 while unfinished, and a Location */
 };
 
 /* Route, authorise, check the query and body, run the handler. resp starts zeroed. */
@@ -77,7 +81,11 @@ int api_uuid_v4(char out[37]);
 /* The audit "actor" of a request: {"uid", "pid", "role"}. */
 json_t *api_actor(const struct api_req *req);
 
-/* Handlers (api_vms.c, api_host.c). */
+/* The answer about an operation: 202 (created, unfinished) or 200, with Location if created;
+ * 404 if it is gone. */
+void api_op_answer(struct api_ctx *ctx, const char *id, bool created, struct api_resp *resp);
+
+/* Handlers (api_vms.c, api_host.c, api_actions.c). */
 void api_vms_create(struct api_req *req, struct api_resp *resp);
 void api_vms_list(struct api_req *req, struct api_resp *resp);
 void api_vms_get(struct api_req *req, struct api_resp *resp);

@@ -47,12 +47,12 @@ static int get_timeout(struct api_req *req, struct api_resp *resp, bool timeout_
 	return 0;
 }
 
-/* 202 with the operation and its Location, or (wait) 200 once it has finished. */
-static void respond_op(struct api_req *req, struct api_resp *resp, const char *id, bool wait,
-		       bool created)
+void api_op_answer(struct api_ctx *ctx, const char *id, bool created, struct api_resp *resp)
 {
 	bool finished = false;
-	json_t *op = ops_get(req->ctx->ops, id, wait, &finished);
+	json_t *op = ops_get(ctx->ops, id, false, &finished);
+	json_decref(resp->body);
+	resp->body = NULL;
 	if (!op) {
 		api_error(resp, 404, "not-found", NULL,
 			  "no operation '%s' (operations are kept "
@@ -61,9 +61,20 @@ static void respond_op(struct api_req *req, struct api_resp *resp, const char *i
 		return;
 	}
 	resp->body = op;
-	resp->status = created && !(wait && finished) ? 202 : 200;
+	resp->status = created && !finished ? 202 : 200;
 	if (created)
 		snprintf(resp->location, sizeof(resp->location), API_PREFIX "/operations/%s", id);
+}
+
+/* The operation now; with wait, the HTTP layer answers again once it has finished. */
+static void respond_op(struct api_req *req, struct api_resp *resp, const char *id, bool wait,
+		       bool created)
+{
+	api_op_answer(req->ctx, id, created, resp);
+	if (wait && resp->status != 404 && strlen(id) < sizeof(resp->wait_op)) {
+		memcpy(resp->wait_op, id, strlen(id) + 1);
+		resp->op_created = created;
+	}
 }
 
 static void refused(struct api_resp *resp, const struct vmctl_err *e)

@@ -105,6 +105,30 @@ out:
 	return ret;
 }
 
+/*
+ * Close a command connection cleanly: events may still arrive after the reply, and closing a unix
+ * socket with unread data makes the VMM's next read fail with ECONNRESET (a warning in its log).
+ * So say we are done, read until the VMM hangs up (briefly), then close.
+ */
+static void hang_up(int fd)
+{
+	int64_t deadline = now_ms() + 1000;
+	uint8_t buf[4096];
+	shutdown(fd, SHUT_WR);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		int64_t left = deadline - now_ms();
+		if (n < 0 && left <= 0)
+			break;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (n < 0)
+			poll(&pfd, 1, (int)left);
+	}
+	close(fd);
+}
+
 int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_ms, json_t **result,
 		  char *err, size_t errlen)
 {
@@ -117,6 +141,6 @@ int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_m
 	ret = ctl_call(fd, cmd, args, timeout_ms, result, err, errlen);
 	if (ret && ret != -EREMOTEIO)
 		snprintf(err, errlen, "%s on %s: %s", cmd, path, strerror(-ret));
-	close(fd);
+	hang_up(fd);
 	return ret;
 }

@@ -25,8 +25,17 @@ struct op {
 	struct op *next; /* newest first */
 };
 
+/* Someone to tell when an operation finishes (a suspended HTTP request). */
+struct waiter {
+	char id[OP_ID_LEN + 1];
+	void (*fn)(void *arg);
+	void *arg;
+	struct waiter *next;
+};
+
 struct ops {
 	pthread_mutex_t lock;
+	struct waiter *waiters;
 	pthread_cond_t cond;
 	struct op *head;
 	unsigned finished_count;
@@ -48,6 +57,11 @@ void ops_free(struct ops *ops)
 {
 	if (!ops)
 		return;
+	while (ops->waiters) {
+		struct waiter *n = ops->waiters->next;
+		free(ops->waiters);
+		ops->waiters = n;
+	}
 	while (ops->head) {
 		struct op *n = ops->head->next;
 		free(ops->head);
@@ -106,9 +120,59 @@ int ops_create(struct ops *ops, const char *kind, const char *vm, char id[OP_ID_
 	return 0;
 }
 
+/* Unlink the waiters of id (all of them if id is NULL). Lock held. */
+static struct waiter *take_waiters(struct ops *ops, const char *id)
+{
+	struct waiter *out = NULL, **pp = &ops->waiters;
+	while (*pp) {
+		struct waiter *w = *pp;
+		if (id && strcmp(w->id, id)) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->next = out;
+		out = w;
+	}
+	return out;
+}
+
+static void call_waiters(struct waiter *w)
+{
+	while (w) {
+		struct waiter *n = w->next;
+		w->fn(w->arg);
+		free(w);
+		w = n;
+	}
+}
+
+int ops_notify(struct ops *ops, const char *id, void (*fn)(void *arg), void *arg)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+	int ret = 0;
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_lock(&ops->lock);
+	struct op *o = find(ops, id);
+	if (o && o->state != OP_SUCCEEDED && o->state != OP_FAILED && !ops->stopping) {
+		snprintf(w->id, sizeof(w->id), "%s", id);
+		w->fn = fn;
+		w->arg = arg;
+		w->next = ops->waiters;
+		ops->waiters = w;
+		w = NULL;
+		ret = 1;
+	}
+	pthread_mutex_unlock(&ops->lock);
+	free(w);
+	return ret;
+}
+
 static void set_state(struct ops *ops, const char *id, enum op_state st, int progress,
 		      const char *code, const char *msg)
 {
+	struct waiter *done = NULL;
 	pthread_mutex_lock(&ops->lock);
 	struct op *o = find(ops, id);
 	if (o && o->state != OP_SUCCEEDED && o->state != OP_FAILED) {
@@ -123,9 +187,11 @@ static void set_state(struct ops *ops, const char *id, enum op_state st, int pro
 			api_now(o->finished);
 			ops->finished_count++;
 			pthread_cond_broadcast(&ops->cond);
+			done = take_waiters(ops, id);
 		}
 	}
 	pthread_mutex_unlock(&ops->lock);
+	call_waiters(done);
 }
 
 void ops_running(struct ops *ops, const char *id)
@@ -202,5 +268,7 @@ void ops_stop_waiting(struct ops *ops)
 	pthread_mutex_lock(&ops->lock);
 	ops->stopping = true;
 	pthread_cond_broadcast(&ops->cond);
+	struct waiter *all = take_waiters(ops, NULL);
 	pthread_mutex_unlock(&ops->lock);
+	call_waiters(all);
 }

@@ -28,6 +28,13 @@ __attribute__((format(printf, 4, 5))) void ops_fail(struct ops *ops, const char 
 json_t *ops_get(struct ops *ops, const char *id, bool wait, bool *finished);
 /* {"operations": [...]}, newest first. */
 json_t *ops_list(struct ops *ops);
+/*
+ * Call fn(arg) once, from the thread that finishes the operation (or from ops_stop_waiting),
+ * without the registry's lock held. Returns 1 if registered, 0 if the operation is unknown or
+ * finished already or the daemon stops (fn is then not called). -ENOMEM.
+ */
+int ops_notify(struct ops *ops, const char *id, void (*fn)(void *arg), void *arg);
+
 /* Wake every waiter and make later waits return at once (the daemon is stopping). */
 void ops_stop_waiting(struct ops *ops);
 
