@@ -148,9 +148,8 @@ static void *action_thread(void *arg)
 {
 	struct action_job *job = arg;
 	struct vmctl *vc = job->vc;
-	run_action(job);
+	run_action(job); /* frees the VM (rt->op) before it finishes the operation */
 	pthread_mutex_lock(&vc->lock);
-	job->rt->op[0] = '\0';
 	vc->threads--;
 	pthread_cond_broadcast(&vc->cond);
 	pthread_mutex_unlock(&vc->lock);
@@ -396,9 +395,7 @@ static int collect(const struct db_vm *vm, void *arg)
 	r->start_time = vm->vmm_start_time;
 	r->resume = vm->resume_on_start;
 	snprintf(r->vm.uuid, sizeof(r->vm.uuid), "%s", vm->uuid);
-	r->vm.name = strdup(vm->name);
-	r->vm.state = r->state;
-	r->vm.state_reason = r->reason;
+	r->vm.name = strdup(vm->name); /* vm.state points into the row once the array is final */
 	rs->n++;
 	return r->vm.name ? 0 : -ENOMEM;
 }
@@ -476,6 +473,8 @@ void vmctl_reattach(struct vmctl *vc)
 		struct row *r = &rs.v[i];
 		if (!is_active(r->state))
 			continue;
+		r->vm.state = r->state;
+		r->vm.state_reason = r->reason;
 		pthread_mutex_lock(&vc->lock);
 		struct vmrt *rt = vc_rt(vc, &r->vm);
 		pthread_mutex_unlock(&vc->lock);

@@ -431,10 +431,14 @@ void run_action(struct action_job *job)
 	default:
 		ret = -EINVAL;
 	}
+	/* the VM is free again before the operation reads finished: a client that waited for it
+	 * may act on the VM at once */
 	pthread_mutex_lock(&vc->lock);
 	char state[16], reason_now[48];
 	snprintf(state, sizeof(state), "%s", job->rt->state);
 	snprintf(reason_now, sizeof(reason_now), "%s", job->rt->reason);
+	job->rt->op[0] = '\0';
+	pthread_cond_broadcast(&vc->cond);
 	pthread_mutex_unlock(&vc->lock);
 	if (ret == -ECANCELED)
 		ops_fail(vc->ops, job->op, "daemon-stopping",

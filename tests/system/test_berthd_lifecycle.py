@@ -19,10 +19,11 @@ import time
 import pytest
 
 from berthdutil import BERTHD, Berthd
-from conftest import GUEST, VMM, kvm_usable
+from conftest import GUEST as _GUEST, VMM, kvm_usable
 
 V = "/api/v1"
 SCRATCH = "/work/scratch/life"
+GUEST = os.path.abspath(_GUEST)  # specs take absolute paths (BERTH_BUILD may be relative)
 
 pytestmark = pytest.mark.skipif(not kvm_usable(), reason="/dev/kvm is not available on this host")
 
