@@ -354,6 +354,28 @@ def test_start_failure_keeps_the_state(daemon, tmp_path):
     assert (v["state"], v["state_reason"], v["vmm_pid"]) == ("off", "start-failed", None)
 
 
+def test_a_vm_with_devices(daemon, run_dir):
+    """Disks, console ports and rng of the spec reach berth-vmm (its config.json, its sockets)."""
+    d = daemon()
+    disk = os.path.join(run_dir, "d0.img")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    v = create(d, "devs", cmdline="test=powerbutton button_secs=600", rng=True,
+               disks=[{"path": disk, "format": "raw", "serial": "berth0", "cache": "writeback"}],
+               console_ports=[{"name": "org.qemu.guest_agent.0"}])
+    act(d, "devs", "start")
+    cfg = json.load(open(os.path.join(d.state, "vms", v["uuid"], "config.json")))
+    assert cfg["disks"] == [{"path": disk, "format": "raw", "readonly": False, "cache": "writeback",
+                             "serial": "berth0"}]
+    assert cfg["rng"] is True and cfg["console_ports"][0]["name"] == "org.qemu.guest_agent.0"
+    port = os.path.join(d.run_dir, v["uuid"] + ".port0")
+    assert cfg["console_ports"][0]["socket"] == port and os.path.exists(port)
+    out = subprocess.run([VMM, "--config", os.path.join(d.state, "vms", v["uuid"], "config.json"),
+                          "--print-config"], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["disks"][0]["serial"] == "berth0", out
+    act(d, "devs", "turn-off")
+
+
 def test_vmm_killed_is_crashed(daemon):
     d = daemon()
     create(d, "victim", cmdline="test=powerbutton button_secs=600")
