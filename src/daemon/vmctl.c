@@ -676,7 +676,7 @@ int vmctl_new(struct db *db, struct ops *ops, const struct vmctl_opts *o, struct
 	if (vc->user.set)
 		log_info(TAG, "VMMs run as user %s (uid %u, gid %u)", vc->user.name,
 			 (unsigned)vc->user.uid, (unsigned)vc->user.gid);
-	else
+	else if (geteuid() == 0)
 		log_warn(TAG, "VMMs run as root: give --vmm-user to run them unprivileged");
 	if ((ret = monitor_start(vc)))
 		goto fail;

@@ -138,28 +138,57 @@ def alive(pid):
         return False
 
 
-def console(d, v, secs=0.6, until=None):
-    """What the VM's serial console shows: the VMM's backlog first, then secs of new output."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(os.path.join(d.run_dir, v["uuid"] + ".console"))
-    s.settimeout(0.1)
-    buf, end = b"", time.monotonic() + secs
-    try:
-        while time.monotonic() < end and not (until and until in buf):
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        s.close()
-    return buf
+TICK = re.compile(rb"berth-tick (\d+)\r?\n")
 
 
-def ticks(d, v, secs=0.6):
-    return [int(n) for n in re.findall(rb"berth-tick (\d+)\r?\n", console(d, v, secs))]
+def console(d, v, secs=0.6, until=None, deadline=0):
+    """What the VM's serial console shows: the VMM's backlog first, then secs of new output — or,
+    with until (a function of the bytes so far), output until it holds, for at most deadline s."""
+    t0 = time.monotonic()
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(d.run_dir, v["uuid"] + ".console"))
+        s.settimeout(0.1)
+        buf, eof = b"", False
+        try:
+            while True:
+                now = time.monotonic() - t0
+                if until and until(buf) and now >= min(secs, deadline):
+                    break
+                if now >= max(secs, deadline if until else 0):
+                    break
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    eof = True
+                    break
+                buf += chunk
+        finally:
+            s.close()
+        # the VMM serves one console client at a time: right after the previous one left, a new
+        # one may be turned away (closed at once); connect again
+        if not (eof and not buf and time.monotonic() - t0 < max(secs, deadline, 2)):
+            return buf
+        time.sleep(0.05)
+
+
+def ticks(d, v, secs=0.6, need=1):
+    """The tick numbers on the console after secs, waiting (up to 15 s) for at least need."""
+    out = console(d, v, secs, until=lambda b: len(TICK.findall(b)) >= need, deadline=15)
+    got = [int(n) for n in TICK.findall(out)]
+    assert len(got) >= need, f"{len(got)} ticks on the console, wanted {need}: {out[-300:]!r}"
+    return got
+
+
+def ticks_beyond(d, v, n, timeout=15):
+    """Wait for a tick numbered above n (the guest runs)."""
+    out = console(d, v, 0, until=lambda b: any(int(x) > n for x in TICK.findall(b)),
+                  deadline=timeout)
+    got = [int(x) for x in TICK.findall(out)]
+    assert got and max(got) > n, f"no tick after {n}: {out[-300:]!r}"
+    return got
 
 
 def state_events(d, uuid):
@@ -189,8 +218,8 @@ def test_full_lifecycle(daemon):
     assert ppid != d.proc.pid and pgid == sid and sid not in (os.getsid(0), os.getsid(d.proc.pid))
     cfg = json.load(open(os.path.join(d.state, "vms", uuid, "config.json")))
     assert cfg["memory"] == "64M" and cfg["cpus"] == 1 and cfg["control"].endswith(uuid + ".ctl")
-    t1 = ticks(d, v)
-    assert len(t1) >= 2 and t1 == sorted(t1), t1
+    t1 = ticks(d, v, need=3)
+    assert t1 == sorted(t1), t1
 
     # while it runs: the hardware may not change, the name may; it may not be deleted
     r = d.patch(f"{V}/vms/life1", {"vcpus": 2})
@@ -208,7 +237,7 @@ def test_full_lifecycle(daemon):
     assert max(ticks(d, v, 0.3)) == before, "ticks went on while paused"
     act(d, "life1b", "resume")
     assert vm(d, "life1b")["state"] == "running"
-    assert max(ticks(d, v, 0.8)) > before, "no ticks after resume"
+    ticks_beyond(d, v, before)
 
     last = max(ticks(d, v, 0.3))
     act(d, "life1b", "save")
@@ -223,13 +252,13 @@ def test_full_lifecycle(daemon):
     v = vm(d, "life1b")
     assert (v["state"], v["state_reason"]) == ("running", "restored")
     assert not os.path.exists(saved), "the saved state is removed after the restore"
-    after = ticks(d, v, 0.8)
-    assert after and last <= min(after) <= last + 30, (last, after)  # continues, not rebooted
+    after = ticks(d, v, 0.3)
+    assert last <= min(after) <= last + 30, (last, after)  # continues, not rebooted
 
     op = act(d, "life1b", "restart")
     v2 = vm(d, "life1b")
     assert v2["state"] == "running" and v2["vmm_pid"] != v["vmm_pid"]
-    assert min(ticks(d, v2, 0.8)) < 20, "restart boots the guest afresh"
+    assert min(ticks(d, v2, 0.3)) < 20, "restart boots the guest afresh"
 
     act(d, "life1b", "turn-off")
     v = vm(d, "life1b")
@@ -255,7 +284,8 @@ def test_shutdown_with_the_power_button(daemon):
     d = daemon()
     v = create(d, "pb", cmdline="test=powerbutton button_secs=60")
     act(d, "pb", "start")
-    assert b"powerbutton READY" in console(d, v, 20, until=b"powerbutton READY")
+    assert b"powerbutton READY" in console(d, v, 0, until=lambda b: b"powerbutton READY" in b,
+                                           deadline=20)
     t0 = time.monotonic()
     act(d, "pb", "shutdown", {"timeout_s": 30})
     assert time.monotonic() - t0 < 20
@@ -427,7 +457,7 @@ def test_berthd_restarts_never_stop_vms(daemon):
     v = vm(d, "keep")
     assert (v["state"], v["vmm_pid"]) == ("paused", pids["keep"])
     act(d, "keep", "resume")
-    assert max(ticks(d, keep, 0.8)) > before
+    ticks_beyond(d, keep, before)
     # the VMM is supervised again: its death is noticed
     os.kill(pids["keep"], signal.SIGKILL)
     assert wait_state(d, "keep", "crashed")["state_reason"] == "vmm-died"
@@ -538,7 +568,7 @@ def test_vmms_run_as_an_unprivileged_user(daemon, vmm_user, run_dir):
     assert os.stat(os.path.join(d.state, "berth.db")).st_mode & 0o777 == 0o600
     ctl = os.path.join(d.run_dir, v["uuid"] + ".ctl")
     assert os.stat(ctl).st_uid == vmm_user.pw_uid and os.stat(ctl).st_mode & 0o777 == 0o600
-    assert ticks(d, v)
+    ticks(d, v, 0)
     act(d, "unpriv", "pause")
     act(d, "unpriv", "save")  # the VMM writes the saved state into its own directory
     act(d, "unpriv", "start")
