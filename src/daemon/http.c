@@ -26,6 +26,7 @@
 /* A body over the limit is read and dropped so the client sees the 413, up to this much; a
  * declared length beyond it is answered at once and the connection closed. */
 #define DRAIN_MAX (16 * API_BODY_MAX)
+#define STALE_PROBES 40 /* 50 ms apart: a socket still answering after 2 s belongs to a berthd */
 
 struct http_server {
 	struct api_ctx *ctx;
@@ -317,16 +318,26 @@ static int clear_stale_socket(const char *path)
 		return -EEXIST;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		log_err("http", "%s: another berthd is listening there", path);
-		ret = -EADDRINUSE;
-	} else if (unlink(path) && errno != ENOENT) {
+	/* A berthd killed while it spawned a VMM leaves the listening socket open in the child for
+	 * a moment (until it closes its copies): a socket that stops answering soon is stale. */
+	for (int i = 0; i < STALE_PROBES; i++) {
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			return -errno;
+		int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		close(fd);
+		if (r)
+			break;
+		if (i == STALE_PROBES - 1) {
+			log_err("http", "%s: another berthd is listening there", path);
+			return -EADDRINUSE;
+		}
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (unlink(path) && errno != ENOENT) {
 		ret = -errno;
 		log_err("http", "removing the stale socket %s: %s", path, strerror(errno));
 	}
-	close(fd);
 	return ret;
 }
 

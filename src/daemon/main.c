@@ -169,6 +169,10 @@ static int lock_state_dir(const char *dir, int *lock_fd)
 		log_err(NULL, "%s: %s", path, strerror(errno));
 		return ret;
 	}
+	/* a VMM being spawned by a berthd just killed holds the lock for a moment (between fork
+	 * and closing its copy): wait a little before calling it another berthd */
+	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK && i < 40; i++)
+		usleep(50 * 1000);
 	if (flock(fd, LOCK_EX | LOCK_NB)) {
 		ret = -errno;
 		log_err(NULL, "%s: %s", path,

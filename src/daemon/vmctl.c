@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,13 +442,26 @@ static void settle_lost(struct vmctl *vc, struct vmrt *rt, const struct row *r)
 			 "killing it",
 			 rt->name, (long long)r->pid);
 		if (fd >= 0) {
-			pidfd_kill(fd, 9);
+			pidfd_kill(fd, SIGKILL);
 			close(fd);
 		}
 		vc_set_state(vc, rt, "crashed", "vmm-unreachable", false, NULL);
 		return;
 	}
 	bool saved = false;
+	pid_t stray = vc_paths(vc, rt->uuid, &p) ? 0 : proc_find_by_arg(p.control);
+	if (stray > 0) {
+		/* spawned for this VM (by a berthd killed before it recorded the pid) and mute */
+		int fd = pidfd_open_pid(stray);
+		log_warn(TAG, "VM %s: VMM %d does not answer on its control socket: killing it",
+			 rt->name, (int)stray);
+		if (fd >= 0) {
+			pidfd_kill(fd, SIGKILL);
+			close(fd);
+		}
+		vc_set_state(vc, rt, "crashed", "vmm-unreachable", false, NULL);
+		return;
+	}
 	if (!vc_paths(vc, rt->uuid, &p)) {
 		snprintf(path, sizeof(path), "%s/state.json", p.saved);
 		saved = access(path, F_OK) == 0;

@@ -158,6 +158,7 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 	int fd = -1, ret;
 	pid_t pid = 0;
 	struct stat sb;
+	struct spawn sp;
 
 	pthread_mutex_lock(&vc->lock);
 	snprintf(prev, sizeof(prev), "%s", rt->state);
@@ -196,30 +197,38 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 		goto out_state;
 	off_t log_from = stat(p.log, &sb) ? 0 : sb.st_size;
 	vmmcfg_argv(vc->vmm, &p, name, restore, argv);
-	if ((ret = spawn_detached(argv, p.log, p.dir, &vc->user, &pid, err, errlen)))
+	/* the VMM waits for the go until its pid and start time are in the inventory: a berthd
+	 * killed at any moment of this leaves no VMM it does not know of */
+	if ((ret = spawn_begin(argv, p.log, p.dir, &vc->user, &sp, err, errlen)))
 		goto out_state;
-	ops_progress(vc->ops, job->op, 30);
+	pid = sp.pid;
 	pthread_mutex_lock(&vc->lock);
 	rt->pid = pid;
 	rt->shutdown_seen = rt->killed = false;
 	rt->quit_reason[0] = rt->exit_reason[0] = '\0';
 	rt->eof_ms = 0;
 	if ((rt->pidfd = pidfd_open_pid(pid)) < 0 ||
-	    proc_start_time(pid, &rt->start_time, &(bool){0}) || monitor_add_pid(vc, rt)) {
-		/* it died at once (or the host lacks pidfd): the log says why */
+	    proc_start_time(pid, &rt->start_time, &(bool){0}) || monitor_add_pid(vc, rt) ||
+	    vc_record_pid(vc, rt)) {
 		if (rt->pidfd >= 0)
 			close(rt->pidfd);
 		rt->pidfd = -1;
 		rt->pid = 0;
 		pthread_mutex_unlock(&vc->lock);
-		sleep_ms(100);
-		log_tail(p.log, log_from, err, errlen);
+		spawn_abort(&sp); /* it exits without running */
+		errf(err, errlen, "cannot watch or record the new VMM process");
 		ret = -ECHILD;
 		goto out_state;
 	}
 	rt->phase = PH_STARTING;
-	vc_record_pid(vc, rt);
 	pthread_mutex_unlock(&vc->lock);
+	if ((ret = spawn_go(&sp, vc->vmm, err, errlen))) {
+		pthread_mutex_lock(&vc->lock);
+		wait_gone(vc, rt, QUIT_WAIT_MS); /* the monitor sees it exit */
+		pthread_mutex_unlock(&vc->lock);
+		goto out_state;
+	}
+	ops_progress(vc->ops, job->op, 30);
 	log_info(TAG, "VM %s: VMM %d started%s", name, (int)pid,
 		 restore ? " from the saved state" : "");
 
@@ -465,12 +474,19 @@ int vc_adopt(struct vmctl *vc, struct vmrt *rt, const char *db_state, int64_t db
 
 	if ((ret = vc_paths(vc, rt->uuid, &p)))
 		return ret;
-	/* a VMM that lives (same process) may still be setting up its socket: give it time */
+	/* a VMM that lives (the recorded process, or one a killed berthd spawned before recording
+	 * it) may still be setting up its socket: give it time */
 	bool db_alive = db_pid > 0 && !proc_start_time((pid_t)db_pid, &st_db_pid, &alive) &&
 			alive && st_db_pid == db_start;
-	int64_t deadline = vc_now_ms() + (db_alive ? 3000 : 0);
-	while ((ret = ctl_connect(p.control, &fd)) && vc_now_ms() < deadline)
+	int64_t deadline = vc_now_ms() + (db_alive || proc_find_by_arg(p.control) ? 5000 : 0);
+	while ((ret = ctl_connect(p.control, &fd)) && vc_now_ms() < deadline) {
 		sleep_ms(50);
+		/* stop waiting once no such process is left (one that never got its go exits) */
+		if (!(db_pid > 0 && !proc_start_time((pid_t)db_pid, &st_db_pid, &alive) && alive &&
+		      st_db_pid == db_start) &&
+		    !proc_find_by_arg(p.control))
+			deadline = 0;
+	}
 	if (ret)
 		return ret;
 	if ((ret = ctl_call(fd, "query-status", NULL, 5000, &status, err, sizeof(err))))

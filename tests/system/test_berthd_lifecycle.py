@@ -39,6 +39,19 @@ class LifeBerthd(Berthd):
     def cmd(self):
         return super().cmd() + ["--run-dir", self.run_dir] + self.extra
 
+    def start(self):
+        """Ready when this berthd says so: after a kill -9 the old socket file may still answer
+        for a moment (a VMM being spawned holds a copy of the listening socket until it closes
+        its descriptors)."""
+        mark = len(self.log_text())
+        super().start()
+        deadline = time.monotonic() + 20
+        while f"ready (pid {self.proc.pid})" not in self.log_text()[mark:]:
+            assert self.proc.poll() is None, f"berthd exited:\n{self.log_text()}"
+            assert time.monotonic() < deadline, self.log_text()
+            time.sleep(0.02)
+        return self
+
 
 @pytest.fixture
 def run_dir():
@@ -461,6 +474,41 @@ def test_berthd_restarts_never_stop_vms(daemon):
     # the VMM is supervised again: its death is noticed
     os.kill(pids["keep"], signal.SIGKILL)
     assert wait_state(d, "keep", "crashed")["state_reason"] == "vmm-died"
+
+
+def test_berthd_killed_during_starts_leaves_nothing_unmanaged(daemon):
+    """kill -9 of berthd at some point of a start: the next berthd either manages the VMM (the VM
+    is running) or the VM is crashed and no VMM of it is left running."""
+    d = daemon()
+    names = [f"race{i}" for i in range(6)]
+    for n in names:
+        create(d, n, cmdline="test=powerbutton button_secs=600")
+    for i, n in enumerate(names):
+        assert d.post(f"{V}/vms/{n}/start", None).status == 202
+        time.sleep(0.004 * i)
+        d.kill9()
+        d = daemon()
+        v = vm(d, n)
+        ctl = os.path.join(d.run_dir, v["uuid"] + ".ctl")
+        strays = [p for p in vmm_pids_in(d.run_dir) if p != v["vmm_pid"] and
+                  ctl.encode() in open(f"/proc/{p}/cmdline", "rb").read() and alive(p)]
+        assert not strays, (n, v, strays)
+        assert v["state"] in ("off", "running", "crashed"), v
+        if v["state"] == "off":  # killed before the operation began
+            assert v["state_reason"] is None and v["vmm_pid"] is None, v
+        elif v["state"] == "running":
+            assert alive(v["vmm_pid"])
+            act(d, n, "pause")  # managed
+        else:
+            assert v["state_reason"] in ("vmm-lost-while-daemon-down", "vmm-unreachable"), v
+    time.sleep(0.5)  # and later: no VMM came up unmanaged
+    for n in names:
+        v = vm(d, n)
+        ctl = os.path.join(d.run_dir, v["uuid"] + ".ctl").encode()
+        procs = [p for p in vmm_pids_in(d.run_dir) if ctl in open(f"/proc/{p}/cmdline", "rb").read()
+                 and alive(p)]
+        assert procs == ([v["vmm_pid"]] if v["vmm_pid"] else []), (v, procs)
+    print("after kill -9 during start:", {vm(d, n)["state"] for n in names})
 
 
 def test_twenty_vms_started_concurrently(daemon):
