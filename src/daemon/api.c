@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "common/util.h"
 
-enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_MERGE_PATCH };
+/* BODY_OPT_JSON: a JSON object or no body at all (an action without arguments). */
+enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_MERGE_PATCH, BODY_OPT_JSON };
 
 struct route {
 	const char *method;
@@ -34,6 +36,29 @@ static const struct route ROUTES[] = {
      ROLE_ADMIN,
      BODY_NONE,
      {"delete_disks", NULL}},
+#define ACTION(name)                                                                               \
+	{                                                                                          \
+		"POST", API_PREFIX "/vms/{id}/" name, api_vm_action, ROLE_ADMIN, BODY_OPT_JSON,    \
+		{                                                                                  \
+			"wait", NULL                                                               \
+		}                                                                                  \
+	}
+    ACTION("start"),
+    ACTION("shutdown"),
+    ACTION("turn-off"),
+    ACTION("restart"),
+    ACTION("pause"),
+    ACTION("resume"),
+    ACTION("save"),
+#undef ACTION
+    {"GET", API_PREFIX "/operations", api_ops_list, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"GET", API_PREFIX "/operations/{id}", api_ops_get, ROLE_VIEWER, BODY_NONE, {"wait", NULL}},
+    {"POST",
+     API_PREFIX "/host/stop-vms",
+     api_host_stop_vms,
+     ROLE_ADMIN,
+     BODY_OPT_JSON,
+     {"wait", NULL}},
 };
 
 const char *api_role_name(enum api_role r)
@@ -74,6 +99,19 @@ void api_now(char buf[32])
 	gmtime_r(&ts.tv_sec, &tm);
 	size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, 32 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+int api_uuid_v4(char out[37])
+{
+	unsigned char b[16];
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -EIO;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
+	return 0;
 }
 
 json_t *api_actor(const struct api_req *req)
@@ -120,6 +158,8 @@ static bool check_body(const struct route *r, struct api_req *req, struct api_re
 {
 	json_error_t jerr;
 
+	if (r->body == BODY_OPT_JSON && req->body_len == 0)
+		return true;
 	if (r->body == BODY_NONE) {
 		if (req->body_len == 0)
 			return true;

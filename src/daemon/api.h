@@ -19,10 +19,14 @@ enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
 const char *api_role_name(enum api_role r);
 
 struct db;
+struct ops;
+struct vmctl;
 
 /* Daemon-wide state the handlers use. */
 struct api_ctx {
 	struct db *db;
+	struct vmctl *vmctl; /* VM lifecycle; NULL where only definitions are served (unit tests) */
+	struct ops *ops;
 	struct timespec started; /* CLOCK_MONOTONIC */
 	const char *openapi;	 /* the OpenAPI document, embedded at build time */
 	size_t openapi_len;
@@ -53,6 +57,10 @@ struct api_resp {
 	int64_t etag;	    /* > 0: ETag: "<etag>" */
 	char allow[64];	    /* 405: the Allow header */
 	char location[128]; /* 201: the Location header */
+	/* ?wait=true on an operation not finished yet: the HTTP layer answers (api_op_answer)
+	 * when it finishes instead of holding a worker thread; "" otherwise */
+	char wait_op[40];
+	bool op_created; /* the request created it: 202 while unfinished, and a Location */
 };
 
 /* Route, authorise, check the query and body, run the handler. resp starts zeroed. */
@@ -67,16 +75,27 @@ __attribute__((format(printf, 5, 6))) void api_error(struct api_resp *resp, unsi
 /* "2026-11-25T21:52:28.123Z" */
 void api_now(char buf[32]);
 
+/* A random (version 4) UUID, lower case. -EIO without randomness. */
+int api_uuid_v4(char out[37]);
+
 /* The audit "actor" of a request: {"uid", "pid", "role"}. */
 json_t *api_actor(const struct api_req *req);
 
-/* Handlers (api_vms.c, api_host.c). */
+/* The answer about an operation: 202 (created, unfinished) or 200, with Location if created;
+ * 404 if it is gone. */
+void api_op_answer(struct api_ctx *ctx, const char *id, bool created, struct api_resp *resp);
+
+/* Handlers (api_vms.c, api_host.c, api_actions.c). */
 void api_vms_create(struct api_req *req, struct api_resp *resp);
 void api_vms_list(struct api_req *req, struct api_resp *resp);
 void api_vms_get(struct api_req *req, struct api_resp *resp);
 void api_vms_patch(struct api_req *req, struct api_resp *resp);
 void api_vms_delete(struct api_req *req, struct api_resp *resp);
 void api_host_get(struct api_req *req, struct api_resp *resp);
+void api_vm_action(struct api_req *req, struct api_resp *resp);
+void api_ops_list(struct api_req *req, struct api_resp *resp);
+void api_ops_get(struct api_req *req, struct api_resp *resp);
+void api_host_stop_vms(struct api_req *req, struct api_resp *resp);
 void api_openapi_get(struct api_req *req, struct api_resp *resp);
 
 #endif

@@ -3,25 +3,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "common/log.h"
 #include "daemon/api.h"
 #include "daemon/db.h"
+#include "daemon/vmctl.h"
 #include "daemon/vmspec.h"
 
-static int uuid_v4(char out[DB_UUID_LEN + 1])
+/* Spec fields that are berthd's alone: they may change in every state. */
+static const char *const BERTHD_ONLY[] = {"name", "notes", "auto_start", "auto_stop"};
+
+/* Whether a and b differ in a field the VMM sees (the hardware). */
+static bool hardware_differs(json_t *a, json_t *b)
 {
-	unsigned char b[16];
-	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-		return -EIO;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-	snprintf(out, DB_UUID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-		 b[15]);
-	return 0;
+	json_t *x = json_copy(a), *y = json_copy(b);
+	bool differs = true;
+	if (x && y) {
+		for (size_t i = 0; i < sizeof(BERTHD_ONLY) / sizeof(BERTHD_ONLY[0]); i++) {
+			json_object_del(x, BERTHD_ONLY[i]);
+			json_object_del(y, BERTHD_ONLY[i]);
+		}
+		differs = !json_equal(x, y);
+	}
+	json_decref(x);
+	json_decref(y);
+	return differs;
+}
+
+/* A VM without a VMM: its definition may change, it may be deleted. */
+static bool state_is_at_rest(const char *state)
+{
+	return !strcmp(state, "off") || !strcmp(state, "crashed") || !strcmp(state, "saved");
 }
 
 /* The spec of a stored VM: its config plus its name (NULL if the stored config is unreadable). */
@@ -50,7 +62,9 @@ static json_t *vm_json(const struct db_vm *vm)
 				vm->state_reason ? json_string(vm->state_reason) : json_null()) ||
 	    json_object_set_new(o, "created", json_string(vm->created)) ||
 	    json_object_set_new(o, "modified", json_string(vm->modified)) ||
-	    json_object_set_new(o, "generation", json_integer(vm->generation)))
+	    json_object_set_new(o, "generation", json_integer(vm->generation)) ||
+	    json_object_set_new(o, "vmm_pid",
+				vm->vmm_pid > 0 ? json_integer(vm->vmm_pid) : json_null()))
 		goto fail;
 	json_decref(spec);
 	return o;
@@ -111,7 +125,7 @@ void api_vms_create(struct api_req *req, struct api_resp *resp)
 		return;
 	}
 	api_now(now);
-	if (uuid_v4(vm.uuid)) {
+	if (api_uuid_v4(vm.uuid)) {
 		api_error(resp, 500, "internal", NULL, "no random numbers for a UUID");
 		goto out;
 	}
@@ -240,12 +254,25 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 	struct spec_error serr = {0};
 	struct db_vm vm = {0}, row = {0};
 	json_t *cur = NULL, *merged = NULL, *spec = NULL, *detail = NULL;
-	char *old_name = NULL, now[32];
+	char *old_name = NULL, now[32], uuid[DB_UUID_LEN + 1] = "";
+	bool held = false;
 	int ret;
 
-	if ((ret = db_begin(db, true))) {
+	/* the UUID first, to keep actions off the VM while its definition changes */
+	if ((ret = db_begin(db, false))) {
 		db_failed(resp, ret);
 		return;
+	}
+	ret = find_vm(req, resp, &vm);
+	db_rollback(db);
+	if (ret)
+		return;
+	memcpy(uuid, vm.uuid, sizeof(uuid));
+	db_vm_clear(&vm);
+	held = req->ctx->vmctl && vmctl_hold(req->ctx->vmctl, uuid) == 0;
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		goto out;
 	}
 	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
 		goto rollback;
@@ -261,6 +288,24 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		db_rollback(db);
 		respond_vm(resp, 200, &vm);
 		goto out;
+	}
+	if (req->ctx->vmctl && hardware_differs(spec, cur)) {
+		if (strcmp(vm.state, "off") && strcmp(vm.state, "crashed")) {
+			api_error(resp, 409, "invalid-state", NULL,
+				  "VM '%s' is %s: only name, notes, auto_start and auto_stop may "
+				  "change unless it is off or crashed%s",
+				  vm.name, vm.state,
+				  !strcmp(vm.state, "saved") ? " (start it and turn it off to "
+							       "discard the saved state)"
+							     : "");
+			goto rollback;
+		}
+		if (!held) {
+			api_error(resp, 409, "busy", NULL,
+				  "VM '%s' is busy with an operation: try again when it has ended",
+				  vm.name);
+			goto rollback;
+		}
 	}
 	bool renamed = strcmp(vm.name, json_string_value(json_object_get(spec, "name"))) != 0;
 	json_object_set(cur, "name", json_object_get(spec, "name"));
@@ -306,6 +351,8 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 rollback:
 	db_rollback(db);
 out:
+	if (held)
+		vmctl_release(req->ctx->vmctl, uuid);
 	free(old_name);
 	db_vm_clear(&vm);
 	db_vm_clear(&row);
@@ -320,8 +367,8 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 	struct db *db = req->ctx->db;
 	json_t *q = json_object_get(req->query, "delete_disks"), *detail = NULL, *spec = NULL;
 	struct db_vm vm = {0};
-	bool delete_disks = false;
-	char now[32];
+	bool delete_disks = false, held = false;
+	char now[32], uuid[DB_UUID_LEN + 1];
 	int ret;
 
 	if (q && (!json_is_string(q) || route_parse_bool(json_string_value(q), &delete_disks))) {
@@ -335,12 +382,35 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 			  "yet: delete the VM with delete_disks=false and remove its disk files");
 		return;
 	}
-	if ((ret = db_begin(db, true))) {
+	if ((ret = db_begin(db, false))) {
 		db_failed(resp, ret);
 		return;
 	}
+	ret = find_vm(req, resp, &vm);
+	db_rollback(db);
+	if (ret)
+		return;
+	memcpy(uuid, vm.uuid, sizeof(uuid));
+	db_vm_clear(&vm);
+	if (req->ctx->vmctl && vmctl_hold(req->ctx->vmctl, uuid)) {
+		api_error(resp, 409, "busy", NULL,
+			  "VM '%s' is busy with an operation: try again when it has ended",
+			  req->params.v[0]);
+		return;
+	}
+	held = req->ctx->vmctl != NULL;
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		goto out;
+	}
 	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
 		goto rollback;
+	if (!state_is_at_rest(vm.state)) {
+		api_error(resp, 409, "invalid-state", NULL,
+			  "VM '%s' is %s: turn it off (or save it) before deleting it", vm.name,
+			  vm.state);
+		goto rollback;
+	}
 	spec = vm_spec(&vm);
 	detail = json_pack("{s:o, s:s, s:O*, s:b}", "actor", api_actor(req), "name", vm.name,
 			   "spec", spec, "delete_disks", 0);
@@ -361,10 +431,15 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 	log_info("api", "VM %s (%s) deleted by uid %u; its disks are kept", vm.name, vm.uuid,
 		 (unsigned)req->uid);
 	resp->status = 204;
+	if (held)
+		vmctl_forget(req->ctx->vmctl, uuid);
+	held = false;
 	goto out;
 rollback:
 	db_rollback(db);
 out:
+	if (held)
+		vmctl_release(req->ctx->vmctl, uuid);
 	db_vm_clear(&vm);
 	json_decref(spec);
 	json_decref(detail);

@@ -43,6 +43,11 @@ static const char *const MIGRATIONS[] = {
     " detail TEXT NOT NULL CHECK (json_valid(detail))"
     ") STRICT;"
     "CREATE INDEX events_vm ON events (vm);",
+    /* 2: the VMM running a VM (pid and /proc start time, to recognise it after a restart of
+     * berthd) and whether to start the VM again at the next daemon start (start-if-running) */
+    "ALTER TABLE vms ADD COLUMN vmm_pid INTEGER;"
+    "ALTER TABLE vms ADD COLUMN vmm_start_time INTEGER;"
+    "ALTER TABLE vms ADD COLUMN resume_on_start INTEGER NOT NULL DEFAULT 0;",
 };
 
 int db_schema_version_known(void)
@@ -226,7 +231,9 @@ static char *col_dup(sqlite3_stmt *st, int i)
 	return s ? strdup((const char *)s) : NULL;
 }
 
-#define VM_COLUMNS "uuid, name, config, generation, state, state_reason, created, modified"
+#define VM_COLUMNS                                                                                 \
+	"uuid, name, config, generation, state, state_reason, created, modified, vmm_pid, "        \
+	"vmm_start_time, resume_on_start"
 
 static int vm_from_row(sqlite3_stmt *st, struct db_vm *vm)
 {
@@ -239,6 +246,9 @@ static int vm_from_row(sqlite3_stmt *st, struct db_vm *vm)
 	vm->state_reason = col_dup(st, 5);
 	vm->created = col_dup(st, 6);
 	vm->modified = col_dup(st, 7);
+	vm->vmm_pid = sqlite3_column_int64(st, 8);
+	vm->vmm_start_time = (uint64_t)sqlite3_column_int64(st, 9);
+	vm->resume_on_start = sqlite3_column_int(st, 10) != 0;
 	if (!vm->name || !vm->config || !vm->state || !vm->created || !vm->modified) {
 		db_vm_clear(vm);
 		return -ENOMEM;
@@ -372,6 +382,33 @@ int db_vm_delete(struct db *db, const char *uuid, int64_t generation)
 		ret = sql_fail(db, "delete VM");
 	else if (sqlite3_changes(db->h) != 1)
 		ret = why_no_row(db, uuid);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int db_vm_set_state(struct db *db, const char *uuid, const char *state, const char *reason,
+		    int64_t pid, uint64_t start_time, bool resume)
+{
+	static const char sql[] = "UPDATE vms SET state = ?, state_reason = ?, vmm_pid = ?, "
+				  "vmm_start_time = ?, resume_on_start = ? WHERE uuid = ?";
+	sqlite3_stmt *st = NULL;
+	int ret = 0;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_fail(db, "set VM state");
+	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+	if (reason)
+		sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
+	if (pid > 0) {
+		sqlite3_bind_int64(st, 3, pid);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)start_time);
+	}
+	sqlite3_bind_int(st, 5, resume ? 1 : 0);
+	sqlite3_bind_text(st, 6, uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		ret = sql_fail(db, "set VM state");
+	else if (sqlite3_changes(db->h) != 1)
+		ret = -ENOENT;
 	sqlite3_finalize(st);
 	return ret;
 }

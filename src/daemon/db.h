@@ -41,6 +41,9 @@ struct db_vm {
 	char *state_reason; /* NULL if none */
 	char *created;
 	char *modified;
+	int64_t vmm_pid;	 /* the berth-vmm running it, 0 if none */
+	uint64_t vmm_start_time; /* its start time (/proc/PID/stat field 22) */
+	bool resume_on_start;	 /* running when berthd last stopped it (start-if-running) */
 };
 
 void db_vm_clear(struct db_vm *vm);
@@ -59,6 +62,13 @@ int db_vm_insert(struct db *db, const struct db_vm *vm);
 int db_vm_update(struct db *db, const struct db_vm *vm);
 /* Delete the VM whose generation is still generation. -ESTALE, -ENOENT. */
 int db_vm_delete(struct db *db, const char *uuid, int64_t generation);
+
+/*
+ * Set the lifecycle state of a VM (reason may be NULL), the VMM's pid and start time (pid 0: none)
+ * and the resume-on-start flag. The generation is not changed: it versions the spec. -ENOENT.
+ */
+int db_vm_set_state(struct db *db, const char *uuid, const char *state, const char *reason,
+		    int64_t pid, uint64_t start_time, bool resume);
 
 /* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */
 int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,

@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/ops.h"
 
 #define DRAIN_TIMEOUT_MS 10000
 #define CONNECTION_LIMIT 256
@@ -25,6 +26,7 @@
 /* A body over the limit is read and dropped so the client sees the 413, up to this much; a
  * declared length beyond it is answered at once and the connection closed. */
 #define DRAIN_MAX (16 * API_BODY_MAX)
+#define STALE_PROBES 40 /* 50 ms apart: a socket still answering after 2 s belongs to a berthd */
 
 struct http_server {
 	struct api_ctx *ctx;
@@ -42,7 +44,16 @@ struct req_state {
 	size_t len;
 	bool too_large;
 	uint64_t dropped;
+	/* suspended until an operation finishes (?wait=true), then answered with it */
+	bool waiting;
+	bool op_created;
+	char wait_op[40];
 };
+
+static void resume_conn(void *arg)
+{
+	MHD_resume_connection(arg);
+}
 
 static bool user_in_group(uid_t uid, gid_t gid)
 {
@@ -163,6 +174,12 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 	struct ucred cred;
 	enum MHD_Result ret;
 
+	if (st->waiting) { /* resumed: the operation has finished (or berthd stops) */
+		api_op_answer(s->ctx, st->wait_op, st->op_created, &resp);
+		ret = send_resp(c, &resp);
+		api_resp_free(&resp);
+		return ret;
+	}
 	req.ctx = s->ctx;
 	req.method = method;
 	req.path = url;
@@ -189,6 +206,19 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 	else
 		api_dispatch(&req, &resp);
 	log_debug("http", "%s %s uid %u -> %u", method, url, (unsigned)cred.uid, resp.status);
+	if (resp.wait_op[0] && s->ctx->ops) {
+		/* suspended first, so the resume can never come before it */
+		st->waiting = true;
+		st->op_created = resp.op_created;
+		memcpy(st->wait_op, resp.wait_op, sizeof(st->wait_op));
+		MHD_suspend_connection(c);
+		if (ops_notify(s->ctx->ops, st->wait_op, resume_conn, c) != 1)
+			MHD_resume_connection(
+			    c); /* finished meanwhile: answered when called again */
+		api_resp_free(&resp);
+		json_decref(q.obj);
+		return MHD_YES;
+	}
 	ret = send_resp(c, &resp);
 	api_resp_free(&resp);
 	json_decref(q.obj);
@@ -288,16 +318,26 @@ static int clear_stale_socket(const char *path)
 		return -EEXIST;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		log_err("http", "%s: another berthd is listening there", path);
-		ret = -EADDRINUSE;
-	} else if (unlink(path) && errno != ENOENT) {
+	/* A berthd killed while it spawned a VMM leaves the listening socket open in the child for
+	 * a moment (until it closes its copies): a socket that stops answering soon is stale. */
+	for (int i = 0; i < STALE_PROBES; i++) {
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			return -errno;
+		int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		close(fd);
+		if (r)
+			break;
+		if (i == STALE_PROBES - 1) {
+			log_err("http", "%s: another berthd is listening there", path);
+			return -EADDRINUSE;
+		}
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (unlink(path) && errno != ENOENT) {
 		ret = -errno;
 		log_err("http", "removing the stale socket %s: %s", path, strerror(errno));
 	}
-	close(fd);
 	return ret;
 }
 
@@ -369,11 +409,12 @@ int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_serve
 	if ((ret = make_socket(s, o->group)))
 		goto fail;
 	s->mhd = MHD_start_daemon(
-	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-	    on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
-	    s->lfd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		MHD_ALLOW_SUSPEND_RESUME,
+	    0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, s->lfd, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)(o->threads ? o->threads : 1), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
 	if (!s->mhd) {
 		log_err("http", "libmicrohttpd did not start on %s", s->path);

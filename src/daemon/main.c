@@ -15,6 +15,9 @@
 #include "daemon/api.h"
 #include "daemon/db.h"
 #include "daemon/http.h"
+#include "daemon/ops.h"
+#include "daemon/spawn.h"
+#include "daemon/vmctl.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "unknown"
@@ -28,6 +31,9 @@ struct opts {
 	const char *state_dir;
 	const char *socket_path;
 	const char *group;
+	const char *vmm;
+	const char *vmm_user;
+	const char *run_dir;
 	unsigned threads;
 	bool foreground;
 	enum log_level level;
@@ -37,7 +43,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: berthd [--foreground] [--state-dir DIR] [--socket PATH] [--group NAME]\n"
-		"              [--threads N] [--log-level LEVEL]\n"
+		"              [--threads N] [--log-level LEVEL] [--vmm PATH] [--vmm-user NAME]\n"
+		"              [--run-dir DIR]\n"
 		"\n"
 		"berth's host daemon: the VM inventory and the REST API (docs/berthd.md).\n"
 		"\n"
@@ -49,26 +56,30 @@ static void usage(FILE *f)
 		"  --group NAME      members of this group may use the API, as may root\n"
 		"                    (default berth)\n"
 		"  --threads N       HTTP worker threads, 1..64 (default 4)\n"
+		"  --vmm PATH        the berth-vmm to run VMs with (default: berth-vmm next to\n"
+		"                    berthd's own executable)\n"
+		"  --vmm-user NAME   run the VMMs as this user (its groups, e.g. kvm, included);\n"
+		"                    default: as root (a warning is logged)\n"
+		"  --run-dir DIR     the VMs' control and console sockets (default: vms/ next to\n"
+		"                    --socket)\n"
 		"  --log-level L     error, warn, info (default) or debug\n"
 		"  -h, --help        this text\n"
 		"  -V, --version     the version\n"
 		"\n"
-		"SIGTERM or SIGINT stop it gracefully. Exit status: 0 stopped, 1 error, 2 bad "
-		"usage.\n");
+		"SIGTERM or SIGINT stop berthd gracefully; running VMs keep running. Exit status:\n"
+		"0 stopped, 1 error, 2 bad usage.\n");
 }
 
 /* 0 run, 1 exit 0 (help, version), -EINVAL usage error (message printed). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {{"foreground", no_argument, NULL, 'f'},
-						 {"state-dir", required_argument, NULL, 'd'},
-						 {"socket", required_argument, NULL, 's'},
-						 {"group", required_argument, NULL, 'g'},
-						 {"threads", required_argument, NULL, 't'},
-						 {"log-level", required_argument, NULL, 'l'},
-						 {"help", no_argument, NULL, 'h'},
-						 {"version", no_argument, NULL, 'V'},
-						 {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+	    {"foreground", no_argument, NULL, 'f'},    {"state-dir", required_argument, NULL, 'd'},
+	    {"socket", required_argument, NULL, 's'},  {"group", required_argument, NULL, 'g'},
+	    {"threads", required_argument, NULL, 't'}, {"log-level", required_argument, NULL, 'l'},
+	    {"vmm", required_argument, NULL, 'm'},     {"vmm-user", required_argument, NULL, 'u'},
+	    {"run-dir", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
 	uint64_t n;
 	int c;
 
@@ -103,6 +114,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			}
 			break;
+		case 'm':
+			o->vmm = optarg;
+			break;
+		case 'u':
+			o->vmm_user = optarg;
+			break;
+		case 'r':
+			o->run_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -121,8 +141,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		log_err(NULL, "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (!*o->state_dir || !*o->socket_path || !*o->group) {
-		log_err(NULL, "--state-dir, --socket and --group must not be empty");
+	if (!*o->state_dir || !*o->socket_path || !*o->group || (o->vmm && !*o->vmm) ||
+	    (o->vmm_user && !*o->vmm_user) || (o->run_dir && !*o->run_dir)) {
+		log_err(NULL,
+			"--state-dir, --socket, --group, --vmm, --vmm-user and --run-dir must "
+			"not be empty");
 		return -EINVAL;
 	}
 	return 0;
@@ -146,6 +169,10 @@ static int lock_state_dir(const char *dir, int *lock_fd)
 		log_err(NULL, "%s: %s", path, strerror(errno));
 		return ret;
 	}
+	/* a VMM being spawned by a berthd just killed holds the lock for a moment (between fork
+	 * and closing its copy): wait a little before calling it another berthd */
+	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK && i < 40; i++)
+		usleep(50 * 1000);
 	if (flock(fd, LOCK_EX | LOCK_NB)) {
 		ret = -errno;
 		log_err(NULL, "%s: %s", path,
@@ -158,6 +185,55 @@ static int lock_state_dir(const char *dir, int *lock_fd)
 	return 0;
 }
 
+/* berth-vmm next to berthd's own executable. */
+static int default_vmm(char *out, size_t len)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -errno;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return -EINVAL;
+	*slash = '\0';
+	return (size_t)snprintf(out, len, "%s/berth-vmm", self) < len ? 0 : -ENAMETOOLONG;
+}
+
+/* The run directory: --run-dir, or vms/ next to the API socket. */
+static int default_run_dir(const char *socket_path, char *out, size_t len)
+{
+	const char *slash = strrchr(socket_path, '/');
+	int n = slash ? (int)(slash - socket_path) : 1;
+	const char *dir = slash ? socket_path : ".";
+	if (slash == socket_path)
+		n = 0;
+	return (size_t)snprintf(out, len, "%.*s/vms", n, dir) < len ? 0 : -ENAMETOOLONG;
+}
+
+/* path made absolute (the VMMs run in their own directories): relative to the working directory. */
+static int absolute(const char *path, char *out, size_t len)
+{
+	char cwd[4096];
+	if (path[0] == '/')
+		return (size_t)snprintf(out, len, "%s", path) < len ? 0 : -ENAMETOOLONG;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	return (size_t)snprintf(out, len, "%s/%s", cwd, path) < len ? 0 : -ENAMETOOLONG;
+}
+
+/* The inventory is berthd's alone, even where the state directory is traversable (0711). */
+static void protect_db(const char *dbpath)
+{
+	char path[4200];
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < ARRAY_SIZE(sfx); i++) {
+		snprintf(path, sizeof(path), "%s%s", dbpath, sfx[i]);
+		if (chmod(path, 0600) && errno != ENOENT)
+			log_warn("db", "chmod %s: %s", path, strerror(errno));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {.state_dir = "/var/lib/berth",
@@ -167,7 +243,11 @@ int main(int argc, char **argv)
 			 .level = LOG_INFO};
 	struct api_ctx ctx = {.openapi = berthd_openapi, .openapi_len = berthd_openapi_len};
 	struct http_server *http = NULL;
-	char dbpath[4096], err[512];
+	struct vmctl *vmctl = NULL;
+	struct ops *ops = NULL;
+	struct vmm_user user = {0};
+	char dbpath[4096], err[512], vmm[4096], run_dir[4096], state_dir[4096], path[4096];
+	bool vmctl_busy = false;
 	sigset_t stop;
 	int lock_fd = -1, sig, ret;
 
@@ -199,6 +279,35 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_info("db", "inventory %s (schema version %d)", dbpath, db_schema_version_known());
+	protect_db(dbpath);
+	if (o.vmm ? absolute(o.vmm, vmm, sizeof(vmm)) : default_vmm(vmm, sizeof(vmm))) {
+		log_err(NULL, "cannot find berth-vmm: give --vmm");
+		ret = 1;
+		goto out;
+	}
+	if ((o.run_dir ? snprintf(path, sizeof(path), "%s", o.run_dir) < 0
+		       : default_run_dir(o.socket_path, path, sizeof(path))) ||
+	    absolute(path, run_dir, sizeof(run_dir)) ||
+	    absolute(o.state_dir, state_dir, sizeof(state_dir))) {
+		log_err(NULL, "--run-dir, --state-dir: path too long");
+		ret = 1;
+		goto out;
+	}
+	if (o.vmm_user && (ret = vmm_user_resolve(o.vmm_user, &user))) {
+		log_err(NULL, "--vmm-user %s: %s", o.vmm_user,
+			ret == -ENOENT ? "no such user" : strerror(-ret));
+		ret = 1;
+		goto out;
+	}
+	struct vmctl_opts vo = {
+	    .state_dir = state_dir, .run_dir = run_dir, .vmm_path = vmm, .user = &user};
+	if (ops_new(&ops) || vmctl_new(ctx.db, ops, &vo, &vmctl)) {
+		ret = 1;
+		goto out;
+	}
+	ctx.ops = ops;
+	ctx.vmctl = vmctl;
+	vmctl_reattach(vmctl);
 	struct http_opts ho = {
 	    .socket_path = o.socket_path, .group = o.group, .threads = o.threads};
 	if (http_start(&ctx, &ho, &http)) {
@@ -206,13 +315,25 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_info(NULL, "berthd %s ready (pid %d)", BERTH_VERSION, (int)getpid());
+	vmctl_autostart(vmctl);
 	do {
 		sig = sigwaitinfo(&stop, NULL);
 	} while (sig < 0 && errno == EINTR);
 	log_info(NULL, "stopping: received %s", sig > 0 ? strsignal(sig) : "an error");
 	ret = 0;
 out:
+	/* waiting requests answer first, then the server stops; the VMs keep running */
+	if (ops)
+		ops_stop_waiting(ops);
 	http_stop(http);
+	vmctl_busy = vmctl_stop(vmctl) != 0;
+	if (vmctl_busy) {
+		/* an operation thread still uses the inventory: leave it to the exit */
+		log_warn(NULL, "stopped with operations in progress");
+		return ret;
+	}
+	vmctl_free(vmctl);
+	ops_free(ops);
 	db_close(ctx.db);
 	if (lock_fd >= 0)
 		close(lock_fd);

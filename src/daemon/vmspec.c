@@ -8,8 +8,8 @@
 
 #include "common/util.h"
 
-static const char *const READ_ONLY[] = {"uuid",	   "state",    "state_reason",
-					"created", "modified", "generation"};
+static const char *const READ_ONLY[] = {"uuid",	    "state",	  "state_reason", "created",
+					"modified", "generation", "vmm_pid"};
 static const char *const CPU_TEMPLATES[] = {"host", "baseline", NULL};
 static const char *const DISK_FORMATS[] = {"auto", "raw", "qcow2", NULL};
 static const char *const DISK_CACHES[] = {"none", "writeback", NULL};

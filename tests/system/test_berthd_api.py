@@ -52,7 +52,10 @@ def test_openapi_document_is_served(berthd):
         assert r.body == f.read()
     doc = r.json
     assert doc["openapi"].startswith("3.0")
-    assert set(doc["paths"]) == {V + "/openapi.json", V + "/host", V + "/vms", V + "/vms/{id}"}
+    assert set(doc["paths"]) == {V + "/openapi.json", V + "/host", V + "/vms", V + "/vms/{id}",
+                                 V + "/operations", V + "/operations/{id}", V + "/host/stop-vms"} | {
+        V + "/vms/{id}/" + a for a in ("start", "shutdown", "turn-off", "restart", "pause",
+                                       "resume", "save")}
 
 
 def test_openapi_document_is_sound(berthd):
@@ -79,8 +82,9 @@ def test_openapi_document_is_sound(berthd):
             r = berthd.request(method.upper(), path, {} if "requestBody" in op else None)
             assert r.status not in (405, 501), (method, template, r)
             if r.status == 404:
-                assert "{id}" in template and "no VM" in r.error["message"], r
-    assert ops == 7
+                assert "{id}" in template, r
+                assert ("no operation" if "operations" in template else "no VM") in r.error["message"], r
+    assert ops == 17
 
 
 def test_the_schema_check_catches_mismatches(berthd):
@@ -546,7 +550,7 @@ def test_schema_and_pragmas(berthd):
     berthd.post(V + "/vms", spec())
     db = sqlite3.connect(os.path.join(berthd.state, "berth.db"))
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     name, config, gen, state = db.execute(
         "SELECT name, config, generation, state FROM vms").fetchone()
     assert name == "web1" and gen == 1 and state == "off"

@@ -1,0 +1,146 @@
+/* berthd's client side of the berth-vmm control socket: connect, one request, its reply. */
+#include "daemon/ctlclient.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/proto.h"
+
+int ctl_connect(const char *path, int *out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	*out = fd;
+	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **result, char *err,
+	     size_t errlen)
+{
+	static int next_id = 1;
+	int id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+	int64_t deadline = now_ms() + timeout_ms;
+	struct proto_rx rx;
+	json_t *req, *msg = NULL;
+	int ret;
+
+	*result = NULL;
+	err[0] = '\0';
+	req = json_pack("{s:i, s:s}", "id", id, "cmd", cmd);
+	if (!req || (args && json_object_set(req, "args", args))) {
+		json_decref(req);
+		return -ENOMEM;
+	}
+	ret = proto_send(fd, req, NULL, 0);
+	json_decref(req);
+	if (ret)
+		return ret;
+	proto_rx_init(&rx);
+	for (;;) {
+		int fds[PROTO_MAX_FDS];
+		unsigned nfds = 0;
+		ret = proto_recv(fd, &rx, &msg, fds, &nfds);
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (ret == PROTO_MESSAGE) {
+			json_t *jid = json_object_get(msg, "id");
+			if (json_object_get(msg, "event") || !json_is_integer(jid) ||
+			    json_integer_value(jid) != id) {
+				json_decref(msg);
+				msg = NULL;
+				continue;
+			}
+			break;
+		}
+		if (ret < 0)
+			goto out;
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	if (json_is_true(json_object_get(msg, "ok"))) {
+		*result = json_incref(json_object_get(msg, "result"));
+		ret = 0;
+	} else {
+		json_t *e = json_object_get(msg, "error");
+		snprintf(err, errlen, "%s: %s",
+			 json_string_value(json_object_get(e, "code")) ?: "error",
+			 json_string_value(json_object_get(e, "message")) ?: "");
+		ret = -EREMOTEIO;
+	}
+out:
+	json_decref(msg);
+	proto_rx_reset(&rx);
+	return ret;
+}
+
+/*
+ * Close a command connection cleanly: events may still arrive after the reply, and closing a unix
+ * socket with unread data makes the VMM's next read fail with ECONNRESET (a warning in its log).
+ * So say we are done, read until the VMM hangs up (briefly), then close.
+ */
+static void hang_up(int fd)
+{
+	int64_t deadline = now_ms() + 1000;
+	uint8_t buf[4096];
+	shutdown(fd, SHUT_WR);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		int64_t left = deadline - now_ms();
+		if (n < 0 && left <= 0)
+			break;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (n < 0)
+			poll(&pfd, 1, (int)left);
+	}
+	close(fd);
+}
+
+int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_ms, json_t **result,
+		  char *err, size_t errlen)
+{
+	int fd, ret;
+	*result = NULL;
+	if ((ret = ctl_connect(path, &fd))) {
+		snprintf(err, errlen, "connecting to %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = ctl_call(fd, cmd, args, timeout_ms, result, err, errlen);
+	if (ret && ret != -EREMOTEIO)
+		snprintf(err, errlen, "%s on %s: %s", cmd, path, strerror(-ret));
+	hang_up(fd);
+	return ret;
+}

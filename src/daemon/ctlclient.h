@@ -1,0 +1,25 @@
+/* berthd's client side of the berth-vmm control socket: connect, one request, its reply. */
+#ifndef BERTH_DAEMON_CTLCLIENT_H
+#define BERTH_DAEMON_CTLCLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Connect to a control socket; the descriptor is non-blocking and close-on-exec. -errno. */
+int ctl_connect(const char *path, int *fd);
+
+/*
+ * Send {"id", "cmd", "args"} (args may be NULL) and wait up to timeout_ms for its reply; events
+ * arriving meanwhile are dropped (the supervision connection is where berthd reads them). 0 and
+ * *result (a new reference, may be NULL) on success; -EREMOTEIO with err = "code: message" when
+ * the VMM answered with an error; -ETIMEDOUT; -EPIPE/-ECONNRESET when the VMM closed the
+ * connection; other -errno.
+ */
+int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **result, char *err,
+	     size_t errlen);
+
+/* Connect, call, close. */
+int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_ms, json_t **result,
+		  char *err, size_t errlen);
+
+#endif
