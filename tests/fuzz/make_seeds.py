@@ -343,8 +343,8 @@ def proto_seeds():
 
     reqs = [{"id": 1, "cmd": "query-status"}, {"id": "p", "cmd": "pause", "args": {"timeout_ms": 500}},
             {"id": [1, {"x": None}], "cmd": "resume", "args": {}}, {"cmd": "powerdown"},
-            {"id": 2.5, "cmd": "quit"}]
-    bad = [{"cmd": "pause", "args": {"timeout_ms": "soon"}}, {"cmd": "pause", "args": {"timeout_ms": 0}},
+            {"id": 2.5, "cmd": "quit"}, {"id": 3, "cmd": "query-stats"}]
+    bad = [{"cmd": "query-stats", "args": {"disk": 0}}, {"cmd": "pause", "args": {"timeout_ms": "soon"}}, {"cmd": "pause", "args": {"timeout_ms": 0}},
            {"cmd": "resume", "args": {"x": 1}}, {"cmd": "nope"}, {"cmd": 5}, {"id": 1},
            {"cmd": "pause", "args": [1]}, {"cmd": "quit", "extra": True}]
     return {
