@@ -19,6 +19,7 @@
 /* berth_domain_info_state's values (docs/berthd.md). */
 static const char *const STATES[] = {"off",   "starting", "running", "paused",
 				     "saved", "stopping", "crashed"};
+enum { ST_RUNNING = 2, ST_PAUSED = 3 }; /* indices in STATES */
 
 struct vmrow {
 	char uuid[DB_UUID_LEN + 1];
@@ -117,6 +118,9 @@ static void collect_stats(struct api_ctx *ctx, struct rows *rs)
 		if (r->pid <= 0)
 			continue;
 		read_proc(r);
+		/* a starting VMM may not listen yet, a stopping one may be gone: not errors */
+		if (r->state != ST_RUNNING && r->state != ST_PAUSED)
+			continue;
 		if (!ctx->state_dir ||
 		    vmmcfg_paths(ctx->state_dir, ctx->run_dir, r->uuid, &paths[n]))
 			continue;
