@@ -89,11 +89,11 @@ def test_memwalk_saved_mid_sweep_continues_without_stale_pages(sockdir, tmp_path
 def test_precopy_tracks_what_the_devices_write(sockdir, tmp_path):
     """virtio-blk reads land in guest buffers by the VMM's hand (io_uring), invisible to KVM's dirty log."""
     disk = str(tmp_path / "d.raw")
-    write_pattern(disk, 7)
+    write_pattern(disk, 7, size=256 * MIB)  # a whole-disk pass takes long against the gap between passes
     for attempt in range(3):
         state = str(tmp_path / f"state{attempt}")
         # `mem` leaves all RAM touched, so the pre-copy's first pass runs for a while, the reader going on.
-        vm = Vmm(sockdir, "test=mem,blk-verify,poweroff pattern=7 rounds=120",
+        vm = Vmm(sockdir, "test=mem,blk-verify,poweroff pattern=7 rounds=40",
                  extra=("--memory", "256M", "--disk", f"{disk},readonly"))
         vm.wait_for("blk-verify round=3")
         c = vm.client()
