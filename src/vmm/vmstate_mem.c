@@ -148,6 +148,21 @@ static int tracking_on(struct vmstate_mem *s)
 	return 0;
 }
 
+/* Why the rounds stop here (NULL: go on). rate: bytes per microsecond written and synced. */
+static const char *stop_why(const struct vmstate_mem *s, uint64_t left, double rate,
+			    unsigned stalled, uint64_t ms)
+{
+	if (left <= PRECOPY_SMALL_BYTES || (double)left / rate <= PRECOPY_TARGET_US)
+		return "converged";
+	if (s->st.rounds == PRECOPY_MAX_ROUNDS)
+		return "round limit";
+	if (stalled >= 3)
+		return "no progress";
+	if (ms >= PRECOPY_MAX_MS)
+		return "time limit";
+	return NULL;
+}
+
 /* First pass and dirty rounds while the guest runs; the last harvest stays in s->pending. Each
  * round ends with fdatasync: what is left for the pause is then only the last pages and their
  * sync, and the measured rate (write + sync) predicts how long that takes. */
@@ -175,10 +190,12 @@ static int precopy(struct vmstate_mem *s)
 		stalled = prev >= 0 && n > prev - prev / 8 ? stalled + 1 : 0;
 		log_debug(TAG, "pre-copy round %u: %lld dirty pages (%.0f MB/s)", s->st.rounds,
 			  (long long)n, rate);
-		if (left <= PRECOPY_SMALL_BYTES || (double)left / rate <= PRECOPY_TARGET_US ||
-		    s->st.rounds == PRECOPY_MAX_ROUNDS || stalled >= 3 ||
-		    (now - t_rounds) / 1000000 >= PRECOPY_MAX_MS)
+		const char *why = stop_why(s, left, rate, stalled, (now - t_rounds) / 1000000);
+		if (why) {
+			log_debug(TAG, "pre-copy: %s, %llu KiB left for the pause", why,
+				  (unsigned long long)(left >> 10));
 			break;
+		}
 		prev = n;
 		bytes = 0;
 		if ((r = write_pending(s, &bytes)) || (fdatasync(s->fd) < 0 && (r = -errno)))
