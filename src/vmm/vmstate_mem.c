@@ -24,6 +24,7 @@ struct vmstate_mem {
 	struct vm *vm;
 	int fd;
 	bool live;	   /* dirty logging and VMM-side tracking are on */
+	bool finished;	   /* vmstate_mem_finish completed the file */
 	uint64_t npages;   /* pages of RAM */
 	uint64_t *pending; /* harvested pages not yet written (one bit per page) */
 	struct vmstate_mem_stats st;
@@ -297,6 +298,7 @@ int vmstate_mem_finish(struct vmstate_mem *s, const char *dir, char *msg, size_t
 	s->st.paused_us = (mono_ns() - t0) / 1000;
 	if (r)
 		snprintf(msg, msglen, "'%s': %s", s->path, strerror(-r));
+	s->finished = !r;
 	return r;
 }
 
@@ -307,7 +309,9 @@ void vmstate_mem_end(struct vmstate_mem *s, bool keep)
 	tracking_off(s);
 	if (s->vm->precopy == s)
 		s->vm->precopy = NULL;
-	if (keep)
+	/* A save that failed after its memory was complete (state.json, an overlay) leaves the
+	 * directory as a save without pre-copy would. */
+	if (keep || s->finished)
 		close(s->fd);
 	else
 		cleanup(s);

@@ -40,8 +40,9 @@ int vmstate_mem_begin(struct vm *vm, const char *dir, bool live, struct vmstate_
 		      char *msg, size_t msglen);
 /* Paused, devices quiesced: write what changed since (everything without pre-copy), fsync. */
 int vmstate_mem_finish(struct vmstate_mem *s, const char *dir, char *msg, size_t msglen);
-/* Dirty logging off, vm->precopy cleared, freed. Unless keep, DIR/memory and DIR are removed (a
- * failed save). Also on every error path after vmstate_mem_begin. */
+/* Dirty logging off, vm->precopy cleared, freed. Unless keep, DIR/memory and DIR are removed if
+ * the memory file is incomplete (a failed save). Also on every error path after
+ * vmstate_mem_begin. */
 void vmstate_mem_end(struct vmstate_mem *s, bool keep);
 const struct vmstate_mem_stats *vmstate_mem_stats(const struct vmstate_mem *s);
 /* {"precopy": bool, "rounds": n, "live_bytes": n, "live_ms": n, "paused_bytes": n} */
