@@ -373,3 +373,31 @@ def test_event_streams_are_limited(daemon):
     finally:
         for s in streams:
             s.close()
+
+
+def test_keep_alive_every_15_s_frees_gone_clients(daemon):
+    """The ticker's keep-alive reaches an idle stream within 15 s, and writing it finds clients
+    that went away: their places among the 64 are free again without any event."""
+    d = daemon()
+    streams = [Stream(d.sock) for _ in range(64)]
+    try:
+        first = streams[0]
+        assert first.next() == {"comment": "keep-alive"}
+        t0 = time.monotonic()
+        for s in streams[-4:]:
+            s.close()
+        del streams[-4:]
+        assert first.next(timeout=17) == {"comment": "keep-alive"}
+        assert time.monotonic() - t0 <= 16
+        deadline = time.monotonic() + 3
+        while True:
+            s = Stream(d.sock)
+            if s.status == 200 or time.monotonic() > deadline:
+                break
+            s.close()
+            time.sleep(0.05)
+        assert s.status == 200, "a gone client still holds its place after the keep-alive"
+        streams.append(s)
+    finally:
+        for s in streams:
+            s.close()
