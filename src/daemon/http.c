@@ -529,9 +529,9 @@ void http_stop(struct http_server *s)
 
 	if (!s)
 		return;
+	/* The worker threads drop the listening socket from their epoll sets on their own time: it
+	 * is closed only once they are gone (closing it now can make one of them abort). */
 	MHD_socket lfd = MHD_quiesce_daemon(s->mhd);
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
 	unlink(s->path);
 	while (atomic_load(&s->inflight) > 0 && waited < DRAIN_TIMEOUT_MS) {
 		nanosleep(&ts, NULL);
@@ -541,5 +541,7 @@ void http_stop(struct http_server *s)
 		log_warn("http", "%d requests still running after %d ms: stopping anyway",
 			 atomic_load(&s->inflight), DRAIN_TIMEOUT_MS);
 	MHD_stop_daemon(s->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
 	free(s);
 }
