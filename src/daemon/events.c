@@ -54,7 +54,7 @@ static void on_commit(void *arg, int64_t id)
 	if (id > b->newest)
 		b->newest = id;
 	for (struct evstream *s = b->streams; s; s = s->next)
-		if (s->last < id)
+		if (s->parked && s->last < id) /* a parked stream's last is not written meanwhile */
 			wake(s);
 	pthread_mutex_unlock(&b->lock);
 }
@@ -222,7 +222,8 @@ ssize_t evstream_read(struct evstream *s, char *buf, size_t max)
 	struct evbus *b = s->bus;
 	while (s->off == s->len) {
 		pthread_mutex_lock(&b->lock);
-		bool stopping = b->stopping, fresh = b->newest > s->last, ka = s->keepalive;
+		int64_t newest = b->newest;
+		bool stopping = b->stopping, fresh = newest > s->last, ka = s->keepalive;
 		s->keepalive = false;
 		if (!stopping && !fresh && !ka) {
 			/* nothing to send: park until an event or a keep-alive is due */
@@ -238,6 +239,8 @@ ssize_t evstream_read(struct evstream *s, char *buf, size_t max)
 			log_warn("events", "the events table could not be read: ending a stream");
 			return -1;
 		}
+		if (fresh && s->off == s->len && s->last < newest)
+			s->last = newest; /* rows gone from the table: do not ask for them again */
 		if (s->off == s->len && ka) {
 			s->len = s->off = 0;
 			if (append(s, ": keep-alive\n\n", 14))
