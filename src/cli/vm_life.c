@@ -142,7 +142,7 @@ int cli_vm_action(struct cli *c, const struct cli_verb *v, const struct cli_args
 	if (!*name || cli_path(path, sizeof(path), "/api/v1/vms", name, suffix) ||
 	    cli_path(vm_path, sizeof(vm_path), "/api/v1/vms", name, NULL))
 		return cli_usage(NULL, NULL, "'%.80s' is not a VM name or UUID", name);
-	if (!strcmp(action, "shutdown") && (code = stop_body(a, &body)))
+	if (!strcmp(v->verb, "stop") && (code = stop_body(a, &body)))
 		return code;
 	code = cli_api(c, "POST", path, NULL, body, &r);
 	json_decref(body);
