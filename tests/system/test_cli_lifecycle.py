@@ -17,7 +17,7 @@ import time
 import pytest
 
 from berthdutil import raw_request
-from test_berthd_lifecycle import GUEST, TICK, V, create, daemon, run_dir, vm  # noqa: F401
+from test_berthd_lifecycle import GUEST, TICK, V, create, daemon, run_dir, vm, wait_state  # noqa: F401
 from test_cli import BERTH, Run, one_error_line
 from conftest import kvm_usable
 
@@ -216,7 +216,7 @@ def test_console_input_reaches_the_guest(daemon):
         p.kill()
         p.wait()
     assert re.search(rb'berth-test echo PASS .*got="hello berth"', rest), rest
-    assert vm(d, "echo1")["state"] == "off"
+    wait_state(d, "echo1", "off")  # the guest powered off after its echo
 
 
 def pty_console(d, name):
