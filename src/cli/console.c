@@ -64,16 +64,17 @@ static int dial(const struct cli *c, char *where, size_t len)
 	memcpy(host, h, n);
 	host[n] = '\0';
 	char *colon = strrchr(host, ':');
-	if (colon && !strchr(host, ']')) {
-		snprintf(port, sizeof(port), "%s", colon + 1);
-		*colon = '\0';
-	} else if (colon && colon > strchr(host, ']')) {
-		snprintf(port, sizeof(port), "%s", colon + 1);
-		*colon = '\0';
-	}
-	if (host[0] == '[') { /* [::1] */
+	if (host[0] == '[') { /* [::1]:8080 */
+		char *rb = strchr(host, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return -EINVAL;
+		if (rb[1] == ':')
+			snprintf(port, sizeof(port), "%s", rb + 2);
+		*rb = '\0';
 		memmove(host, host + 1, strlen(host));
-		host[strcspn(host, "]")] = '\0';
+	} else if (colon && colon == strchr(host, ':')) { /* host:port; a bare IPv6 has several */
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		*colon = '\0';
 	}
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
 	if (getaddrinfo(host, port, &hints, &res))

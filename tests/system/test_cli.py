@@ -576,6 +576,20 @@ def test_console_over_a_remote_http_host():
         srv.server_close()
     line = one_error_line(run("--host", "https://127.0.0.1:9", "vm", "console", "web1"), 1)
     assert "only the local socket and http:// URLs" in line, line
+    # an IPv6 literal in brackets
+    class V6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+    try:
+        srv = V6(("::1", 0), FakeConsole)
+    except OSError:
+        return  # no IPv6 loopback here
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        r = run("--host", f"http://[::1]:{srv.server_address[1]}/", "vm", "console", "v6", input="x")
+        assert r.rc == 0 and r.out == "remote> X" and r.err == "", r
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_help_for_every_noun_and_verb():

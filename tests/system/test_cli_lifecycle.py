@@ -3,7 +3,6 @@ test guest: start, pause, resume, save, restore, stop (forced after --timeout), 
 restart with exit codes and --json; the progress line on a terminal; the console through the
 CLI (ticks, input to the guest, detach with Ctrl-] on a terminal, the terminal restored, one
 client at a time, a VM that is off) and the upgraded API connection itself on a raw socket."""
-import json
 import os
 import pty
 import re
@@ -16,7 +15,6 @@ import time
 
 import pytest
 
-from berthdutil import raw_request
 from test_berthd_lifecycle import GUEST, TICK, V, create, daemon, run_dir, vm, wait_state  # noqa: F401
 from test_cli import BERTH, Run, one_error_line
 from conftest import kvm_usable
