@@ -34,15 +34,15 @@ void api_vm_console(struct api_req *req, struct api_resp *resp)
 	struct vmctl_err e;
 	int ret;
 
-	if (!req->ctx->vmctl) {
-		api_error(resp, 400, "not-supported", NULL, "this berthd does not manage VMs");
-		return;
-	}
 	if (!has_token(req->upgrade, API_CONSOLE_PROTOCOL) ||
 	    !has_token(req->connection, "upgrade")) {
 		api_error(resp, 426, "upgrade-required", NULL,
 			  "the console is a byte stream: send Upgrade: " API_CONSOLE_PROTOCOL
 			  " and Connection: Upgrade");
+		return;
+	}
+	if (!req->ctx->vmctl) {
+		api_error(resp, 400, "not-supported", NULL, "this berthd does not manage VMs");
 		return;
 	}
 	if (vmctl_console(req->ctx->vmctl, req->params.v[0], path, uuid, name, &e)) {
