@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/console.h"
 
 /* BODY_OPT_JSON: a JSON object or no body at all (an action without arguments). */
 enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_MERGE_PATCH, BODY_OPT_JSON };
@@ -43,6 +44,7 @@ static const struct route ROUTES[] = {
 			"wait", NULL                                                               \
 		}                                                                                  \
 	}
+    {"GET", API_PREFIX "/vms/{id}/console", api_vm_console, ROLE_VIEWER, BODY_NONE, {NULL}},
     ACTION("start"),
     ACTION("shutdown"),
     ACTION("turn-off"),
@@ -89,6 +91,8 @@ void api_resp_free(struct api_resp *resp)
 {
 	json_decref(resp->body);
 	resp->body = NULL;
+	console_conn_free(resp->console);
+	resp->console = NULL;
 }
 
 void api_now(char buf[32])

@@ -55,7 +55,7 @@ def test_openapi_document_is_served(berthd):
     assert set(doc["paths"]) == {V + "/openapi.json", V + "/host", V + "/vms", V + "/vms/{id}",
                                  V + "/operations", V + "/operations/{id}", V + "/host/stop-vms"} | {
         V + "/vms/{id}/" + a for a in ("start", "shutdown", "turn-off", "restart", "pause",
-                                       "resume", "save")}
+                                       "resume", "save", "console")}
 
 
 def test_openapi_document_is_sound(berthd):
@@ -84,7 +84,7 @@ def test_openapi_document_is_sound(berthd):
             if r.status == 404:
                 assert "{id}" in template, r
                 assert ("no operation" if "operations" in template else "no VM") in r.error["message"], r
-    assert ops == 17
+    assert ops == 18
 
 
 def test_the_schema_check_catches_mismatches(berthd):
