@@ -17,10 +17,11 @@ static json_t *switch_json(const struct db_switch *s)
 {
 	struct sw_link l;
 	bool present = sw_link_get(s->bridge, &l) == 0 && l.is_bridge;
-	return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:I, s:s}", "uuid", s->uuid, "name",
-			 s->name, "kind", s->kind, "host_nic", s->host_nic, "address", s->address,
-			 "bridge", s->bridge, "bridge_present", present, "generation",
-			 (json_int_t)s->generation, "created", s->created);
+	const char *mode = present ? vswitch_vlan_mode(s) : NULL;
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s, s:b, s:s?, s:I, s:s}", "uuid", s->uuid,
+			 "name", s->name, "kind", s->kind, "host_nic", s->host_nic, "address",
+			 s->address, "bridge", s->bridge, "bridge_present", present, "vlan_mode",
+			 mode, "generation", (json_int_t)s->generation, "created", s->created);
 }
 
 static int fill_nulls(json_t *o)
@@ -31,6 +32,8 @@ static int fill_nulls(json_t *o)
 		json_object_set_new(o, "host_nic", json_null());
 	if (!json_object_get(o, "address"))
 		json_object_set_new(o, "address", json_null());
+	if (!json_object_get(o, "vlan_mode"))
+		json_object_set_new(o, "vlan_mode", json_null());
 	return 0;
 }
 
@@ -88,7 +91,7 @@ static bool check_body(json_t *body, struct db_switch *s, struct api_resp *resp)
 		if (!known) {
 			bool ro = !strcmp(key, "uuid") || !strcmp(key, "bridge") ||
 				  !strcmp(key, "bridge_present") || !strcmp(key, "generation") ||
-				  !strcmp(key, "created");
+				  !strcmp(key, "vlan_mode") || !strcmp(key, "created");
 			api_error(resp, 400, ro ? "invalid-argument" : "unknown-field", key,
 				  ro ? "%s: is read-only (set by berthd)" : "unknown field '%s'",
 				  key);

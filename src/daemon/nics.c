@@ -171,20 +171,25 @@ out:
 	return ret;
 }
 
-/* Attach a TAP to the switch's bridge: port, VLAN (access; trunked on an uplink), up. */
+/* Attach a TAP to the switch: a port of its bridge (or VLAN bridge), the VLAN, up. */
 static int attach(const struct db_switch *s, const char *tap, unsigned vlan, char *err,
 		  size_t errlen)
 {
+	char bridge[16];
+	bool port_vlans;
 	int ret;
-	if ((ret = sw_link_set_master(tap, s->bridge))) {
-		snprintf(err, errlen, "%s as a port of %s: %s", tap, s->bridge, strerror(-ret));
+	if ((ret = vswitch_port_bridge(s, vlan, bridge, &port_vlans, err, errlen)))
+		return ret;
+	if ((ret = sw_link_set_master(tap, bridge))) {
+		snprintf(err, errlen, "%s as a port of %s: %s", tap, bridge, strerror(-ret));
 		return ret;
 	}
-	if (vlan && (ret = sw_port_vlan(tap, vlan, true))) {
+	/* an access port of the VLAN; an external switch's uplink carries it tagged */
+	if (port_vlans && (ret = sw_port_vlan(tap, vlan, true))) {
 		snprintf(err, errlen, "%s: VLAN %u: %s", tap, vlan, strerror(-ret));
 		return ret;
 	}
-	if (vlan && s->host_nic && (ret = sw_port_vlan(s->host_nic, vlan, false))) {
+	if (port_vlans && s->host_nic && (ret = sw_port_vlan(s->host_nic, vlan, false))) {
 		snprintf(err, errlen, "uplink %s: VLAN %u: %s", s->host_nic, vlan, strerror(-ret));
 		return ret;
 	}
@@ -278,8 +283,11 @@ static int reattach_vm(const struct db_vm *vm, void *arg)
 			continue; /* the VMM has gone, and its TAP with it */
 		if (db_switch_find(r->db, name, &sw))
 			continue;
-		if (sw_link_get(sw.bridge, &br) || l.master != br.index) {
-			unsigned vlan = (unsigned)json_integer_value(json_object_get(nic, "vlan"));
+		unsigned vlan = (unsigned)json_integer_value(json_object_get(nic, "vlan"));
+		char want[16];
+		bool pv;
+		if (vswitch_port_bridge(&sw, vlan, want, &pv, err, sizeof(err)) ||
+		    sw_link_get(want, &br) || l.master != br.index) {
 			if (attach(&sw, tap, vlan, err, sizeof(err)))
 				log_err(TAG, "VM %s: %s", vm->name, err);
 			else

@@ -94,45 +94,111 @@ static int ifindex_of(const char *name)
 	return ret ? ret : l.index;
 }
 
-static int linkinfo_attr(const struct nlattr *a, void *data)
+/* Parsed while reading one link message. */
+struct link_parse {
+	struct sw_link *l;
+	char name[SW_IFNAME_MAX + 1];
+	int br_vlan_filtering; /* IFLA_INFO_DATA attribute 7: meaningful for bridges only */
+};
+
+static int bridge_data_attr(const struct nlattr *a, void *data)
 {
-	struct sw_link *l = data;
-	if (mnl_attr_get_type(a) == IFLA_INFO_KIND && mnl_attr_validate(a, MNL_TYPE_STRING) >= 0)
-		snprintf(l->kind, sizeof(l->kind), "%.*s", (int)mnl_attr_get_payload_len(a),
-			 (const char *)mnl_attr_get_payload(a));
+	struct link_parse *lp = data;
+	if (mnl_attr_get_type(a) == IFLA_BR_VLAN_FILTERING &&
+	    mnl_attr_validate(a, MNL_TYPE_U8) >= 0)
+		lp->br_vlan_filtering = mnl_attr_get_u8(a);
 	return MNL_CB_OK;
 }
 
-static int link_attr(const struct nlattr *a, void *data)
+static int linkinfo_attr(const struct nlattr *a, void *data)
 {
-	struct sw_link *l = data;
+	struct link_parse *lp = data;
 	switch (mnl_attr_get_type(a)) {
-	case IFLA_MASTER:
-		if (mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
-			l->master = (int)mnl_attr_get_u32(a);
+	case IFLA_INFO_KIND:
+		if (mnl_attr_validate(a, MNL_TYPE_STRING) >= 0)
+			snprintf(lp->l->kind, sizeof(lp->l->kind), "%.*s",
+				 (int)mnl_attr_get_payload_len(a),
+				 (const char *)mnl_attr_get_payload(a));
 		break;
-	case IFLA_LINKINFO:
+	case IFLA_INFO_DATA:
 		if (mnl_attr_validate(a, MNL_TYPE_NESTED) >= 0)
-			mnl_attr_parse_nested(a, linkinfo_attr, l);
+			mnl_attr_parse_nested(a, bridge_data_attr, lp);
 		break;
 	}
 	return MNL_CB_OK;
 }
 
-static int link_cb(const struct nlmsghdr *nlh, void *data)
+static int link_attr(const struct nlattr *a, void *data)
 {
-	struct sw_link *l = data;
+	struct link_parse *lp = data;
+	switch (mnl_attr_get_type(a)) {
+	case IFLA_IFNAME:
+		if (mnl_attr_validate(a, MNL_TYPE_STRING) >= 0)
+			snprintf(lp->name, sizeof(lp->name), "%.*s",
+				 (int)mnl_attr_get_payload_len(a),
+				 (const char *)mnl_attr_get_payload(a));
+		break;
+	case IFLA_MASTER:
+		if (mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+			lp->l->master = (int)mnl_attr_get_u32(a);
+		break;
+	case IFLA_LINKINFO:
+		if (mnl_attr_validate(a, MNL_TYPE_NESTED) >= 0)
+			mnl_attr_parse_nested(a, linkinfo_attr, lp);
+		break;
+	}
+	return MNL_CB_OK;
+}
+
+/* One RTM_NEWLINK message into lp (0), or -EINVAL if it is not one. */
+static int parse_link(const struct nlmsghdr *nlh, struct link_parse *lp)
+{
 	if (nlh->nlmsg_type != RTM_NEWLINK ||
 	    mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
-		return MNL_CB_OK;
+		return -EINVAL;
 	const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
-	memset(l, 0, sizeof(*l));
-	l->index = ifi->ifi_index;
-	l->up = (ifi->ifi_flags & IFF_UP) != 0;
-	mnl_attr_parse(nlh, sizeof(*ifi), link_attr, l);
-	l->kind[sizeof(l->kind) - 1] = '\0';
-	l->is_bridge = !strcmp(l->kind, "bridge");
+	memset(lp->l, 0, sizeof(*lp->l));
+	lp->name[0] = '\0';
+	lp->br_vlan_filtering = 0;
+	lp->l->index = ifi->ifi_index;
+	lp->l->up = (ifi->ifi_flags & IFF_UP) != 0;
+	mnl_attr_parse(nlh, sizeof(*ifi), link_attr, lp);
+	lp->l->kind[sizeof(lp->l->kind) - 1] = '\0';
+	lp->l->is_bridge = !strcmp(lp->l->kind, "bridge");
+	lp->l->vlan_filtering = lp->l->is_bridge && lp->br_vlan_filtering;
+	return 0;
+}
+
+static int link_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct link_parse lp = {.l = data};
+	parse_link(nlh, &lp);
 	return MNL_CB_OK;
+}
+
+struct each {
+	sw_link_fn fn;
+	void *arg;
+	int ret;
+};
+
+static int each_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct each *e = data;
+	struct sw_link l;
+	struct link_parse lp = {.l = &l};
+	if (e->ret || parse_link(nlh, &lp) || !lp.name[0])
+		return MNL_CB_OK; /* after a stop, the rest of the dump is read and dropped */
+	e->ret = e->fn(lp.name, &l, e->arg);
+	return MNL_CB_OK;
+}
+
+int sw_link_each(sw_link_fn fn, void *arg)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct each e = {fn, arg, 0};
+	int ret = nl_talk(link_msg(buf, RTM_GETLINK, NLM_F_DUMP, AF_UNSPEC, 0), each_cb, &e);
+	return ret ? ret : e.ret;
 }
 
 int sw_link_get(const char *name, struct sw_link *out)
@@ -150,25 +216,28 @@ int sw_link_get(const char *name, struct sw_link *out)
 	return ret;
 }
 
-/* IFLA_LINKINFO { kind "bridge", data { IFLA_BR_VLAN_FILTERING } } */
-static void put_bridge_info(struct nlmsghdr *nlh, bool filtering)
+/* IFLA_LINKINFO { kind "bridge" [, data { IFLA_BR_VLAN_FILTERING }] }: a kernel without VLAN
+ * filtering refuses the attribute even when it turns filtering off */
+static void put_bridge_info(struct nlmsghdr *nlh, int filtering)
 {
 	struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
 	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
-	struct nlattr *d = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-	mnl_attr_put_u8(nlh, IFLA_BR_VLAN_FILTERING, filtering ? 1 : 0);
-	mnl_attr_nest_end(nlh, d);
+	if (filtering >= 0) {
+		struct nlattr *d = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+		mnl_attr_put_u8(nlh, IFLA_BR_VLAN_FILTERING, (uint8_t)filtering);
+		mnl_attr_nest_end(nlh, d);
+	}
 	mnl_attr_nest_end(nlh, info);
 }
 
-int sw_bridge_create(const char *name)
+int sw_bridge_create(const char *name, bool filtering)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	if (!sw_ifname_valid(name))
 		return -EINVAL;
 	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, AF_UNSPEC, 0);
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
-	put_bridge_info(nlh, true);
+	put_bridge_info(nlh, filtering ? 1 : -1);
 	return nl_talk(nlh, NULL, NULL);
 }
 
@@ -179,7 +248,7 @@ int sw_bridge_vlan_filtering(const char *name, bool on)
 	if (index < 0)
 		return index;
 	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, AF_UNSPEC, index);
-	put_bridge_info(nlh, on);
+	put_bridge_info(nlh, on ? 1 : 0);
 	return nl_talk(nlh, NULL, NULL);
 }
 

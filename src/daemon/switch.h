@@ -10,11 +10,15 @@
 /* What rtnetlink says about one interface. */
 struct sw_link {
 	int index;
-	bool up;	/* IFF_UP */
-	bool is_bridge; /* IFLA_INFO_KIND "bridge" */
-	int master;	/* the bridge it is a port of, 0 if none */
-	char kind[16];	/* IFLA_INFO_KIND, "" if none */
+	bool up;	     /* IFF_UP */
+	bool is_bridge;	     /* IFLA_INFO_KIND "bridge" */
+	int master;	     /* the bridge it is a port of, 0 if none */
+	char kind[16];	     /* IFLA_INFO_KIND, "" if none */
+	bool vlan_filtering; /* a bridge with IFLA_BR_VLAN_FILTERING on */
 };
+
+/* One interface of a link dump. */
+typedef int (*sw_link_fn)(const char *name, const struct sw_link *l, void *arg);
 
 /* A valid interface name: 1..15 bytes, no '/', ':' or white space, not "." or "..". */
 bool sw_ifname_valid(const char *name);
@@ -22,8 +26,14 @@ bool sw_ifname_valid(const char *name);
 /* Look an interface up. -ENODEV if there is none. */
 int sw_link_get(const char *name, struct sw_link *out);
 
-/* Create a bridge with VLAN filtering on (down). -EEXIST if the name is taken. */
-int sw_bridge_create(const char *name);
+/* Every interface (a link dump); a non-zero return of fn stops it and is returned. */
+int sw_link_each(sw_link_fn fn, void *arg);
+
+/*
+ * Create a bridge (down), with VLAN filtering if filtering. -EEXIST if the name is taken,
+ * -EOPNOTSUPP if the kernel has no VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING).
+ */
+int sw_bridge_create(const char *name, bool filtering);
 /* Turn a bridge's VLAN filtering on (IFLA_BR_VLAN_FILTERING). */
 int sw_bridge_vlan_filtering(const char *name, bool on);
 /* Delete an interface (a bridge releases its ports). -ENODEV if there is none. */

@@ -50,11 +50,19 @@ int vswitch_apply(const struct db_switch *s, char *err, size_t errlen)
 
 	ret = sw_link_get(s->bridge, &l);
 	if (ret == -ENODEV) {
-		if ((ret = sw_bridge_create(s->bridge))) {
+		bool filtering = true;
+		if ((ret = sw_bridge_create(s->bridge, true)) == -EOPNOTSUPP) {
+			filtering = false;
+			ret = sw_bridge_create(s->bridge, false);
+		}
+		if (ret) {
 			snprintf(err, errlen, "creating bridge %s: %s", s->bridge, strerror(-ret));
 			return ret;
 		}
-		log_info(TAG, "switch %s: bridge %s created", s->name, s->bridge);
+		log_info(TAG, "switch %s: bridge %s created%s", s->name, s->bridge,
+			 filtering
+			     ? ""
+			     : " (the kernel has no bridge VLAN filtering: a bridge per VLAN)");
 	} else if (ret) {
 		snprintf(err, errlen, "bridge %s: %s", s->bridge, strerror(-ret));
 		return ret;
@@ -62,7 +70,8 @@ int vswitch_apply(const struct db_switch *s, char *err, size_t errlen)
 		snprintf(err, errlen, "%s exists on the host and is not a bridge (kind '%s')",
 			 s->bridge, l.kind);
 		return -EEXIST;
-	} else if ((ret = sw_bridge_vlan_filtering(s->bridge, true))) {
+	} else if (!l.vlan_filtering && (ret = sw_bridge_vlan_filtering(s->bridge, true)) &&
+		   ret != -EOPNOTSUPP) {
 		snprintf(err, errlen, "bridge %s: VLAN filtering: %s", s->bridge, strerror(-ret));
 		return ret;
 	}
@@ -92,10 +101,79 @@ int vswitch_apply(const struct db_switch *s, char *err, size_t errlen)
 	return 0;
 }
 
-int vswitch_remove(const struct db_switch *s)
+int vswitch_port_bridge(const struct db_switch *s, unsigned vlan, char out[16], bool *port_vlans,
+			char *err, size_t errlen)
 {
 	struct sw_link l;
-	int ret = sw_link_get(s->bridge, &l);
+	int ret;
+
+	*port_vlans = false;
+	snprintf(out, 16, "%s", s->bridge);
+	if ((ret = sw_link_get(s->bridge, &l))) {
+		snprintf(err, errlen, "bridge %s: %s", s->bridge, strerror(-ret));
+		return ret;
+	}
+	if (!vlan)
+		return 0;
+	if (l.vlan_filtering) {
+		*port_vlans = true;
+		return 0;
+	}
+	if (s->host_nic) {
+		snprintf(err, errlen,
+			 "VLAN %u on external switch '%s' needs bridge VLAN filtering, which this "
+			 "kernel lacks",
+			 vlan, s->name);
+		return -EOPNOTSUPP;
+	}
+	snprintf(out, 16, "%.10sv%u", s->bridge, vlan % 10000);
+	ret = sw_link_get(out, &l);
+	if (ret == -ENODEV && !(ret = sw_bridge_create(out, false)))
+		log_info(TAG, "switch %s: bridge %s for VLAN %u created", s->name, out, vlan);
+	else if (!ret && !l.is_bridge)
+		ret = -EEXIST;
+	if (!ret)
+		ret = sw_link_set_up(out, true);
+	if (ret)
+		snprintf(err, errlen, "bridge %s for VLAN %u: %s", out, vlan, strerror(-ret));
+	return ret;
+}
+
+const char *vswitch_vlan_mode(const struct db_switch *s)
+{
+	struct sw_link l;
+	if (sw_link_get(s->bridge, &l) || !l.is_bridge)
+		return NULL;
+	return l.vlan_filtering ? "filtering" : "bridge-per-vlan";
+}
+
+struct vlan_bridges {
+	char prefix[16];
+	char names[64][16];
+	int n;
+};
+
+static int collect_vlan_bridge(const char *name, const struct sw_link *l, void *arg)
+{
+	struct vlan_bridges *vb = arg;
+	size_t n = strlen(vb->prefix);
+	if (l->is_bridge && !strncmp(name, vb->prefix, n) && name[n] >= '1' && name[n] <= '9' &&
+	    vb->n < 64)
+		snprintf(vb->names[vb->n++], sizeof(vb->names[0]), "%s", name);
+	return 0;
+}
+
+int vswitch_remove(const struct db_switch *s)
+{
+	struct vlan_bridges vb = {.n = 0};
+	struct sw_link l;
+	int ret;
+
+	snprintf(vb.prefix, sizeof(vb.prefix), "%.10sv", s->bridge);
+	if (!sw_link_each(collect_vlan_bridge, &vb))
+		for (int i = 0; i < vb.n; i++)
+			sw_link_delete(vb.names[i]);
+	ret = sw_link_get(s->bridge, &l);
 	if (ret == -ENODEV)
 		return 0;
 	if (!ret && !l.is_bridge)
