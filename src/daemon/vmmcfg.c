@@ -92,14 +92,14 @@ json_t *vmmcfg_build(const json_t *spec, const char *name, const struct vm_paths
 	ports = ports_json(json_object_get(spec, "console_ports"), p);
 	nets = nets_json(json_object_get(spec, "nics"));
 	/* on_reboot restart: a guest reboot is a reboot, as on any hypervisor */
-	c = json_pack("{s:s, s:O, s:O, s:s, s:O, s:O, s:s, s:s, s:b, s:o*, s:o*, s:o*, s:s, s:s, s:s}",
-		      "name", name, "kernel", json_object_get(boot, "kernel"), "cmdline",
-		      json_object_get(boot, "cmdline"), "memory", mem, "cpus",
-		      json_object_get(spec, "vcpus"), "cpu_template",
-		      json_object_get(spec, "cpu_template"), "serial", p->serial, "on_reboot",
-		      "restart", "rng", json_is_true(json_object_get(spec, "rng")), "disks", disks,
-		      "nets", nets, "console_ports", ports, "control", p->control, "checkpoint_dir",
-		      p->checkpoints, "log_level", "info");
+	c = json_pack(
+	    "{s:s, s:O, s:O, s:s, s:O, s:O, s:s, s:s, s:b, s:o*, s:o*, s:o*, s:s, s:s, s:s}",
+	    "name", name, "kernel", json_object_get(boot, "kernel"), "cmdline",
+	    json_object_get(boot, "cmdline"), "memory", mem, "cpus", json_object_get(spec, "vcpus"),
+	    "cpu_template", json_object_get(spec, "cpu_template"), "serial", p->serial, "on_reboot",
+	    "restart", "rng", json_is_true(json_object_get(spec, "rng")), "disks", disks, "nets",
+	    nets, "console_ports", ports, "control", p->control, "checkpoint_dir", p->checkpoints,
+	    "log_level", "info");
 	if (c && json_is_string(json_object_get(boot, "initrd")))
 		json_object_set(c, "initrd", json_object_get(boot, "initrd"));
 	if (!c || !disks || !ports || !nets) {

@@ -391,8 +391,8 @@ static int check_nics(json_t *v, json_t *out, struct spec_error *err)
 		if (get_string(f, field, 255, &sw, err))
 			return -EINVAL;
 		if (!vmspec_name_valid(sw) && !vmspec_is_uuid(sw))
-			return fail(err, "invalid-argument", field,
-				    "%s: not a switch name or UUID", field);
+			return fail(err, "invalid-argument", field, "%s: not a switch name or UUID",
+				    field);
 		snprintf(field, sizeof(field), "%s.mac", pre);
 		if ((f = opt(n, "mac"))) {
 			if (get_string(f, field, 17, &m, err))
