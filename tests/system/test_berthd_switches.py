@@ -196,21 +196,18 @@ def net_cmdline(ip, peer, extra):
     return f"test=net,halt ip={ip} peer={peer} count={COUNT} {extra}"
 
 
-def run_pair(d, nics_a, nics_b, third=None):
-    """VMs a (.2) and b (.3) send each other COUNT datagrams and echo the other's; third, if
-    given, is (nics, peer) of a VM c (.4) that tries to reach peer. Returns the consoles."""
+def run_pair(d, nics_a, nics_b, others=()):
+    """VMs a (.2) and b (.3) send each other COUNT datagrams and echo the other's; others are
+    (name, nics, ip, peer) of VMs that try, for 8 s, to reach peer. Returns the consoles, in
+    that order."""
     extra = f"expect={COUNT} expect_echo={COUNT} secs=60"
     specs = [("a", nics_a, net_cmdline(f"{NET}.2", f"{NET}.3", extra)),
              ("b", nics_b, net_cmdline(f"{NET}.3", f"{NET}.2", extra))]
-    if third:
-        specs.append(("c", third[0], net_cmdline(f"{NET}.4", third[1], "expect=1 secs=10")))
+    specs += [(n, nics, net_cmdline(ip, peer, "expect=1 secs=8")) for n, nics, ip, peer in others]
     vms = [mkvm(d, n, nics, cmd) for n, nics, cmd in specs]
-    cons = []
     for v in vms:
         start(d, v["name"])
-        cons.append(Console(d, v))
-    for c in cons:
-        c.read_until_closed()
+    cons = [Console(d, v).read_until_closed() for v in vms]
     for v, c in zip(vms, cons):
         assert c.info_mac() == v["nics"][0]["mac"], "the guest sees the MAC berthd assigned"
     for c in cons[:2]:
@@ -402,12 +399,15 @@ def test_two_vms_on_a_private_switch_exchange_frames(env, ns):
 @needs_kvm
 def test_vlans_separate_vms_on_one_switch(env, ns):
     mkswitch(env, {"name": "lab", "kind": "private"})
+    # a and b (VLAN 10) talk; c (VLAN 20) and d (VLAN 10) try to for 8 s, answering ARP all
+    # along, and never hear each other
     cons = run_pair(env, [{"switch": "lab", "vlan": 10}], [{"switch": "lab", "vlan": 10}],
-                    third=([{"switch": "lab", "vlan": 20}], f"{NET}.2"))
-    status, kv = cons[2].result()
-    # c's ARP requests for a's address never reach VLAN 10
-    assert status == "FAIL" and kv["reason"].strip('"').startswith("peer-not-resolved"), kv
-    assert int(kv["arp_sent"]) > 0 and kv["tx"] == "0", kv
+                    others=[("c", [{"switch": "lab", "vlan": 20}], f"{NET}.4", f"{NET}.5"),
+                            ("d", [{"switch": "lab", "vlan": 10}], f"{NET}.5", f"{NET}.4")])
+    for c in cons[2:]:
+        status, kv = c.result()
+        assert status == "FAIL" and kv["reason"].strip('"').startswith("peer-not-resolved"), kv
+        assert int(kv["arp_sent"]) > 0 and kv["tx"] == "0" and kv["arp"] == "0", kv
 
 
 @needs_kvm
@@ -496,3 +496,26 @@ def test_restart_recreates_a_deleted_bridge_and_keeps_running_vms_on_it(env, ns)
     else:
         assert link(ns, tap)["master"] == sw["bridge"] + "v7", "the TAP is back on its VLAN's bridge"
     assert d.get(V + "/switches/hostnet").json["bridge_present"]
+
+
+@needs_kvm
+def test_save_and_restore_keep_the_nics(env, ns):
+    """A saved VM's configuration names its TAPs by descriptor (fd=3, fd=4): a restore gets new
+    TAPs at the same numbers, on the same switches."""
+    d = env
+    sw = mkswitch(d, {"name": "lab", "kind": "private"})
+    vm = mkvm(d, "g", [{"switch": "lab"}, {"switch": "lab", "mac": "02:00:00:00:00:07"}])
+    start(d, "g")
+    taps = ["bt%s-%d" % (vm["uuid"][:8], i) for i in (0, 1)]
+    r = d.post(V + "/vms/g/save?wait=true", None)
+    assert r.status == 200 and r.json["state"] == "succeeded", r
+    deadline = time.monotonic() + 5
+    while any(link(ns, t) for t in taps) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(link(ns, t) for t in taps), "saved: no VMM, no TAPs"
+    got = start(d, "g")
+    assert got["state"] == "running" and got["state_reason"] == "restored", got
+    for t in taps:
+        assert link(ns, t)["master"] == sw["bridge"], t
+    log = open(os.path.join(d.state, "vms", vm["uuid"], "vmm.log")).read()
+    assert log.count("MAC 02:00:00:00:00:07") == 2, log[-2000:]
