@@ -6,6 +6,7 @@ exchanging frames over private, internal, external and VLAN-separated switches; 
 berthd recreates a bridge deleted behind its back and puts the running VMs' TAPs back on it."""
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -45,10 +46,11 @@ class NsBerthd(Berthd):
 
     def __init__(self, tmp_path, ns, run_dir):
         super().__init__(tmp_path)
-        self.ns, self.run_dir = ns, run_dir
+        self.ns, self.run_dir, self.extra = ns, run_dir, []
 
     def cmd(self):
-        return ["ip", "netns", "exec", self.ns.name] + super().cmd() + ["--run-dir", self.run_dir]
+        return (["ip", "netns", "exec", self.ns.name] + super().cmd() + ["--run-dir", self.run_dir]
+                + self.extra)
 
     def start(self):
         mark = len(self.log_text())
@@ -519,3 +521,40 @@ def test_save_and_restore_keep_the_nics(env, ns):
         assert link(ns, t)["master"] == sw["bridge"], t
     log = open(os.path.join(d.state, "vms", vm["uuid"], "vmm.log")).read()
     assert log.count("MAC 02:00:00:00:00:07") == 2, log[-2000:]
+
+
+SWUSER = "berthswtest"
+
+
+@pytest.fixture
+def vmm_user():
+    if not shutil.which("useradd"):
+        pytest.skip("needs useradd to create a test user")
+    subprocess.run(["userdel", SWUSER], capture_output=True)
+    r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        "--groups", "kvm", SWUSER], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"useradd failed: {r.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(SWUSER)
+    finally:
+        subprocess.run(["userdel", SWUSER], capture_output=True)
+
+
+@needs_kvm
+def test_unprivileged_vmms_use_the_taps_berthd_hands_them(env, ns, vmm_user):
+    d = env
+    assert d.stop() == 0
+    d.state = os.path.join(d.run_dir, "state")  # reachable by the VMM's user
+    d.extra = ["--vmm-user", SWUSER]
+    d.start()
+    sw = mkswitch(d, {"name": "lab", "kind": "private"})
+    v = mkvm(d, "u", [{"switch": "lab", "vlan": 3}])
+    start(d, "u")
+    with open(f"/proc/{d.get(V + '/vms/u').json['vmm_pid']}/status") as f:
+        status = f.read()
+    assert re.search(r"^Uid:\s+(\d+)", status, re.M).group(1) == str(vmm_user.pw_uid), status
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), "the VMM has no capabilities"
+    assert link(ns, "bt%s-0" % v["uuid"][:8])["master"] in (sw["bridge"], sw["bridge"] + "v3")
+    assert d.post(V + "/vms/u/turn-off?wait=true", None).json["state"] == "succeeded"
+    run_pair(d, [{"switch": "lab"}], [{"switch": "lab"}])
