@@ -265,6 +265,7 @@ void test_virtio_intx(void);
 void test_powerbutton(void);
 void sci_irq(void);
 void test_ticker(void) __attribute__((noreturn));
+void test_memwalk(void);
 void intx_irq(unsigned int index);
 int blk_bench(const char *name, size_t len); /* -1: no such benchmark */
 int net_bench(const char *name, size_t len); /* bench_net.c; -1: no such benchmark */
@@ -307,6 +308,16 @@ struct tick_job {
 	uint64_t period_tsc; /* TSC ticks between two lines */
 };
 uint64_t u_ticker(uint64_t job);
+
+/* `memwalk`: sweep `npages` pages from `base`, each page holding (sweep, page index, pattern). */
+struct memwalk_job {
+	uint64_t base, npages;
+	uint64_t sweeps; /* stop after this many sweeps; 0: forever */
+	uint64_t tsc_khz;
+	uint64_t sweep; /* the sweep in progress (1, 2, ...) */
+	uint64_t bad_page, bad_word, bad_val, bad_want;
+};
+uint64_t u_memwalk(uint64_t job);
 
 #endif /* __ASSEMBLER__ */
 #endif

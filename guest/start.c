@@ -60,6 +60,7 @@ static const struct test tests[] = {
     {"acpi", test_acpi},
     {"smp", test_smp},
     {"mem", test_mem},
+    {"memwalk", test_memwalk},
     {"timer", test_timer},
     {"exceptions", test_exceptions},
     {"uart", test_uart},

@@ -422,19 +422,30 @@ void test_blk_ro(void)
 	virtio_reset(&ctx.dev.v);
 }
 
+/* `rounds=R` reads the disk R times (a reader that keeps the device writing guest RAM). */
 void test_blk_verify(void)
 {
-	uint64_t n = pattern_n(), t0 = rdtsc();
+	uint64_t n = pattern_n(), t0 = rdtsc(), rounds = cmdline_u64("rounds", 1);
 
 	if (ctx_open(BLK_MAX_WQ) < 0) {
 		kprintf("berth-test blk-verify FAIL reason=\"%s\"\n", ctx.why);
 		return;
 	}
-	if (whole_disk(BLK_OP_VERIFY_PATTERN, blk_pattern_key(n)) < 0)
-		kprintf("berth-test blk-verify FAIL reason=\"%s\" pattern=%lu\n", ctx.why, n);
-	else
-		kprintf("berth-test blk-verify PASS sectors=%lu pattern=%lu mq=%u cpus=%u ms=%lu\n",
-			ctx.dev.cfg.capacity, n, ctx.dev.nq, ctx.nw, (rdtsc() - t0) / tsc_khz);
+	for (uint64_t k = 1; k <= rounds; k++) {
+		uint64_t t1 = rdtsc();
+
+		if (whole_disk(BLK_OP_VERIFY_PATTERN, blk_pattern_key(n)) < 0) {
+			kprintf("berth-test blk-verify FAIL reason=\"%s\" pattern=%lu round=%lu\n",
+				ctx.why, n, k);
+			virtio_reset(&ctx.dev.v);
+			return;
+		}
+		if (rounds > 1)
+			kprintf("berth-info blk-verify round=%lu ms=%lu\n", k,
+				(rdtsc() - t1) / tsc_khz);
+	}
+	kprintf("berth-test blk-verify PASS sectors=%lu pattern=%lu mq=%u cpus=%u ms=%lu\n",
+		ctx.dev.cfg.capacity, n, ctx.dev.nq, ctx.nw, (rdtsc() - t0) / tsc_khz);
 	virtio_reset(&ctx.dev.v);
 }
 

@@ -19,6 +19,7 @@
 #include "vmm/virtio_devices.h"
 #include "vmm/virtio_pci.h"
 #include "vmm/vmstate.h"
+#include "vmm/vmstate_mem.h"
 
 #define TAG "checkpoint"
 #define NOW "now"
@@ -402,16 +403,23 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 	}
 	json_object_set_new(s->tree, "next_id", json_integer(idn + 1));
 	snprintf(state, sizeof(state), "%s/%s", s->dir, id);
-	uint64_t t0 = now_ns();
-	int r = h->pause(h->opaque, msg, msglen);
+	/* RAM is pre-copied while the guest runs; the pause writes only what changed since. */
+	struct vmstate_mem *pre = NULL;
+	int r = disk_only ? 0
+			  : vmstate_mem_begin(s->vm, state, !vm_paused(s->vm), &pre, msg, msglen);
+	if (!r && (r = h->pause(h->opaque, msg, msglen)))
+		vmstate_mem_end(pre, false);
 	if (r) {
 		json_decref(overlays);
 		return r;
 	}
-	t0 = now_ns();
+	uint64_t t0 = now_ns();
 	r = vmstate_checkpoint(s->vm, disk_only ? NULL : state, overlays, &disks, msg, msglen);
 	uint64_t paused_us = (now_ns() - t0) / 1000;
 	h->resume(h->opaque);
+	json_t *memory = pre && !r ? vmstate_mem_report(pre) : NULL;
+	if (pre)
+		vmstate_mem_end(pre, !r);
 	json_t *now = node(s, NOW);
 	if (r) {
 		/* Disks that switched before the failure keep their overlay: it becomes the top of
@@ -437,12 +445,16 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 	json_object_set_new(now, "layers", nl);
 	json_object_set_new(now, "parent", json_string(id));
 	json_decref(overlays);
-	if ((r = save_tree(s, msg, msglen)))
+	if ((r = save_tree(s, msg, msglen))) {
+		json_decref(memory);
 		return r;
+	}
 	log_info(TAG, "checkpoint %s '%s' taken (guest paused %llu us)", id, name,
 		 (unsigned long long)paused_us);
 	*result =
 	    json_pack("{s:s,s:s,s:I}", "id", id, "name", name, "paused_us", (json_int_t)paused_us);
+	if (memory)
+		json_object_set_new(*result, "memory", memory);
 	return 0;
 }
 

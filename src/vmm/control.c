@@ -25,6 +25,7 @@
 #include "vmm/control_req.h"
 #include "vmm/vcpu_state.h"
 #include "vmm/vmstate.h"
+#include "vmm/vmstate_mem.h"
 
 #define TAG "control"
 #define MSGS_PER_WAKEUP 32 /* then back to the loop, so one busy client cannot starve others */
@@ -241,20 +242,56 @@ static int pause_for_save(struct control *c, unsigned timeout_ms, uint64_t *t0,
 	}
 }
 
+/* Pre-copy the memory into dir while the guest runs (unless a client paused it); the save or
+ * checkpoint then writes only what changed since (vmstate_mem.h). */
+static int precopy(struct control *c, const char *dir, struct vmstate_mem **pre, const char *code,
+		   struct control_error *err)
+{
+	char msg[512];
+	int r = vmstate_mem_begin(c->vm, dir, !vm_paused(c->vm), pre, msg, sizeof(msg));
+	if (r) {
+		log_err(TAG, "%s failed: %s", code, msg);
+		return control_fail(err, code, "args.dir", "%s", msg);
+	}
+	return 0;
+}
+
+/* The reply's "memory" and an info line: how long the guest stopped, what was written when. */
+static void precopy_done(struct vmstate_mem *pre, const char *what, uint64_t paused_us,
+			 json_t *result)
+{
+	const struct vmstate_mem_stats *st = vmstate_mem_stats(pre);
+	log_info(TAG,
+		 "%s: guest paused %llu us; memory: %llu KiB written live (%u rounds, %llu ms), "
+		 "%llu KiB paused (%llu us)",
+		 what, (unsigned long long)paused_us, (unsigned long long)(st->live_bytes >> 10),
+		 st->rounds, (unsigned long long)st->live_ms,
+		 (unsigned long long)(st->paused_bytes >> 10), (unsigned long long)st->paused_us);
+	if (result)
+		json_object_set_new(result, "memory", vmstate_mem_report(pre));
+	vmstate_mem_end(pre, true);
+}
+
 /* Save the VM's state into a new directory; by default the VM then ends (Hyper-V "Save"). */
 static int cmd_save(struct control *c, const struct control_request *req, json_t **result,
 		    struct control_error *err, struct pending_event *ev)
 {
 	const char *dir = req->args.save.dir;
 	uint64_t t0;
-	int r = pause_for_save(c, req->args.save.timeout_ms, &t0, err);
+	struct vmstate_mem *pre;
+	int r = precopy(c, dir, &pre, CERR_SAVE_FAILED, err);
 	if (r)
 		return r;
+	if ((r = pause_for_save(c, req->args.save.timeout_ms, &t0, err))) {
+		vmstate_mem_end(pre, false);
+		return r;
+	}
 	char msg[512];
 	r = vmstate_save(c->vm, dir, msg, sizeof(msg));
 	uint64_t paused_us = (now_ns() - t0) / 1000;
 	if (r) {
 		vm_resume_vcpus(c->vm);
+		vmstate_mem_end(pre, false);
 		log_err(TAG, "save failed: %s", msg);
 		return control_fail(err, CERR_SAVE_FAILED, "args.dir", "%s", msg);
 	}
@@ -265,6 +302,7 @@ static int cmd_save(struct control *c, const struct control_request *req, json_t
 		vm_resume_vcpus(c->vm);
 	*result = json_pack("{s:s,s:I,s:b}", "dir", dir, "paused_us", (json_int_t)paused_us,
 			    "stopped", stop);
+	precopy_done(pre, "saved", paused_us, *result);
 	ev->name = "saved";
 	ev->data = json_pack("{s:s,s:b}", "dir", dir, "stopped", stop);
 	return 0;
@@ -279,7 +317,10 @@ static int cmd_checkpoint(struct control *c, const struct control_request *req, 
 	if (!overlays)
 		overlays = none = json_array();
 	uint64_t t0;
-	int r = pause_for_save(c, req->args.checkpoint.timeout_ms, &t0, err);
+	struct vmstate_mem *pre = NULL;
+	int r = dir ? precopy(c, dir, &pre, CERR_CHECKPOINT_FAILED, err) : 0;
+	if (!r && (r = pause_for_save(c, req->args.checkpoint.timeout_ms, &t0, err)))
+		vmstate_mem_end(pre, false);
 	if (r) {
 		json_decref(none);
 		return r;
@@ -290,6 +331,7 @@ static int cmd_checkpoint(struct control *c, const struct control_request *req, 
 	vm_resume_vcpus(c->vm);
 	json_decref(none);
 	if (r) {
+		vmstate_mem_end(pre, false);
 		json_decref(disks);
 		log_err(TAG, "checkpoint failed: %s", msg);
 		return control_fail(err, CERR_CHECKPOINT_FAILED,
@@ -299,6 +341,8 @@ static int cmd_checkpoint(struct control *c, const struct control_request *req, 
 	}
 	log_info(TAG, "checkpoint taken (guest paused %llu us)", (unsigned long long)paused_us);
 	*result = json_pack("{s:I,s:o}", "paused_us", (json_int_t)paused_us, "disks", disks);
+	if (pre)
+		precopy_done(pre, "checkpoint", paused_us, *result);
 	if (dir)
 		json_object_set_new(*result, "dir", json_string(dir));
 	ev->name = "checkpoint";

@@ -1,11 +1,12 @@
 /* Guest RAM: one anonymous mapping (THP), split into KVM regions around the PCI hole; checked gpa
- * access. */
+ * access; the record of the VMM's own writes during a pre-copy. */
 #include "vmm/memory.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -94,6 +95,8 @@ int guest_mem_replace_file(struct guest_mem *m, const char *path)
 
 void guest_mem_destroy(struct guest_mem *m)
 {
+	free(m->dirty);
+	m->dirty = NULL;
 	if (m->base)
 		munmap(m->base, m->layout.ram_bytes);
 	if (m->fd >= 0)
@@ -122,6 +125,7 @@ int guest_write(const struct guest_mem *m, uint64_t gpa, const void *src, size_t
 	if (!p)
 		return -EFAULT;
 	memcpy(p, src, len);
+	guest_mem_mark_dirty(m, p, len);
 	return 0;
 }
 
@@ -140,5 +144,46 @@ int guest_zero(const struct guest_mem *m, uint64_t gpa, size_t len)
 	if (!p)
 		return -EFAULT;
 	memset(p, 0, len);
+	guest_mem_mark_dirty(m, p, len);
 	return 0;
+}
+
+static uint64_t bitmap_words(const struct guest_mem *m)
+{
+	return (m->layout.ram_bytes / 4096 + 63) / 64;
+}
+
+int guest_mem_track(struct guest_mem *m, bool on)
+{
+	if (on && !m->dirty && !(m->dirty = calloc(bitmap_words(m), sizeof(uint64_t))))
+		return -ENOMEM;
+	if (on)
+		for (uint64_t i = 0; i < bitmap_words(m); i++)
+			__atomic_store_n(&m->dirty[i], 0, __ATOMIC_RELAXED);
+	/* Pair with the fence in guest_mem_mark_dirty: a write that missed the flag happened
+	 * before the caller's next read of guest RAM. */
+	__atomic_store_n(&m->tracking, on, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+void guest_mem_mark_dirty(const struct guest_mem *m, const void *hva, size_t len)
+{
+	if (!len || !guest_mem_tracking(m))
+		return;
+	uint64_t off = (uint64_t)((const uint8_t *)hva - m->base);
+	if ((const uint8_t *)hva < m->base || off >= m->layout.ram_bytes)
+		return;
+	uint64_t last =
+	    off + len - 1 < m->layout.ram_bytes ? off + len - 1 : m->layout.ram_bytes - 1;
+	for (uint64_t pg = off / 4096; pg <= last / 4096; pg++)
+		__atomic_fetch_or(&m->dirty[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+}
+
+void guest_mem_take_dirty(struct guest_mem *m, uint64_t *bitmap)
+{
+	if (!m->dirty)
+		return;
+	for (uint64_t i = 0; i < bitmap_words(m); i++)
+		if (__atomic_load_n(&m->dirty[i], __ATOMIC_RELAXED))
+			bitmap[i] |= __atomic_exchange_n(&m->dirty[i], 0, __ATOMIC_ACQ_REL);
 }

@@ -22,6 +22,12 @@ struct guest_mem {
 	uint8_t *base;
 	struct mem_region regions[2];
 	unsigned nregions;
+	/* The VMM's own writes to RAM (device buffers, used rings) while a pre-copy runs: one bit
+	 * per 4 KiB page of RAM (offset from base), set atomically from any thread. Allocated by
+	 * the first guest_mem_track(true), freed with the memory (device threads may still hold
+	 * it). */
+	uint64_t *dirty;
+	int tracking; /* guest_mem_mark_dirty records while set */
 };
 
 /* Map anonymous RAM for the layout. -errno. */
@@ -45,5 +51,19 @@ void *gpa_to_hva(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 int guest_write(const struct guest_mem *m, uint64_t gpa, const void *src, size_t len);
 int guest_read(const struct guest_mem *m, uint64_t gpa, void *dst, size_t len);
 int guest_zero(const struct guest_mem *m, uint64_t gpa, size_t len);
+
+/* Start (clearing the bitmap) or stop recording the VMM's writes to guest RAM. -ENOMEM. */
+int guest_mem_track(struct guest_mem *m, bool on);
+/* The VMM wrote [hva, hva+len) of guest RAM (call after the write): record the pages while
+ * tracking. Any thread; a full fence orders the write before the check of m->tracking. */
+void guest_mem_mark_dirty(const struct guest_mem *m, const void *hva, size_t len);
+/* Is a pre-copy recording the VMM's writes? Call after the writes (full fence first). */
+static inline bool guest_mem_tracking(const struct guest_mem *m)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&m->tracking, __ATOMIC_ACQUIRE);
+}
+/* OR the recorded pages into bitmap (one bit per page of RAM) and clear them. */
+void guest_mem_take_dirty(struct guest_mem *m, uint64_t *bitmap);
 
 #endif

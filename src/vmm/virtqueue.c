@@ -1,5 +1,5 @@
 /* Split virtqueue device side: every guest-controlled field is checked; malformed chains are
- * rejected, never followed. */
+ * rejected, never followed; what the device wrote is recorded while a pre-copy runs. */
 #include "vmm/virtqueue.h"
 
 #include <errno.h>
@@ -46,7 +46,8 @@ static uint16_t *avail_event_ptr(const struct virtqueue *vq)
 	return (uint16_t *)(vq->used + 4 + 8 * (size_t)vq->size);
 }
 
-/* Append one buffer to the element, checking direction order and guest-RAM bounds. */
+/* Append one buffer to the element, checking direction order and guest-RAM bounds; without an
+ * element, record a device-writable buffer as written (dirty tracking). */
 static int add_buffer(struct virtqueue *vq, struct vq_elem *e, const struct vring_desc *d,
 		      const char **why)
 {
@@ -56,6 +57,11 @@ static int add_buffer(struct virtqueue *vq, struct vq_elem *e, const struct vrin
 	if (!p) {
 		*why = "buffer outside guest RAM";
 		return -EINVAL;
+	}
+	if (!e) { /* vq_push: the device has written this chain's writable buffers */
+		if (d->flags & VQ_DESC_F_WRITE)
+			guest_mem_mark_dirty(vq->mem, p, d->len);
+		return 0;
 	}
 	if (d->flags & VQ_DESC_F_WRITE) {
 		if (e->in_num == VQ_MAX_SIZE) {
@@ -126,25 +132,9 @@ static int walk_indirect(struct virtqueue *vq, struct vq_elem *e, const struct v
 	}
 }
 
-int vq_pop(struct virtqueue *vq, struct vq_elem *e, const char **why)
+/* Walk the chain at head into e (NULL: mark its writable buffers dirty instead). */
+static int walk_chain(struct virtqueue *vq, uint16_t head, struct vq_elem *e, const char **why)
 {
-	uint16_t idx = avail_idx(vq);
-	if (idx == vq->last_avail)
-		return 0;
-	if ((uint16_t)(idx - vq->last_avail) > vq->size) {
-		*why = "available index moved by more than the queue size";
-		return -EINVAL;
-	}
-	uint16_t head =
-	    __atomic_load_n(&vq->avail[2 + vq->last_avail % vq->size], __ATOMIC_RELAXED);
-	if (head >= vq->size) {
-		*why = "head index out of range";
-		return -EINVAL;
-	}
-	e->head = head;
-	e->out_num = e->in_num = 0;
-	e->out_len = e->in_len = 0;
-
 	uint16_t i = head;
 	for (unsigned count = 0;; count++) {
 		if (count == vq->size) {
@@ -171,6 +161,29 @@ int vq_pop(struct virtqueue *vq, struct vq_elem *e, const char **why)
 		}
 		i = d.next;
 	}
+	return 0;
+}
+
+int vq_pop(struct virtqueue *vq, struct vq_elem *e, const char **why)
+{
+	uint16_t idx = avail_idx(vq);
+	if (idx == vq->last_avail)
+		return 0;
+	if ((uint16_t)(idx - vq->last_avail) > vq->size) {
+		*why = "available index moved by more than the queue size";
+		return -EINVAL;
+	}
+	uint16_t head =
+	    __atomic_load_n(&vq->avail[2 + vq->last_avail % vq->size], __ATOMIC_RELAXED);
+	if (head >= vq->size) {
+		*why = "head index out of range";
+		return -EINVAL;
+	}
+	e->head = head;
+	e->out_num = e->in_num = 0;
+	e->out_len = e->in_len = 0;
+	if (walk_chain(vq, head, e, why))
+		return -EINVAL;
 	vq->last_avail++;
 	return 1;
 }
@@ -193,6 +206,15 @@ void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 	vq->used_idx++;
 	/* The element must be visible before the index that publishes it. */
 	__atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
+	/* Every write of the VMM into a guest buffer comes before the push that returns it: while a
+	 * pre-copy runs, record the chain's writable buffers and the used ring as written now, so a
+	 * page copied before the device finished is copied again. */
+	if (guest_mem_tracking(vq->mem)) {
+		const char *why;
+		walk_chain(vq, head, NULL,
+			   &why); /* validated at pop; the guest owns it if it changed */
+		guest_mem_mark_dirty(vq->mem, vq->used, 4 + 8ULL * vq->size);
+	}
 }
 
 bool vq_need_interrupt(struct virtqueue *vq)
@@ -216,11 +238,14 @@ bool vq_need_interrupt(struct virtqueue *vq)
 bool vq_enable_notify(struct virtqueue *vq, bool enable)
 {
 	if (vq->event_idx) {
-		if (enable)
+		if (enable) {
 			__atomic_store_n(avail_event_ptr(vq), vq->last_avail, __ATOMIC_RELAXED);
+			guest_mem_mark_dirty(vq->mem, avail_event_ptr(vq), 2);
+		}
 	} else {
 		uint16_t *flags = (uint16_t *)vq->used;
 		__atomic_store_n(flags, enable ? 0 : VQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+		guest_mem_mark_dirty(vq->mem, flags, 2);
 	}
 	if (!enable)
 		return false;

@@ -222,7 +222,8 @@ static void setup_msrs(struct vcpu *v)
 	const struct kvm_cpuid2 *c = v->vm->host->cpuid;
 	struct kvm_cpuid_entry2 *v0 =
 	    cpuid_find((struct kvm_cpuid_entry2 *)c->entries, c->nent, 0, 0);
-	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */ && vcpu_set_msr(v, 0xc0010015, 1ULL << 24))
+	if (v0 && v0->ebx == 0x68747541 /* "Auth"enticAMD */ &&
+	    vcpu_set_msr(v, 0xc0010015, 1ULL << 24))
 		log_debug(v->tag, "KVM refused HWCR.TscFreqSel");
 }
 
@@ -286,6 +287,70 @@ static int add_serial(struct vm *vm, unsigned idx, struct serial_backend *be)
 		return r;
 	return bus_register(&vm->pio, port[idx], 8, &serial_ops, &vm->com[idx],
 			    idx == 0 ? "serial0" : "serial1");
+}
+
+/* RAM region i is KVM memory slot i. */
+static int set_slot(struct vm *vm, unsigned i, uint32_t flags)
+{
+	const struct mem_region *mr = &vm->mem.regions[i];
+	struct kvm_userspace_memory_region kr = {
+	    .slot = i,
+	    .flags = flags,
+	    .guest_phys_addr = mr->gpa,
+	    .memory_size = mr->size,
+	    .userspace_addr = (uintptr_t)mr->host,
+	};
+	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0 ? -errno : 0;
+}
+
+int vm_dirty_log(struct vm *vm, bool on)
+{
+	int r = 0;
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		int e = set_slot(vm, i, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+		if (e) {
+			log_warn(NULL, "dirty logging %s on memory slot %u: %s", on ? "on" : "off",
+				 i, strerror(-e));
+			r = r ? r : e;
+			if (on)
+				break;
+		}
+	}
+	if (r && on)
+		vm_dirty_log(vm, false);
+	return r;
+}
+
+int vm_dirty_log_get(struct vm *vm, uint64_t *bitmap)
+{
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		const struct mem_region *mr = &vm->mem.regions[i];
+		uint64_t npages = mr->size / 4096, first = mr->file_offset / 4096;
+		uint64_t *slot = calloc((npages + 63) / 64, sizeof(uint64_t));
+		if (!slot)
+			return -ENOMEM;
+		struct kvm_dirty_log dl = {.slot = i, .dirty_bitmap = slot};
+		if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &dl) < 0) {
+			int e = -errno;
+			free(slot);
+			return e;
+		}
+		for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
+			if (!slot[w])
+				continue;
+			if (first % 64 == 0) {
+				bitmap[first / 64 + w] |= slot[w];
+				continue;
+			}
+			for (uint64_t b = 0; b < 64; b++)
+				if (slot[w] >> b & 1) {
+					uint64_t pg = first + w * 64 + b;
+					bitmap[pg / 64] |= 1ULL << (pg % 64);
+				}
+		}
+		free(slot);
+	}
+	return 0;
 }
 
 int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
@@ -354,16 +419,8 @@ int vm_create(struct vm *vm, struct kvm_host *h, const struct vm_config *cfg,
 		return r;
 	}
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
-		const struct mem_region *mr = &vm->mem.regions[i];
-		struct kvm_userspace_memory_region kr = {
-		    .slot = i,
-		    .guest_phys_addr = mr->gpa,
-		    .memory_size = mr->size,
-		    .userspace_addr = (uintptr_t)mr->host,
-		};
-		if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0) {
-			r = -errno;
-			log_err(NULL, "KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
+		if ((r = set_slot(vm, i, 0))) {
+			log_err(NULL, "KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(-r));
 			return r;
 		}
 	}

@@ -18,6 +18,7 @@
 struct evloop;
 struct boot_image;
 struct virtio_pci;
+struct vmstate_mem;
 
 enum stop_reason {
 	STOP_NONE = 0,
@@ -85,7 +86,8 @@ struct vm {
 	volatile int pause_req;	 /* read by vCPU threads without the lock */
 	unsigned pause_depth;
 	unsigned nparked;
-	uint64_t start_ns; /* CLOCK_MONOTONIC at vm_start */
+	uint64_t start_ns;	     /* CLOCK_MONOTONIC at vm_start */
+	struct vmstate_mem *precopy; /* a save's memory pre-copy in progress (vmstate_mem.c) */
 };
 
 /* Open /dev/kvm and check every capability berth needs; message on failure. */
@@ -122,6 +124,14 @@ bool vm_paused(struct vm *vm);
 /* Kick and join vCPU threads. */
 void vm_stop_vcpus(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/*
+ * KVM dirty logging of guest writes on every RAM slot (pre-copy of a save). vm_dirty_log_get ORs
+ * the pages written since the last call (or since logging started) into bitmap, one bit per 4 KiB
+ * page of RAM (offset from the start of RAM, not guest-physical), and clears KVM's log. -errno.
+ */
+int vm_dirty_log(struct vm *vm, bool on);
+int vm_dirty_log_get(struct vm *vm, uint64_t *bitmap);
 
 /* MSI plumbing for devices: a fresh GSI, its MSI route, an irqfd on it; doorbells by ioeventfd. */
 int vm_alloc_gsi(struct vm *vm);

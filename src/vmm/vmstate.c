@@ -19,6 +19,7 @@
 #include "vmm/virtio_devices.h"
 #include "vmm/virtio_pci.h"
 #include "vmm/vmstate.h"
+#include "vmm/vmstate_mem.h"
 
 #define TAG "vmstate"
 #define STATE_MAX_BYTES (64u << 20)
@@ -70,50 +71,6 @@ static size_t xsave_size(struct vm *vm)
 }
 
 /* ---- save ---- */
-
-/* Guest RAM to a sparse file: pages that are all zero are left as holes. */
-static int write_memory(struct vm *vm, const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	uint64_t total = vm->mem.layout.ram_bytes, chunk = 64 * KiB;
-	int r = ftruncate(fd, (off_t)total) < 0 ? -errno : 0;
-	static const uint8_t zero[64 * 1024];
-	/* Anonymous RAM the guest never touched has no page at all: skip it without reading it (a
-	 * restored VM's RAM is file-backed, where an absent page still has data in the file). */
-	unsigned char *resident = NULL;
-	if (vm->mem.fd < 0 && (resident = malloc(total / 4096 + 1)) &&
-	    mincore(vm->mem.base, total, resident) < 0) {
-		free(resident);
-		resident = NULL;
-	}
-	for (uint64_t off = 0; !r && off < total; off += chunk) {
-		const uint8_t *p = vm->mem.base + off;
-		uint64_t n = total - off < chunk ? total - off : chunk;
-		if (resident) {
-			bool any = false;
-			for (uint64_t pg = off / 4096; pg < (off + n + 4095) / 4096 && !any; pg++)
-				any = resident[pg] & 1;
-			if (!any)
-				continue;
-		}
-		if (n == chunk && !memcmp(p, zero, n))
-			continue;
-		for (uint64_t done = 0; !r && done < n;) {
-			ssize_t w = pwrite(fd, p + done, n - done, (off_t)(off + done));
-			if (w < 0 && errno != EINTR)
-				r = -errno;
-			else if (w > 0)
-				done += (uint64_t)w;
-		}
-	}
-	free(resident);
-	if (!r && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
 
 static json_t *save_irqchip(struct vm *vm)
 {
@@ -249,7 +206,7 @@ static uint64_t mono_ns(void)
 static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msglen)
 {
 	uint64_t t0 = mono_ns();
-	if (mkdir(dir, 0700) < 0) {
+	if (!vm->precopy && mkdir(dir, 0700) < 0) { /* a pre-copy made it */
 		int e = errno;
 		snprintf(msg, msglen, "'%s': %s", dir,
 			 e == EEXIST ? "already exists (save into a new directory)" : strerror(e));
@@ -259,7 +216,9 @@ static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msgle
 	int r = m ? 0 : -EIO;
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/memory", dir);
-	if (!r && (r = write_memory(vm, path)))
+	if (!r && vm->precopy)
+		r = vmstate_mem_finish(vm->precopy, dir, msg, msglen);
+	else if (!r && (r = vmstate_mem_write(vm, path)))
 		snprintf(msg, msglen, "'%s': %s", path, strerror(-r));
 	char *cfgtext = r ? NULL : config_to_json(vm->cfg);
 	if (!r && !(cfg = cfgtext ? json_loads(cfgtext, 0, NULL) : NULL))

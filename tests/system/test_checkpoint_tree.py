@@ -316,3 +316,35 @@ def test_quit_during_a_merge_leaves_a_consistent_tree(sockdir, tmp_path):
     for f in os.listdir(os.path.join(t.ckdir, "layers")):
         chk = subprocess.run(["qemu-img", "check", os.path.join(t.ckdir, "layers", f)], capture_output=True, text=True)
         assert chk.returncode in (0, 3), chk.stdout   # leaks are allowed after a stop mid-way
+
+
+@needs_kvm
+def test_apply_a_checkpoint_of_a_guest_dirtying_all_its_ram(sockdir, tmp_path):
+    """checkpoint-create pre-copies RAM while the guest sweeps it; checkpoint-apply puts back exactly that RAM
+    in place: the guest goes on from the checkpoint's sweep and every page it checks is right."""
+    from test_vmstate_precopy import MIB, check_memory_report, sweeps, wait_sweeps
+    ck = str(tmp_path / "ck")
+    vm = Vmm(sockdir, "test=memwalk mib=160", extra=("--memory", "256M", "--checkpoint-dir", ck))
+    vm.wait_for("memwalk sweep=3")
+    c = vm.client()
+    r = c.call("checkpoint-create", {"name": "A"}, timeout=60)
+    assert r["ok"], r
+    check_memory_report(r["result"]["memory"], 160 * MIB, dirtying=True)
+    at = sweeps(vm)[-1]
+    vm.wait_for(f"memwalk sweep={at + 3}")               # runs on, far past the checkpoint
+    seen = len(vm.out())
+    r = c.call("checkpoint-apply", {"checkpoint": "A"}, timeout=60)
+    assert r["ok"], r
+
+    class After:                                          # the guest's lines since the apply
+        proc = vm.proc
+
+        def out(self):
+            return vm.out()[seen:]
+
+        def report(self):
+            return vm.report()
+    s = wait_sweeps(After())
+    assert s[0] <= at + 1, (s[:3], at)                    # back at the checkpoint's sweep
+    c.call("quit")
+    vm.wait()

@@ -1,5 +1,5 @@
 /* Unit tests for vmm/virtqueue: the used ring, index wrap-around, notification suppression,
- * iovec copies. */
+ * iovec copies, recording what the device wrote during a pre-copy. */
 #include "vq_fixture.h"
 
 static void test_push(void **state)
@@ -301,6 +301,69 @@ static void test_iov_on_popped_chain(void **state)
 	assert_int_equal(len, 12);
 }
 
+static bool page_set(const uint64_t *bm, uint64_t gpa_page)
+{
+	return bm[gpa_page / 64] >> (gpa_page % 64) & 1;
+}
+
+/* While tracking, vq_push records the chain's device-writable buffers (direct and indirect, low
+ * and high RAM) and the used ring; never the device-readable ones; nothing when not tracking. */
+static void test_push_marks_written_pages(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t npages = (LO_SIZE + HI_SIZE) / 4096, hi0 = LO_SIZE / 4096;
+	uint64_t *bm = calloc((npages + 63) / 64, 8);
+	assert_non_null(bm);
+	ring_init(f, 4, true, false);
+	/* Chain 0: readable header page, a writable buffer over two pages, a writable byte. */
+	put_desc(f, 0, BUF, 16, VQ_DESC_F_NEXT, 1);
+	put_desc(f, 1, BUF + 0x3800, 0x1000, VQ_DESC_F_WRITE | VQ_DESC_F_NEXT, 2);
+	put_desc(f, 2, HI_BASE + 0x2000, 1, VQ_DESC_F_WRITE, 0);
+	/* Chain 1: indirect, one readable and one writable entry. */
+	put_desc_at(f, TABLE, 0, BUF + 0x8000, 64, VQ_DESC_F_NEXT, 1);
+	put_desc_at(f, TABLE, 1, BUF + 0x9000, 64, VQ_DESC_F_WRITE, 0);
+	put_desc(f, 3, TABLE, 32, VQ_DESC_F_INDIRECT, 0);
+	avail_add(f, 0);
+	avail_add(f, 3);
+
+	assert_int_equal(pop(f), 1);
+	vq_push(&f->vq, f->e->head, 0x1001); /* not tracking: nothing recorded */
+	assert_int_equal(guest_mem_track(&f->m, true), 0);
+	guest_mem_take_dirty(&f->m, bm);
+	for (uint64_t i = 0; i < (npages + 63) / 64; i++)
+		assert_int_equal(bm[i], 0);
+
+	vq_push(&f->vq, 0, 0x1001); /* the same chain again, now tracked */
+	assert_int_equal(pop(f), 1);
+	vq_push(&f->vq, f->e->head, 64);
+	guest_mem_take_dirty(&f->m, bm);
+	assert_true(page_set(bm, (BUF + 0x3000) / 4096));
+	assert_true(page_set(bm, (BUF + 0x4000) / 4096));
+	assert_true(page_set(bm, hi0 + 2));
+	assert_true(page_set(bm, (BUF + 0x9000) / 4096));
+	assert_true(page_set(bm, USED / 4096));
+	assert_false(page_set(bm, BUF / 4096));
+	assert_false(page_set(bm, (BUF + 0x5000) / 4096));
+	assert_false(page_set(bm, (BUF + 0x8000) / 4096));
+	assert_false(page_set(bm, TABLE / 4096));
+	assert_false(page_set(bm, DESC / 4096));
+	unsigned n = 0;
+	for (uint64_t i = 0; i < (npages + 63) / 64; i++)
+		n += (unsigned)__builtin_popcountll(bm[i]);
+	assert_int_equal(n, 5);
+
+	/* Taking clears the record; after tracking stops nothing is recorded. */
+	memset(bm, 0, (npages + 63) / 64 * 8);
+	guest_mem_take_dirty(&f->m, bm);
+	assert_int_equal(bm[(BUF + 0x3000) / 4096 / 64], 0);
+	assert_int_equal(guest_mem_track(&f->m, false), 0);
+	vq_push(&f->vq, 0, 1);
+	guest_mem_take_dirty(&f->m, bm);
+	for (uint64_t i = 0; i < (npages + 63) / 64; i++)
+		assert_int_equal(bm[i], 0);
+	free(bm);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -312,6 +375,7 @@ int main(void)
 	    T(test_enable_notify),
 	    T(test_iov_copy),
 	    T(test_iov_on_popped_chain),
+	    T(test_push_marks_written_pages),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,10 +34,14 @@ static inline int setup(void **state)
 {
 	static struct fixture f;
 	memset(&f, 0, sizeof(f));
-	f.m.regions[0] = (struct mem_region){0, LO_SIZE, 0, calloc(1, LO_SIZE)};
-	f.m.regions[1] = (struct mem_region){HI_BASE, HI_SIZE, LO_SIZE, calloc(1, HI_SIZE)};
+	/* One allocation, low part first, as guest_mem_init maps it (dirty tracking uses offsets).
+	 */
+	f.m.base = calloc(1, LO_SIZE + HI_SIZE);
+	f.m.regions[0] = (struct mem_region){0, LO_SIZE, 0, f.m.base};
+	f.m.regions[1] = (struct mem_region){HI_BASE, HI_SIZE, LO_SIZE, f.m.base + LO_SIZE};
 	f.m.nregions = 2;
 	f.m.fd = -1;
+	f.m.layout.ram_bytes = LO_SIZE + HI_SIZE;
 	f.e = calloc(1, sizeof(*f.e));
 	assert_non_null(f.m.regions[0].host);
 	assert_non_null(f.m.regions[1].host);
@@ -49,8 +53,8 @@ static inline int setup(void **state)
 static inline int teardown(void **state)
 {
 	struct fixture *f = *state;
-	free(f->m.regions[0].host);
-	free(f->m.regions[1].host);
+	free(f->m.base);
+	free(f->m.dirty);
 	free(f->e);
 	return 0;
 }
