@@ -53,6 +53,10 @@ static const struct route ROUTES[] = {
     ACTION("resume"),
     ACTION("save"),
 #undef ACTION
+    {"GET", API_PREFIX "/switches", api_switches_list, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"POST", API_PREFIX "/switches", api_switches_create, ROLE_ADMIN, BODY_JSON, {NULL}},
+    {"GET", API_PREFIX "/switches/{id}", api_switches_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"DELETE", API_PREFIX "/switches/{id}", api_switches_delete, ROLE_ADMIN, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/operations", api_ops_list, ROLE_VIEWER, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/operations/{id}", api_ops_get, ROLE_VIEWER, BODY_NONE, {"wait", NULL}},
     {"POST",

@@ -103,5 +103,10 @@ void api_ops_get(struct api_req *req, struct api_resp *resp);
 void api_host_stop_vms(struct api_req *req, struct api_resp *resp);
 void api_vm_console(struct api_req *req, struct api_resp *resp);
 void api_openapi_get(struct api_req *req, struct api_resp *resp);
+/* api_switches.c */
+void api_switches_create(struct api_req *req, struct api_resp *resp);
+void api_switches_list(struct api_req *req, struct api_resp *resp);
+void api_switches_get(struct api_req *req, struct api_resp *resp);
+void api_switches_delete(struct api_req *req, struct api_resp *resp);
 
 #endif

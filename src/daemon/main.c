@@ -15,9 +15,11 @@
 #include "daemon/api.h"
 #include "daemon/db.h"
 #include "daemon/http.h"
+#include "daemon/nics.h"
 #include "daemon/ops.h"
 #include "daemon/spawn.h"
 #include "daemon/vmctl.h"
+#include "daemon/vswitch.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "unknown"
@@ -307,7 +309,9 @@ int main(int argc, char **argv)
 	}
 	ctx.ops = ops;
 	ctx.vmctl = vmctl;
+	vswitch_restore(ctx.db); /* bridges, addresses, uplinks as the inventory says */
 	vmctl_reattach(vmctl);
+	nics_reattach(ctx.db); /* running VMs' TAPs back on their (maybe recreated) bridges */
 	struct http_opts ho = {
 	    .socket_path = o.socket_path, .group = o.group, .threads = o.threads};
 	if (http_start(&ctx, &ho, &http)) {
