@@ -120,12 +120,9 @@ void cli_print_json(const json_t *doc);
 /* Ask on the terminal; true for y/yes. */
 bool cli_confirm(const char *question);
 
-/*
- * Long operations. The lifecycle verbs (vm start|shutdown|turn-off|restart|pause|resume|save)
- * will be rows in cli_vm_verbs sharing one handler: POST /api/v1/vms/{id}/{action} answers 202
- * with an operation resource; the handler then follows /api/v1/operations/{id} — a progress
- * line on a terminal, quiet otherwise, and --json printing the final operation. That helper
- * (progress.c) lands together with the operations API in berthd, where it can be tested.
- */
+/* Handlers shared by rows of cli_vm_verbs: the lifecycle verbs (vm_life.c: POST the action, then
+ * follow its operation) and the console (console.c). */
+int cli_vm_action(struct cli *c, const struct cli_verb *v, const struct cli_args *a);
+int cli_vm_console(struct cli *c, const struct cli_verb *v, const struct cli_args *a);
 
 #endif

@@ -322,8 +322,32 @@ static const struct cli_opt delete_opts[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-/* Lifecycle verbs (start, shutdown, turn-off, restart, pause, resume, save) become rows here
- * when berthd's operations API is on main; see the note at the end of cli.h. */
+#define NO_WAIT_OPT                                                                                \
+	{                                                                                          \
+		"no-wait", 0, NULL, NULL,                                                          \
+		    "return once berthd accepted it: print the operation's id (with --json, the "  \
+		    "operation)"                                                                   \
+	}
+
+static const struct cli_opt action_opts[] = {
+    NO_WAIT_OPT,
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt stop_opts[] = {
+    {"timeout", OPT_ARG, "S", NULL,
+     "seconds the guest has to power off before it is turned off, 1..3600 (default 60)"},
+    {"turn-off", 0, NULL, NULL, "turn it off at once instead (as Stop-VM -TurnOff; = vm turn-off)"},
+    NO_WAIT_OPT,
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+#define FOLLOW_TEXT                                                                                \
+	"\nberth waits for the operation to finish (a progress line on a terminal) and prints "    \
+	"the\n"                                                                                    \
+	"VM's new state; --json prints the finished operation. A failed operation exits 1 with\n"  \
+	"its error; a VM in the wrong state, or busy with another action, exits 4."
+
 const struct cli_verb cli_vm_verbs[] = {
     {"create", vm_create, "NAME", 0, 1, "define a VM (it is off; nothing starts)",
      "Define a VM in berthd's inventory. It is created off. --kernel is required unless\n"
@@ -344,5 +368,42 @@ const struct cli_verb cli_vm_verbs[] = {
      "Delete a VM from the inventory. Its disk files stay where they are. Asks for\n"
      "confirmation on a terminal; elsewhere --yes is required.",
      delete_opts, true},
+    {"start", cli_vm_action, "NAME|UUID", 1, 1, "start a VM (a saved one is restored)",
+     "Start a VM that is off or crashed; a saved VM is restored where it was saved (as\n"
+     "Hyper-V's Start-VM)." FOLLOW_TEXT,
+     action_opts, true},
+    {"stop", cli_vm_action, "NAME|UUID", 1, 1, "shut a VM down (ACPI), turned off after --timeout",
+     "Shut a running VM down as Hyper-V's Stop-VM does: press its ACPI power button and give\n"
+     "the guest --timeout seconds to power off; berthd then turns it off (its state reason\n"
+     "says shutdown-timeout), so stop always ends with the VM off. --turn-off skips the\n"
+     "shutdown (as Stop-VM -TurnOff)." FOLLOW_TEXT,
+     stop_opts, true},
+    {"turn-off", cli_vm_action, "NAME|UUID", 1, 1, "turn a VM off at once (power cut)",
+     "Turn a running or paused VM off at once, like pulling the plug: the guest is not asked.\n"
+     "Anything it had not written to its disks is lost." FOLLOW_TEXT,
+     action_opts, true},
+    {"restart", cli_vm_action, "NAME|UUID", 1, 1, "turn a VM off and start it again (reset)",
+     "Turn a running or paused VM off and boot it again (Hyper-V's Restart-VM / "
+     "Reset)." FOLLOW_TEXT,
+     action_opts, true},
+    {"pause", cli_vm_action, "NAME|UUID", 1, 1, "stop a VM's vCPUs (Suspend-VM)",
+     "Stop a running VM's virtual CPUs; its memory stays where it is. 'vm resume' continues\n"
+     "it." FOLLOW_TEXT,
+     action_opts, true},
+    {"resume", cli_vm_action, "NAME|UUID", 1, 1, "continue a paused VM",
+     "Let a paused VM's virtual CPUs run again." FOLLOW_TEXT, action_opts, true},
+    {"save", cli_vm_action, "NAME|UUID", 1, 1, "save a VM's state to disk and stop it",
+     "Save a running or paused VM's memory and devices to disk and end its VMM (as Hyper-V's\n"
+     "Save-VM). 'vm start' restores it where it was." FOLLOW_TEXT,
+     action_opts, true},
+    {"console", cli_vm_console, "NAME|UUID", 1, 1,
+     "attach to a VM's serial console (Ctrl-] detaches)",
+     "Attach to the serial console (COM1) of a running or paused VM: first the last 64 KiB it\n"
+     "printed, then its output as it comes. On a terminal the terminal goes raw (keys go to\n"
+     "the guest, Ctrl-C too) and Ctrl-] detaches; the terminal is restored however berth\n"
+     "ends. When stdin is not a terminal, stdin is sent to the console and the console copied\n"
+     "to stdout; at the end of stdin berth keeps copying the output until the console closes\n"
+     "(the VM stops) or berth is killed. One client at a time: a console in use exits 4.",
+     no_opts, true},
     {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, false},
 };

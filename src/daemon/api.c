@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/console.h"
 
 /* BODY_OPT_JSON: a JSON object or no body at all (an action without arguments). */
 enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_MERGE_PATCH, BODY_OPT_JSON };
@@ -46,6 +47,7 @@ static const struct route ROUTES[] = {
 			"wait", NULL                                                               \
 		}                                                                                  \
 	}
+    {"GET", API_PREFIX "/vms/{id}/console", api_vm_console, ROLE_VIEWER, BODY_NONE, {NULL}},
     ACTION("start"),
     ACTION("shutdown"),
     ACTION("turn-off"),
@@ -54,6 +56,10 @@ static const struct route ROUTES[] = {
     ACTION("resume"),
     ACTION("save"),
 #undef ACTION
+    {"GET", API_PREFIX "/switches", api_switches_list, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"POST", API_PREFIX "/switches", api_switches_create, ROLE_ADMIN, BODY_JSON, {NULL}},
+    {"GET", API_PREFIX "/switches/{id}", api_switches_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"DELETE", API_PREFIX "/switches/{id}", api_switches_delete, ROLE_ADMIN, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/operations", api_ops_list, ROLE_VIEWER, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/operations/{id}", api_ops_get, ROLE_VIEWER, BODY_NONE, {"wait", NULL}},
     {"POST",
@@ -97,6 +103,8 @@ void api_resp_free(struct api_resp *resp)
 	resp->body = NULL;
 	free(resp->text);
 	resp->text = NULL;
+	console_conn_free(resp->console);
+	resp->console = NULL;
 }
 
 void api_now(char buf[32])

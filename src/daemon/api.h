@@ -13,6 +13,7 @@
 
 #define API_PREFIX "/api/v1"
 #define API_BODY_MAX (1024 * 1024)
+#define API_CONSOLE_PROTOCOL "berth-console" /* Upgrade: of GET /vms/{id}/console */
 
 /* What a caller may do; each route names the least role it needs. */
 enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
@@ -54,7 +55,9 @@ struct api_req {
 	const char *last_event_id; /* the Last-Event-ID header, NULL if absent */
 	const char *body;	   /* NULL/0 if none */
 	size_t body_len;
-	json_t *query; /* object: parameter name -> string (or null for a bare "?flag") */
+	json_t *query;	     /* object: parameter name -> string (or null for a bare "?flag") */
+	const char *upgrade; /* the Upgrade and Connection headers, NULL if absent */
+	const char *connection;
 	/* filled by api_dispatch */
 	struct route_params params;
 	json_t *json; /* the parsed body of routes that take one */
@@ -79,6 +82,8 @@ struct api_resp {
 	/* an event stream of the events after stream_after: the HTTP layer serves it */
 	bool stream;
 	int64_t stream_after;
+	/* 101: the HTTP layer switches the connection to a relay of this console (owned) */
+	struct console_conn *console;
 };
 
 /* Route, authorise, check the query and body, run the handler. resp starts zeroed. */
@@ -114,8 +119,14 @@ void api_vm_action(struct api_req *req, struct api_resp *resp);
 void api_ops_list(struct api_req *req, struct api_resp *resp);
 void api_ops_get(struct api_req *req, struct api_resp *resp);
 void api_host_stop_vms(struct api_req *req, struct api_resp *resp);
+void api_vm_console(struct api_req *req, struct api_resp *resp);
 void api_openapi_get(struct api_req *req, struct api_resp *resp);
 void api_metrics_get(struct api_req *req, struct api_resp *resp);
 void api_events_get(struct api_req *req, struct api_resp *resp);
+/* api_switches.c */
+void api_switches_create(struct api_req *req, struct api_resp *resp);
+void api_switches_list(struct api_req *req, struct api_resp *resp);
+void api_switches_get(struct api_req *req, struct api_resp *resp);
+void api_switches_delete(struct api_req *req, struct api_resp *resp);
 
 #endif

@@ -232,13 +232,20 @@ static void write_devices(FILE *f, const struct rows *rs)
 		head(f, NET[m].name, "counter", NET[m].help);
 		for (size_t i = 0; i < rs->n; i++) {
 			const struct vmrow *r = &rs->v[i];
-			json_t *d;
+			json_t *spec_nics = json_object_get(r->spec, "nics"), *d;
 			size_t k;
 			json_array_foreach(json_object_get(r->stats, "nics"), k, d)
 			{
+				json_t *nic = json_array_get(spec_nics, k);
+				const char *sw = json_string_value(json_object_get(nic, "switch"));
+				const char *mac = json_string_value(json_object_get(nic, "mac"));
 				dom(f, NET[m].name, r);
 				fputs(",target_device=\"", f);
 				put_label(f, json_string_value(json_object_get(d, "ifname")) ?: "");
+				fputs("\",switch=\"", f);
+				put_label(f, sw ? sw : "");
+				fputs("\",mac=\"", f);
+				put_label(f, mac ? mac : "");
 				fprintf(f, "\"} %lld\n", (long long)num(d, NET[m].key));
 			}
 		}

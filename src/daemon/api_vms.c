@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "daemon/api.h"
 #include "daemon/db.h"
+#include "daemon/nics.h"
 #include "daemon/vmctl.h"
 #include "daemon/vmspec.h"
 
@@ -107,6 +108,10 @@ static void spec_failed(struct api_resp *resp, int ret, const struct spec_error 
 {
 	if (ret == -ENOMEM)
 		api_error(resp, 500, "internal", NULL, "out of memory");
+	else if (ret == -EEXIST)
+		api_error(resp, 409, "conflict", err->field, "%s", err->msg);
+	else if (ret != -EINVAL)
+		api_error(resp, 500, "internal", err->field, "%s", err->msg);
 	else
 		api_error(resp, 400, err->code, err->field, "%s", err->msg);
 }
@@ -130,16 +135,23 @@ void api_vms_create(struct api_req *req, struct api_resp *resp)
 		goto out;
 	}
 	vm.name = (char *)json_string_value(json_object_get(spec, "name"));
-	vm.config = config_text(spec);
 	vm.created = now;
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	/* the NICs' switches exist, their MACs settled (the pool) in the same transaction */
+	if ((ret = nics_resolve(db, vm.uuid, spec, NULL, &serr))) {
+		db_rollback(db);
+		spec_failed(resp, ret, &serr);
+		goto out;
+	}
+	vm.config = config_text(spec);
 	detail =
 	    json_pack("{s:o, s:s, s:O}", "actor", api_actor(req), "name", vm.name, "spec", spec);
 	if (!vm.config || !detail) {
+		db_rollback(db);
 		api_error(resp, 500, "internal", NULL, "out of memory");
-		goto out;
-	}
-	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
 		goto out;
 	}
 	if ((ret = db_vm_insert(db, &vm)) ||
@@ -343,7 +355,8 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 500, "internal", NULL, "cannot apply the patch");
 		goto rollback;
 	}
-	if ((ret = vmspec_normalize(merged, &spec, &serr))) {
+	if ((ret = vmspec_normalize(merged, &spec, &serr)) ||
+	    (ret = nics_resolve(db, vm.uuid, spec, cur, &serr))) {
 		spec_failed(resp, ret, &serr);
 		goto rollback;
 	}

@@ -10,18 +10,9 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/db_int.h"
 
 #define BUSY_TIMEOUT_MS 5000
-
-struct db {
-	sqlite3 *h;
-	pthread_mutex_t lock;
-	int64_t tx_event; /* the last event added in this transaction, 0 if none */
-	void (*hook)(void *arg, int64_t id); /* told of committed events (db_set_event_hook) */
-	void *hook_arg;
-};
-
-static int sql_fail(struct db *db, const char *what);
 
 /*
  * The schema, one migration per version, applied in order, each in its own transaction. Never
@@ -53,6 +44,17 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE vms ADD COLUMN vmm_pid INTEGER;"
     "ALTER TABLE vms ADD COLUMN vmm_start_time INTEGER;"
     "ALTER TABLE vms ADD COLUMN resume_on_start INTEGER NOT NULL DEFAULT 0;",
+    /* 3: virtual switches (the VMs' NICs name them in their config) */
+    "CREATE TABLE switches ("
+    " uuid TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL UNIQUE,"
+    " kind TEXT NOT NULL CHECK (kind IN ('external', 'internal', 'private')),"
+    " host_nic TEXT UNIQUE CHECK ((kind = 'external') = (host_nic IS NOT NULL)),"
+    " address TEXT CHECK ((kind = 'internal') = (address IS NOT NULL)),"
+    " bridge TEXT NOT NULL UNIQUE,"
+    " generation INTEGER NOT NULL CHECK (generation >= 1),"
+    " created TEXT NOT NULL"
+    ") STRICT;",
 };
 
 int db_schema_version_known(void)
@@ -241,13 +243,13 @@ int db_event_last(struct db *db, const char *before_ts, int64_t *id)
 				    : "SELECT COALESCE(MAX(id), 0) FROM events";
 	int ret = 0;
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "last event");
+		return db_sql_fail(db, "last event");
 	if (before_ts)
 		sqlite3_bind_text(st, 1, before_ts, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		*id = sqlite3_column_int64(st, 0);
 	else
-		ret = sql_fail(db, "last event");
+		ret = db_sql_fail(db, "last event");
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -261,7 +263,7 @@ int db_events_after(struct db *db, int64_t after, unsigned limit,
 	sqlite3_stmt *st = NULL;
 	int ret = 0, r;
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "read events");
+		return db_sql_fail(db, "read events");
 	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, limit);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -277,7 +279,7 @@ int db_events_after(struct db *db, int64_t after, unsigned limit,
 			goto out;
 	}
 	if (r != SQLITE_DONE)
-		ret = sql_fail(db, "read events");
+		ret = db_sql_fail(db, "read events");
 out:
 	sqlite3_finalize(st);
 	return ret;
@@ -294,7 +296,7 @@ void db_vm_clear(struct db_vm *vm)
 	memset(vm, 0, sizeof(*vm));
 }
 
-static char *col_dup(sqlite3_stmt *st, int i)
+char *db_col_dup(sqlite3_stmt *st, int i)
 {
 	const unsigned char *s = sqlite3_column_text(st, i);
 	return s ? strdup((const char *)s) : NULL;
@@ -308,13 +310,13 @@ static int vm_from_row(sqlite3_stmt *st, struct db_vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
 	snprintf(vm->uuid, sizeof(vm->uuid), "%s", (const char *)sqlite3_column_text(st, 0));
-	vm->name = col_dup(st, 1);
-	vm->config = col_dup(st, 2);
+	vm->name = db_col_dup(st, 1);
+	vm->config = db_col_dup(st, 2);
 	vm->generation = sqlite3_column_int64(st, 3);
-	vm->state = col_dup(st, 4);
-	vm->state_reason = col_dup(st, 5);
-	vm->created = col_dup(st, 6);
-	vm->modified = col_dup(st, 7);
+	vm->state = db_col_dup(st, 4);
+	vm->state_reason = db_col_dup(st, 5);
+	vm->created = db_col_dup(st, 6);
+	vm->modified = db_col_dup(st, 7);
 	vm->vmm_pid = sqlite3_column_int64(st, 8);
 	vm->vmm_start_time = (uint64_t)sqlite3_column_int64(st, 9);
 	vm->resume_on_start = sqlite3_column_int(st, 10) != 0;
@@ -325,7 +327,7 @@ static int vm_from_row(sqlite3_stmt *st, struct db_vm *vm)
 	return 0;
 }
 
-static int sql_fail(struct db *db, const char *what)
+int db_sql_fail(struct db *db, const char *what)
 {
 	int code = sqlite3_extended_errcode(db->h);
 	if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY)
@@ -342,7 +344,7 @@ int db_vm_find(struct db *db, const char *id, struct db_vm *out)
 	int ret, rc;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "find VM");
+		return db_sql_fail(db, "find VM");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -350,7 +352,7 @@ int db_vm_find(struct db *db, const char *id, struct db_vm *out)
 	else if (rc == SQLITE_DONE)
 		ret = -ENOENT;
 	else
-		ret = sql_fail(db, "find VM");
+		ret = db_sql_fail(db, "find VM");
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -365,7 +367,7 @@ int db_vm_list(struct db *db, const char *name, int (*fn)(const struct db_vm *vm
 	int ret = 0, rc;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "list VMs");
+		return db_sql_fail(db, "list VMs");
 	if (name)
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -377,7 +379,7 @@ int db_vm_list(struct db *db, const char *name, int (*fn)(const struct db_vm *vm
 			break;
 	}
 	if (!ret && rc != SQLITE_DONE)
-		ret = sql_fail(db, "list VMs");
+		ret = db_sql_fail(db, "list VMs");
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -390,14 +392,14 @@ int db_vm_insert(struct db *db, const struct db_vm *vm)
 	int ret = 0;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "insert VM");
+		return db_sql_fail(db, "insert VM");
 	sqlite3_bind_text(st, 1, vm->uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, vm->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, vm->config, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, vm->created, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, vm->created, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		ret = sql_fail(db, "insert VM");
+		ret = db_sql_fail(db, "insert VM");
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -422,7 +424,7 @@ int db_vm_update(struct db *db, const struct db_vm *vm)
 	int ret = 0;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "update VM");
+		return db_sql_fail(db, "update VM");
 	sqlite3_bind_text(st, 1, vm->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, vm->config, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, vm->generation);
@@ -430,7 +432,7 @@ int db_vm_update(struct db *db, const struct db_vm *vm)
 	sqlite3_bind_text(st, 5, vm->uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, vm->generation - 1);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		ret = sql_fail(db, "update VM");
+		ret = db_sql_fail(db, "update VM");
 	else if (sqlite3_changes(db->h) != 1)
 		ret = why_no_row(db, vm->uuid);
 	sqlite3_finalize(st);
@@ -444,11 +446,11 @@ int db_vm_delete(struct db *db, const char *uuid, int64_t generation)
 	int ret = 0;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "delete VM");
+		return db_sql_fail(db, "delete VM");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, generation);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		ret = sql_fail(db, "delete VM");
+		ret = db_sql_fail(db, "delete VM");
 	else if (sqlite3_changes(db->h) != 1)
 		ret = why_no_row(db, uuid);
 	sqlite3_finalize(st);
@@ -464,7 +466,7 @@ int db_vm_set_state(struct db *db, const char *uuid, const char *state, const ch
 	int ret = 0;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_fail(db, "set VM state");
+		return db_sql_fail(db, "set VM state");
 	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
 	if (reason)
 		sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
@@ -475,7 +477,7 @@ int db_vm_set_state(struct db *db, const char *uuid, const char *state, const ch
 	sqlite3_bind_int(st, 5, resume ? 1 : 0);
 	sqlite3_bind_text(st, 6, uuid, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		ret = sql_fail(db, "set VM state");
+		ret = db_sql_fail(db, "set VM state");
 	else if (sqlite3_changes(db->h) != 1)
 		ret = -ENOENT;
 	sqlite3_finalize(st);
@@ -493,7 +495,7 @@ int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char 
 	if (!text)
 		return -ENOMEM;
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
-		ret = sql_fail(db, "add event");
+		ret = db_sql_fail(db, "add event");
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, ts, -1, SQLITE_STATIC);
@@ -502,7 +504,7 @@ int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char 
 	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		ret = sql_fail(db, "add event");
+		ret = db_sql_fail(db, "add event");
 	else
 		db->tx_event = sqlite3_last_insert_rowid(db->h);
 out:

@@ -70,6 +70,34 @@ int db_vm_delete(struct db *db, const char *uuid, int64_t generation);
 int db_vm_set_state(struct db *db, const char *uuid, const char *state, const char *reason,
 		    int64_t pid, uint64_t start_time, bool resume);
 
+/* One row of the switches table (db_switch.c). Strings owned (db_switch_clear frees them). */
+struct db_switch {
+	char uuid[DB_UUID_LEN + 1];
+	char *name;
+	char *kind;	/* "external", "internal", "private" */
+	char *host_nic; /* external: the enslaved host NIC; else NULL */
+	char *address;	/* internal: the host's address on it, "10.0.0.1/24"; else NULL */
+	char *bridge;	/* the Linux bridge */
+	int64_t generation;
+	char *created;
+};
+
+void db_switch_clear(struct db_switch *s);
+/* By UUID, else by name. -ENOENT. */
+int db_switch_find(struct db *db, const char *id, struct db_switch *out);
+/* All switches ordered by name; fn for each (a non-zero return stops and is returned). */
+int db_switch_list(struct db *db, int (*fn)(const struct db_switch *s, void *arg), void *arg);
+/* Insert (generation 1). -EEXIST if the name, the host NIC or the bridge is taken. */
+int db_switch_insert(struct db *db, const struct db_switch *s);
+/* Delete by UUID. -ENOENT. */
+int db_switch_delete(struct db *db, const char *uuid);
+/* Names of the VMs with a NIC on the switch named name; fn for each. */
+int db_switch_users(struct db *db, const char *name, int (*fn)(const char *vm, void *arg),
+		    void *arg);
+/* Every NIC MAC of every VM but except_uuid (NULL: none excepted); fn for each. */
+int db_nic_macs(struct db *db, const char *except_uuid,
+		int (*fn)(const char *vm, const char *mac, void *arg), void *arg);
+
 /* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */
 int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
 		 json_t *detail);

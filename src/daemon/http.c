@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/console.h"
 #include "daemon/events.h"
 #include "daemon/ops.h"
 
@@ -37,6 +38,7 @@ struct http_server {
 	bool have_group;
 	gid_t gid;
 	atomic_int inflight; /* requests between their first callback and completion */
+	struct console_relays *consoles;
 };
 
 /* One request's state across libmicrohttpd's callbacks. */
@@ -49,11 +51,61 @@ struct req_state {
 	bool waiting;
 	bool op_created;
 	char wait_op[40];
+	/* answered 101: relayed to this console once libmicrohttpd hands over the socket */
+	struct console_conn *console;
 };
 
 static void resume_conn(void *arg)
 {
 	MHD_resume_connection(arg);
+}
+
+static void close_upgraded(void *urh)
+{
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+/* The 101 has been sent: the connection is ours, relay it to the console. */
+static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra,
+		       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct http_server *s = cls;
+	struct req_state *st = con_cls;
+	struct console_conn *cc = st ? st->console : NULL;
+	int ret;
+	(void)c;
+
+	if (st)
+		st->console = NULL;
+	if (!cc) {
+		close_upgraded(urh);
+		return;
+	}
+	if ((ret = console_relay_start(s->consoles, cc, sock, extra, extra_len, close_upgraded,
+				       urh))) {
+		log_warn("http", "console relay: %s", strerror(-ret));
+		close_upgraded(urh);
+	}
+}
+
+/* Answer 101 and hand the connection to a console relay (on_upgrade). */
+static enum MHD_Result send_upgrade(struct http_server *s, struct MHD_Connection *c,
+				    struct req_state *st, struct api_resp *r)
+{
+	struct MHD_Response *mr = MHD_create_response_for_upgrade(on_upgrade, s);
+	enum MHD_Result ret;
+
+	if (!mr)
+		return MHD_NO;
+	st->console = r->console;
+	r->console = NULL;
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_UPGRADE, API_CONSOLE_PROTOCOL);
+	/* libmicrohttpd adds Connection: Upgrade itself */
+	/* a console may stay quiet for long: no idle timeout once it is a byte stream */
+	MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+	ret = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, mr);
+	MHD_destroy_response(mr);
+	return ret;
 }
 
 static bool user_in_group(uid_t uid, gid_t gid)
@@ -272,6 +324,9 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	req.if_match = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH);
 	req.last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+	req.upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+	req.connection =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
 	req.body = st->body;
 	req.body_len = st->len;
 	req.query = q.obj = json_object();
@@ -308,7 +363,7 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 		return ret;
 	}
 	count(s, resp.status);
-	ret = send_resp(c, &resp);
+	ret = resp.console ? send_upgrade(s, c, st, &resp) : send_resp(c, &resp);
 	api_resp_free(&resp);
 	json_decref(q.obj);
 	return ret;
@@ -373,6 +428,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)toe;
 	if (!st)
 		return;
+	console_conn_free(st->console);
 	free(st->body);
 	free(st);
 	*con_cls = NULL;
@@ -495,11 +551,11 @@ int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_serve
 		goto fail;
 	}
 	snprintf(s->path, sizeof(s->path), "%s", o->socket_path);
-	if ((ret = make_socket(s, o->group)))
+	if ((ret = console_relays_new(&s->consoles)) || (ret = make_socket(s, o->group)))
 		goto fail;
 	s->mhd = MHD_start_daemon(
 	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-		MHD_ALLOW_SUSPEND_RESUME,
+		MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE,
 	    0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, s->lfd, MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned)(o->threads ? o->threads : 1), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -518,6 +574,7 @@ fail:
 		close(s->lfd);
 		unlink(s->path);
 	}
+	console_relays_free(s->consoles);
 	free(s);
 	return ret;
 }
@@ -533,6 +590,8 @@ void http_stop(struct http_server *s)
 	 * is closed only once they are gone (closing it now can make one of them abort). */
 	MHD_socket lfd = MHD_quiesce_daemon(s->mhd);
 	unlink(s->path);
+	/* consoles never end by themselves; upgraded connections must be closed before the stop */
+	bool relays_done = console_relays_stop(s->consoles) == 0;
 	while (atomic_load(&s->inflight) > 0 && waited < DRAIN_TIMEOUT_MS) {
 		nanosleep(&ts, NULL);
 		waited += 10;
@@ -543,5 +602,7 @@ void http_stop(struct http_server *s)
 	MHD_stop_daemon(s->mhd);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
+	if (relays_done)
+		console_relays_free(s->consoles);
 	free(s);
 }

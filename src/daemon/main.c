@@ -16,9 +16,11 @@
 #include "daemon/db.h"
 #include "daemon/events.h"
 #include "daemon/http.h"
+#include "daemon/nics.h"
 #include "daemon/ops.h"
 #include "daemon/spawn.h"
 #include "daemon/vmctl.h"
+#include "daemon/vswitch.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "unknown"
@@ -315,7 +317,9 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
+	vswitch_restore(ctx.db); /* bridges, addresses, uplinks as the inventory says */
 	vmctl_reattach(vmctl);
+	nics_reattach(ctx.db); /* running VMs' TAPs back on their (maybe recreated) bridges */
 	struct http_opts ho = {
 	    .socket_path = o.socket_path, .group = o.group, .threads = o.threads};
 	if (http_start(&ctx, &ho, &http)) {

@@ -70,28 +70,61 @@ static int child_setup(const char *log_path, const char *cwd, const struct vmm_u
 	return 0;
 }
 
-/* Close every descriptor from 3 up except keep[0] < keep[1]. */
-static void close_all_but(int keep0, int keep1)
+/* Close every descriptor from 3 up except the n in keep (sorted in place; after a fork, so no
+ * library sort that might allocate). */
+static void close_all_but(int *keep, int n)
 {
 	unsigned lo = 3;
-	int keep[2] = {keep0 < keep1 ? keep0 : keep1, keep0 < keep1 ? keep1 : keep0};
-	for (int i = 0; i < 2; i++) {
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++) {
 		if ((unsigned)keep[i] > lo)
 			syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0U);
-		lo = (unsigned)keep[i] + 1;
+		if ((unsigned)keep[i] + 1 > lo)
+			lo = (unsigned)keep[i] + 1;
 	}
 	syscall(SYS_close_range, lo, ~0U, 0U);
 }
 
-int spawn_begin(char *const argv[], const char *log_path, const char *cwd, const struct vmm_user *u,
-		struct spawn *sp, char *err, size_t errlen)
+/*
+ * In the grandchild: the handed descriptors to SPAWN_FD0.. (first moved above that range, with
+ * the pipes, so no dup2 overwrites one still needed). Returns errno.
+ */
+static int place_fds(int *fds, int nfds, int *p1, int *g0)
 {
-	int p[2], g[2], status;
+	int top = SPAWN_FD0 + nfds, fd;
+	for (int i = 0; i < nfds; i++) {
+		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, top)) < 0)
+			return errno;
+		fds[i] = fd;
+	}
+	if ((fd = fcntl(*p1, F_DUPFD_CLOEXEC, top)) < 0)
+		return errno;
+	*p1 = fd;
+	if ((fd = fcntl(*g0, F_DUPFD_CLOEXEC, top)) < 0)
+		return errno;
+	*g0 = fd;
+	for (int i = 0; i < nfds; i++)
+		if (dup2(fds[i], SPAWN_FD0 + i) < 0) /* dup2 clears FD_CLOEXEC */
+			return errno;
+	return 0;
+}
+
+int spawn_begin(char *const argv[], const char *log_path, const char *cwd, const struct vmm_user *u,
+		const int *fds, int nfds, struct spawn *sp, char *err, size_t errlen)
+{
+	int p[2], g[2], status, keep[SPAWN_FDS_MAX + 2], moved[SPAWN_FDS_MAX];
 	pid_t child, vmm = -1;
 	ssize_t n;
 
 	sp->pid = 0;
 	sp->go_fd = sp->status_fd = -1;
+	if (nfds < 0 || nfds > SPAWN_FDS_MAX)
+		return -E2BIG;
 	if (pipe2(p, O_CLOEXEC))
 		return -errno;
 	if (pipe2(g, O_CLOEXEC)) {
@@ -115,7 +148,11 @@ int spawn_begin(char *const argv[], const char *log_path, const char *cwd, const
 		 * lock and the API socket among them: a berthd started right after this one was
 		 * killed must get them); a new session; the VMM's parent exits at once so the VMM
 		 * is re-parented away from berthd */
-		close_all_but(p[1], g[0]);
+		keep[0] = p[1];
+		keep[1] = g[0];
+		for (int i = 0; i < nfds; i++)
+			keep[2 + i] = moved[i] = fds[i];
+		close_all_but(keep, nfds + 2);
 		setsid();
 		pid_t gc = fork();
 		if (gc != 0) {
@@ -124,6 +161,8 @@ int spawn_begin(char *const argv[], const char *log_path, const char *cwd, const
 			_exit(gc < 0 ? 127 : 0);
 		}
 		int e = child_setup(log_path, cwd, u);
+		if (!e)
+			e = place_fds(moved, nfds, &p[1], &g[0]);
 		char go;
 		/* no go (berthd died before it recorded this pid): never run unmanaged */
 		if (read(g[0], &go, 1) != 1)

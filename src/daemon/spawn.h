@@ -28,16 +28,22 @@ struct spawn {
 	int go_fd, status_fd;
 };
 
+/* Descriptors handed to the VMM: fds[i] becomes its descriptor SPAWN_FD0 + i (not close-on-exec).
+ */
+#define SPAWN_FD0 3
+#define SPAWN_FDS_MAX 8
+
 /*
  * Fork argv[0] detached: a double fork with setsid in between, so the VMM is in its own session
  * and process group, is not berthd's child and survives berthd; stdin /dev/null, stdout and
  * stderr appended to log_path, working directory cwd, every signal unblocked and at its default,
- * then (if u->set) the user's groups, gid and uid. The process (sp->pid, its start time already
- * fixed) then waits: spawn_go lets it exec, spawn_abort (or berthd's death) makes it exit without
- * running — so a VMM runs only once berthd has recorded its pid. -errno.
+ * then (if u->set) the user's groups, gid and uid; fds[0..nfds) (e.g. TAPs) become its
+ * descriptors SPAWN_FD0.., every other of berthd's stays behind. The process (sp->pid, its start
+ * time already fixed) then waits: spawn_go lets it exec, spawn_abort (or berthd's death) makes it
+ * exit without running — so a VMM runs only once berthd has recorded its pid. -errno.
  */
 int spawn_begin(char *const argv[], const char *log_path, const char *cwd, const struct vmm_user *u,
-		struct spawn *sp, char *err, size_t errlen);
+		const int *fds, int nfds, struct spawn *sp, char *err, size_t errlen);
 /* Let it exec; 0 once it has, -errno of the exec (err says which program, what). */
 int spawn_go(struct spawn *sp, const char *what, char *err, size_t errlen);
 void spawn_abort(struct spawn *sp);

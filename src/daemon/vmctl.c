@@ -277,6 +277,44 @@ int vmctl_action(struct vmctl *vc, const char *id, enum vm_action a, int timeout
 	return ret;
 }
 
+int vmctl_console(struct vmctl *vc, const char *id, char path[108], char uuid[37], char name[64],
+		  struct vmctl_err *e)
+{
+	static const char *const with_vmm[] = {"running", "paused", "stopping"};
+	struct db_vm vm = {0};
+	struct vm_paths p;
+	bool has_vmm = false;
+	int ret;
+
+	pthread_mutex_lock(&vc->lock);
+	if ((ret = find_row(vc, id, &vm))) {
+		ret = ret == -ENOENT
+			  ? refuse(e, 404, "not-found", "no VM with the name or UUID '%s'", id)
+			  : refuse(e, 500, "internal", "inventory error: %s", strerror(-ret));
+		goto out;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(with_vmm); i++)
+		has_vmm |= !strcmp(vm.state, with_vmm[i]);
+	if (!has_vmm) {
+		ret = refuse(e, 409, "invalid-state",
+			     "VM '%s' is %s: its console needs it running or paused", vm.name,
+			     vm.state);
+		goto out;
+	}
+	if ((ret = vc_paths(vc, vm.uuid, &p))) {
+		ret = refuse(e, 500, "internal", "console path of VM '%s': %s", vm.name,
+			     strerror(-ret));
+		goto out;
+	}
+	snprintf(path, 108, "%s", p.console);
+	snprintf(uuid, 37, "%s", vm.uuid);
+	snprintf(name, 64, "%s", vm.name);
+out:
+	pthread_mutex_unlock(&vc->lock);
+	db_vm_clear(&vm);
+	return ret;
+}
+
 int vmctl_hold(struct vmctl *vc, const char *uuid)
 {
 	int ret = 0;

@@ -63,6 +63,14 @@ int vmctl_host_stop(struct vmctl *vc, int timeout_s, char op_id[OP_ID_LEN + 1],
 		    struct vmctl_err *e);
 
 /*
+ * Where the serial console of a VM (name or UUID) is served by its VMM: the VM must have one
+ * (running, paused, or stopping); uuid and name of the VM are filled too. -errno with e filled
+ * (404, 409 invalid-state).
+ */
+int vmctl_console(struct vmctl *vc, const char *id, char path[108], char uuid[37], char name[64],
+		  struct vmctl_err *e);
+
+/*
  * Keep actions off a VM while its definition changes (PATCH, DELETE): -EBUSY if an operation
  * runs on it. vmctl_release ends the hold; vmctl_forget ends it for a deleted VM and removes its
  * files (the checkpoints directory is kept if not empty).

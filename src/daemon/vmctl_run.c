@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/ctlclient.h"
+#include "daemon/nics.h"
 #include "daemon/spawn.h"
 #include "daemon/vmctl_int.h"
 
@@ -155,7 +156,7 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 	json_t *spec = NULL, *cfg = NULL, *status = NULL;
 	char *cfg_text = NULL, *argv[VMMCFG_ARGV_MAX], name[64];
 	char prev[16];
-	int fd = -1, ret;
+	int fd = -1, ret, taps[VMSPEC_NICS_MAX] = {-1, -1, -1, -1}, ntaps = 0;
 	pid_t pid = 0;
 	struct stat sb;
 	struct spawn sp;
@@ -197,9 +198,22 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 		goto out_state;
 	off_t log_from = stat(p.log, &sb) ? 0 : sb.st_size;
 	vmmcfg_argv(vc->vmm, &p, name, restore, argv);
+	/* a TAP per NIC on its switch, handed over as --net fd=N: the VMM needs no CAP_NET_ADMIN,
+	 * and the TAP goes when the VMM (its only holder once spawned) does */
+	if ((ntaps = nics_open(vc->db, rt->uuid, json_object_get(spec, "nics"), taps, err,
+			       errlen)) < 0) {
+		ret = ntaps;
+		ntaps = 0;
+		goto out_state;
+	}
 	/* the VMM waits for the go until its pid and start time are in the inventory: a berthd
 	 * killed at any moment of this leaves no VMM it does not know of */
-	if ((ret = spawn_begin(argv, p.log, p.dir, &vc->user, &sp, err, errlen)))
+	ret = spawn_begin(argv, p.log, p.dir, &vc->user, taps, ntaps, &sp, err, errlen);
+	for (int i = 0; i < ntaps; i++) {
+		close(taps[i]); /* the VMM holds them now */
+		taps[i] = -1;
+	}
+	if (ret)
 		goto out_state;
 	pid = sp.pid;
 	pthread_mutex_lock(&vc->lock);
@@ -274,6 +288,9 @@ out_state:
 out:
 	if (fd >= 0)
 		close(fd);
+	for (int i = 0; i < ntaps; i++)
+		if (taps[i] >= 0)
+			close(taps[i]);
 	json_decref(status);
 	json_decref(spec);
 	json_decref(cfg);

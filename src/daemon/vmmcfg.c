@@ -61,28 +61,48 @@ static json_t *ports_json(const json_t *ports, const struct vm_paths *p)
 	return out;
 }
 
+/* nics[i] is "fd=<VMMCFG_NIC_FD0 + i>,mac=M": berthd hands the VMM its TAPs (nics.c). */
+static json_t *nets_json(const json_t *nics)
+{
+	json_t *out = json_array(), *nic;
+	char spec[64];
+	size_t i;
+	json_array_foreach(nics, i, nic)
+	{
+		const char *mac = json_string_value(json_object_get(nic, "mac"));
+		snprintf(spec, sizeof(spec), "fd=%zu%s%s", VMMCFG_NIC_FD0 + i, mac ? ",mac=" : "",
+			 mac ? mac : "");
+		if (json_array_append_new(out, json_string(spec))) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
 json_t *vmmcfg_build(const json_t *spec, const char *name, const struct vm_paths *p)
 {
 	const json_t *boot = json_object_get(spec, "boot");
 	char mem[32];
-	json_t *c, *disks, *ports;
+	json_t *c, *disks, *ports, *nets;
 
 	snprintf(mem, sizeof(mem), "%lldM",
 		 (long long)json_integer_value(json_object_get(spec, "memory_mib")));
 	disks = disks_json(json_object_get(spec, "disks"));
 	ports = ports_json(json_object_get(spec, "console_ports"), p);
+	nets = nets_json(json_object_get(spec, "nics"));
 	/* on_reboot restart: a guest reboot is a reboot, as on any hypervisor */
-	c = json_pack("{s:s, s:O, s:O, s:s, s:O, s:O, s:s, s:s, s:b, s:o*, s:o*, s:s, s:s, s:s}",
-		      "name", name, "kernel", json_object_get(boot, "kernel"), "cmdline",
-		      json_object_get(boot, "cmdline"), "memory", mem, "cpus",
-		      json_object_get(spec, "vcpus"), "cpu_template",
-		      json_object_get(spec, "cpu_template"), "serial", p->serial, "on_reboot",
-		      "restart", "rng", json_is_true(json_object_get(spec, "rng")), "disks", disks,
-		      "console_ports", ports, "control", p->control, "checkpoint_dir",
-		      p->checkpoints, "log_level", "info");
+	c = json_pack(
+	    "{s:s, s:O, s:O, s:s, s:O, s:O, s:s, s:s, s:b, s:o*, s:o*, s:o*, s:s, s:s, s:s}",
+	    "name", name, "kernel", json_object_get(boot, "kernel"), "cmdline",
+	    json_object_get(boot, "cmdline"), "memory", mem, "cpus", json_object_get(spec, "vcpus"),
+	    "cpu_template", json_object_get(spec, "cpu_template"), "serial", p->serial, "on_reboot",
+	    "restart", "rng", json_is_true(json_object_get(spec, "rng")), "disks", disks, "nets",
+	    nets, "console_ports", ports, "control", p->control, "checkpoint_dir", p->checkpoints,
+	    "log_level", "info");
 	if (c && json_is_string(json_object_get(boot, "initrd")))
 		json_object_set(c, "initrd", json_object_get(boot, "initrd"));
-	if (!c || !disks || !ports) {
+	if (!c || !disks || !ports || !nets) {
 		json_decref(c);
 		return NULL;
 	}

@@ -7,6 +7,9 @@
 
 #define VMMCFG_PATH_MAX 4096
 #define VMMCFG_ARGV_MAX 24
+/* NIC i's TAP is descriptor VMMCFG_NIC_FD0 + i in the VMM (--net fd=N; spawn_begin puts it there)
+ */
+#define VMMCFG_NIC_FD0 3
 
 /* Where one VM's files live. */
 struct vm_paths {

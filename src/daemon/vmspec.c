@@ -330,10 +330,106 @@ static int check_ports(json_t *v, json_t *out, struct spec_error *err)
 	return 0;
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int vmspec_parse_mac(const char *s, unsigned char mac[6])
+{
+	if (strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		int a = hex_digit(s[3 * i]), b = hex_digit(s[3 * i + 1]);
+		if (a < 0 || b < 0 || (i < 5 && s[3 * i + 2] != ':'))
+			return -EINVAL;
+		mac[i] = (unsigned char)(a << 4 | b);
+	}
+	if (mac[0] & 1)
+		return -EINVAL; /* multicast */
+	for (int i = 0; i < 6; i++)
+		if (mac[i])
+			return 0;
+	return -EINVAL;
+}
+
+/* nics[]: {switch, mac, vlan}; berthd fills a missing mac from its pool (nics.c). */
+static int check_nics(json_t *v, json_t *out, struct spec_error *err)
+{
+	static const char *const keys[] = {"switch", "mac", "vlan", NULL};
+	json_t *nics = json_array();
+	char pre[32], field[48], mac_text[18];
+	unsigned char mac[6];
+
+	if (!nics || json_object_set_new(out, "nics", nics))
+		return oom(err);
+	if (!v)
+		return 0;
+	if (!json_is_array(v))
+		return fail(err, "invalid-argument", "nics", "nics: must be an array");
+	if (json_array_size(v) > VMSPEC_NICS_MAX)
+		return fail(err, "invalid-argument", "nics", "nics: at most %d NICs",
+			    VMSPEC_NICS_MAX);
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		json_t *n = json_array_get(v, i), *f, *jmac = json_null();
+		const char *sw, *m;
+		json_int_t vlan = 0;
+		snprintf(pre, sizeof(pre), "nics[%zu]", i);
+		if (!json_is_object(n))
+			return fail(err, "invalid-argument", pre, "%s: must be an object", pre);
+		if (check_keys(n, pre, keys, err))
+			return -EINVAL;
+		snprintf(field, sizeof(field), "%s.switch", pre);
+		if (!(f = opt(n, "switch")))
+			return fail(err, "invalid-argument", field, "%s: required", field);
+		if (get_string(f, field, 255, &sw, err))
+			return -EINVAL;
+		if (!vmspec_name_valid(sw) && !vmspec_is_uuid(sw))
+			return fail(err, "invalid-argument", field, "%s: not a switch name or UUID",
+				    field);
+		snprintf(field, sizeof(field), "%s.mac", pre);
+		if ((f = opt(n, "mac"))) {
+			if (get_string(f, field, 17, &m, err))
+				return -EINVAL;
+			if (vmspec_parse_mac(m, mac))
+				return fail(err, "invalid-argument", field,
+					    "%s: a unicast MAC address like 52:54:00:12:34:56",
+					    field);
+			snprintf(mac_text, sizeof(mac_text), "%02x:%02x:%02x:%02x:%02x:%02x",
+				 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+			for (size_t j = 0; j < i; j++) {
+				json_t *other = json_object_get(json_array_get(nics, j), "mac");
+				if (json_is_string(other) &&
+				    !strcmp(json_string_value(other), mac_text))
+					return fail(err, "invalid-argument", field,
+						    "%s: nics[%zu] has the same MAC address", field,
+						    j);
+			}
+			jmac = json_string(mac_text);
+		}
+		snprintf(field, sizeof(field), "%s.vlan", pre);
+		if ((f = opt(n, "vlan")) && get_int(f, field, 1, VMSPEC_VLAN_MAX, &vlan, err)) {
+			json_decref(jmac);
+			return -EINVAL;
+		}
+		json_t *o = json_pack("{s:s, s:o, s:o}", "switch", sw, "mac", jmac, "vlan",
+				      vlan ? json_integer(vlan) : json_null());
+		if (!o || json_array_append_new(nics, o))
+			return oom(err);
+	}
+	return 0;
+}
+
 int vmspec_normalize(json_t *in, json_t **out, struct spec_error *err)
 {
 	static const char *const keys[] = {
-	    "name",	     "vcpus", "memory_mib", "cpu_template", "boot",  "disks",
+	    "name",	     "vcpus", "memory_mib", "cpu_template", "boot",  "disks", "nics",
 	    "console_ports", "rng",   "auto_start", "auto_stop",    "notes", NULL};
 	json_int_t vcpus = 1, memory = 512;
 	const char *tmpl = "host", *astart = "start-if-running", *astop = "save", *notes = "";
@@ -364,7 +460,7 @@ int vmspec_normalize(json_t *in, json_t **out, struct spec_error *err)
 	    json_object_set_new(o, "cpu_template", json_string(tmpl)))
 		goto nomem;
 	if (check_boot(opt(in, "boot"), o, err) || check_disks(opt(in, "disks"), o, err) ||
-	    check_ports(opt(in, "console_ports"), o, err))
+	    check_nics(opt(in, "nics"), o, err) || check_ports(opt(in, "console_ports"), o, err))
 		goto bad;
 	if ((f = opt(in, "rng")) && get_bool(f, "rng", &rng, err))
 		goto bad;

@@ -20,6 +20,8 @@
 #define VMSPEC_CMDLINE_MAX 65535  /* CMDLINE_MAX less the NUL */
 #define VMSPEC_PATH_MAX 4095	  /* PATH_MAX less the NUL */
 #define VMSPEC_NOTES_MAX 4096
+#define VMSPEC_NICS_MAX 4 /* VM_NICS_MAX */
+#define VMSPEC_VLAN_MAX 4094
 
 /* What is wrong and where: code is "invalid-argument" or "unknown-field"; field a JSON path. */
 struct spec_error {
@@ -37,6 +39,11 @@ int vmspec_normalize(json_t *in, json_t **out, struct spec_error *err);
 
 /* A valid VM name: 1..63 of [A-Za-z0-9._-], not starting with '.' or '-', not UUID-shaped. */
 bool vmspec_name_valid(const char *name);
+
+/*
+ * "52:54:00:12:34:ab" (either case) as 6 bytes: a unicast address, not all zeros. -EINVAL.
+ */
+int vmspec_parse_mac(const char *s, unsigned char mac[6]);
 
 /* A canonical lower-case UUID (8-4-4-4-12 hex). */
 bool vmspec_is_uuid(const char *s);

@@ -32,6 +32,10 @@ struct serial_backend {
 	    out_lock; /* history and out_fd: vCPU threads write, the event loop accepts */
 	uint8_t *history;
 	size_t hist_len, hist_head;
+	uint64_t total; /* bytes of output ever put in the history */
+	uint64_t sent;	/* how many of them the socket client has got (it catches up from the
+			 * history when its socket has room again, unless it fell further behind) */
+	uint64_t lost;	/* bytes a slow client missed */
 };
 
 #define SERIAL_HISTORY 65536

@@ -94,6 +94,28 @@ int serial_backend_open(struct serial_backend *be, const struct serial_cfg *cfg,
 	return -EINVAL;
 }
 
+/* Send the socket client what it has not got yet, as far as its socket takes it (never blocks: a
+ * vCPU thread may be the caller). The rest goes when the socket has room (EPOLLOUT). out_lock. */
+static void flush_client(struct serial_backend *be)
+{
+	while (be->out_fd >= 0 && be->sent < be->total) {
+		if (be->total - be->sent >
+		    be->hist_len) { /* fell behind by more than the history */
+			be->lost += be->total - be->hist_len - be->sent;
+			be->sent = be->total - be->hist_len;
+		}
+		size_t back = (size_t)(be->total - be->sent);
+		size_t pos = (be->hist_head + be->hist_len - back) % SERIAL_HISTORY;
+		size_t n = back < SERIAL_HISTORY - pos ? back : SERIAL_HISTORY - pos;
+		ssize_t w = write(be->out_fd, be->history + pos, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break; /* full (EAGAIN) or gone: the event loop sees which */
+		be->sent += (uint64_t)w;
+	}
+}
+
 void serial_backend_output(struct serial_backend *be, const uint8_t *buf, size_t len)
 {
 	pthread_mutex_lock(&be->out_lock);
@@ -105,6 +127,10 @@ void serial_backend_output(struct serial_backend *be, const uint8_t *buf, size_t
 			else
 				be->hist_head = (be->hist_head + 1) % SERIAL_HISTORY;
 		}
+		be->total += len;
+		flush_client(be); /* a socket client gets its output from the history */
+		pthread_mutex_unlock(&be->out_lock);
+		return;
 	}
 	ssize_t w = 0;
 	while (be->out_fd >= 0 && (w = write(be->out_fd, buf, len)) < 0 && errno == EINTR)
@@ -124,15 +150,16 @@ static void drop_client(struct serial_backend *be)
 	pthread_mutex_unlock(&be->out_lock);
 }
 
-static void on_input(void *opaque, int fd, uint32_t events)
+/* Read one buffer of input from fd; false once there is nothing more to read now. */
+static bool on_input_once(struct serial_backend *be, int fd)
 {
-	struct serial_backend *be = opaque;
 	uint8_t buf[256], out[256];
-	(void)events;
 	ssize_t n = read(fd, buf, sizeof(buf));
 	if (n <= 0) {
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
+		if (n < 0 && errno == EINTR)
+			return true;
+		if (n < 0 && errno == EAGAIN)
+			return false;
 		if (be->kind == SERIAL_UNIX) {
 			drop_client(be);
 		} else if (be->loop) {
@@ -140,7 +167,7 @@ static void on_input(void *opaque, int fd, uint32_t events)
 			if (be->kind == SERIAL_STDOUT)
 				be->in_fd = -1;
 		}
-		return;
+		return false;
 	}
 	size_t m = 0;
 	for (ssize_t i = 0; i < n; i++) {
@@ -151,7 +178,7 @@ static void on_input(void *opaque, int fd, uint32_t events)
 				if (c == 'x' || c == 'X') {
 					if (be->quit)
 						be->quit(be->quit_opaque);
-					return;
+					return false;
 				}
 				if (c != CTRL_A)
 					continue;
@@ -165,6 +192,34 @@ static void on_input(void *opaque, int fd, uint32_t events)
 	/* The device is swapped on VM restart; input with no device is dropped. */
 	if (be->dev && m)
 		serial_receive(be->dev, out, m);
+	return n == (ssize_t)sizeof(buf);
+}
+
+static void on_input(void *opaque, int fd, uint32_t events)
+{
+	(void)events;
+	on_input_once(opaque, fd);
+}
+
+/* A socket client (edge-triggered): catch up when its socket has room; read all its input. */
+static void on_client(void *opaque, int fd, uint32_t events)
+{
+	struct serial_backend *be = opaque;
+	if (events & EPOLLOUT) {
+		pthread_mutex_lock(&be->out_lock);
+		flush_client(be);
+		if (be->lost) {
+			log_warn(be->tag,
+				 "the console client reads too slowly: %llu bytes of output "
+				 "were not sent to it",
+				 (unsigned long long)be->lost);
+			be->lost = 0;
+		}
+		pthread_mutex_unlock(&be->out_lock);
+	}
+	while (be->in_fd == fd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		if (!on_input_once(be, fd))
+			break;
 }
 
 static void on_accept(void *opaque, int fd, uint32_t events)
@@ -178,22 +233,16 @@ static void on_accept(void *opaque, int fd, uint32_t events)
 		close(c);
 		return;
 	}
-	/* Replay what the guest printed before this client came (blocking write, bounded size). */
+	/* The client first gets what the guest printed before it came (the history), then the
+	 * output as it comes; a client that reads slowly catches up from the history. */
 	pthread_mutex_lock(&be->out_lock);
-	if (be->hist_len) {
-		int fl = fcntl(c, F_GETFL);
-		fcntl(c, F_SETFL, fl & ~O_NONBLOCK);
-		size_t first = SERIAL_HISTORY - be->hist_head;
-		if (first > be->hist_len)
-			first = be->hist_len;
-		if (write_all(c, be->history + be->hist_head, first) == 0)
-			write_all(c, be->history, be->hist_len - first);
-		fcntl(c, F_SETFL, fl);
-	}
 	be->in_fd = be->out_fd = c;
+	be->sent = be->total - be->hist_len;
+	be->lost = 0;
+	flush_client(be);
 	pthread_mutex_unlock(&be->out_lock);
 	if (be->loop)
-		evloop_add(be->loop, c, EPOLLIN, on_input, be);
+		evloop_add(be->loop, c, EPOLLIN | EPOLLOUT | EPOLLET, on_client, be);
 }
 
 int serial_backend_attach(struct serial_backend *be, struct evloop *loop)

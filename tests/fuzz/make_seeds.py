@@ -343,10 +343,18 @@ def proto_seeds():
 
     reqs = [{"id": 1, "cmd": "query-status"}, {"id": "p", "cmd": "pause", "args": {"timeout_ms": 500}},
             {"id": [1, {"x": None}], "cmd": "resume", "args": {}}, {"cmd": "powerdown"},
-            {"id": 2.5, "cmd": "quit"}, {"id": 3, "cmd": "query-stats"}]
+            {"id": 2.5, "cmd": "quit"}, {"cmd": "save", "args": {"dir": "/d", "stop": False}},
+            {"cmd": "checkpoint", "args": {"dir": "/c", "overlays": ["/o.qcow2"]}},
+            {"cmd": "checkpoint-create", "args": {"name": "a", "disk_only": True, "timeout_ms": 9}},
+            {"cmd": "checkpoint-list"}, {"cmd": "checkpoint-apply", "args": {"checkpoint": "a"}},
+            {"cmd": "checkpoint-delete", "args": {"checkpoint": "c1"}},
+            {"id": 3, "cmd": "query-stats"}]
     bad = [{"cmd": "query-stats", "args": {"disk": 0}}, {"cmd": "pause", "args": {"timeout_ms": "soon"}}, {"cmd": "pause", "args": {"timeout_ms": 0}},
            {"cmd": "resume", "args": {"x": 1}}, {"cmd": "nope"}, {"cmd": 5}, {"id": 1},
-           {"cmd": "pause", "args": [1]}, {"cmd": "quit", "extra": True}]
+           {"cmd": "pause", "args": [1]}, {"cmd": "quit", "extra": True},
+           {"cmd": "checkpoint-create", "args": {"name": ""}}, {"cmd": "checkpoint-apply"},
+           {"cmd": "checkpoint-delete", "args": {"checkpoint": 7}},
+           {"cmd": "checkpoint-create", "args": {"name": "x" * 65}}]
     return {
         "requests": bytes([63]) + b"".join(fr(r) for r in reqs),
         "bad-args": bytes([63]) + b"".join(fr(r) for r in bad),

@@ -54,9 +54,10 @@ def test_openapi_document_is_served(berthd):
     assert doc["openapi"].startswith("3.0")
     assert set(doc["paths"]) == {V + "/openapi.json", V + "/host", V + "/vms", V + "/vms/{id}",
                                  V + "/operations", V + "/operations/{id}", V + "/host/stop-vms",
-                                 "/metrics", V + "/events"} | {
+                                 V + "/switches", V + "/switches/{id}", "/metrics",
+                                 V + "/events"} | {
         V + "/vms/{id}/" + a for a in ("start", "shutdown", "turn-off", "restart", "pause",
-                                       "resume", "save")}
+                                       "resume", "save", "console")}
 
 
 def test_openapi_document_is_sound(berthd):
@@ -86,8 +87,10 @@ def test_openapi_document_is_sound(berthd):
             assert r.status not in (405, 501), (method, template, r)
             if r.status == 404:
                 assert "{id}" in template, r
-                assert ("no operation" if "operations" in template else "no VM") in r.error["message"], r
-    assert ops == 19
+                want = ("no operation" if "operations" in template else
+                        "no switch" if "switches" in template else "no VM")
+                assert want in r.error["message"], r
+    assert ops == 24
 
 
 def test_the_schema_check_catches_mismatches(berthd):
@@ -227,7 +230,11 @@ BAD = [
     (spec(auto_start="sometimes"), "invalid-argument", "auto_start"),
     (spec(auto_stop="hibernate"), "invalid-argument", "auto_stop"),
     (spec(notes="n" * 4097), "invalid-argument", "notes"),
-    (spec(nics=[]), "unknown-field", "nics"),
+    (spec(nics=[{"switch": "no-such-switch"}]), "invalid-argument", "nics[0].switch"),
+    (spec(nics=[{"switch": "s", "vlan": 4095}]), "invalid-argument", "nics[0].vlan"),
+    (spec(nics=[{"switch": "s", "mac": "01:00:00:00:00:01"}]), "invalid-argument", "nics[0].mac"),
+    (spec(nics=[{"switch": "s", "speed": 1}]), "unknown-field", "nics[0].speed"),
+    (spec(nics=[{"switch": "s"}] * 5), "invalid-argument", "nics"),
     (spec(boot={"kernel": "/k", "append": "x"}), "unknown-field", "boot.append"),
     (spec(disks=[{"path": "/d0", "bus": "scsi"}]), "unknown-field", "disks[0].bus"),
     (spec(console_ports=[{"name": "a", "socket": "/s"}]), "unknown-field",
@@ -553,7 +560,7 @@ def test_schema_and_pragmas(berthd):
     berthd.post(V + "/vms", spec())
     db = sqlite3.connect(os.path.join(berthd.state, "berth.db"))
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     name, config, gen, state = db.execute(
         "SELECT name, config, generation, state FROM vms").fetchone()
     assert name == "web1" and gen == 1 and state == "off"

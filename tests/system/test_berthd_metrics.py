@@ -3,11 +3,14 @@ and its server-sent event stream, against a real daemon, real VMMs and the test 
 labels, types, escaping; counters that only grow; disk counters that follow the guest's writes; a
 SIGSTOPped VMM that costs the scrape at most its 100 ms budget and is counted; events in order,
 replay after Last-Event-ID and ?since=, the limit of 64 streams."""
+import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
+import tempfile
 import time
 
 import pytest
@@ -401,3 +404,46 @@ def test_keep_alive_every_15_s_frees_gone_clients(daemon):
     finally:
         for s in streams:
             s.close()
+
+
+def test_nic_counters_follow_the_traffic(tmp_path):
+    """A VM on an internal switch exchanges datagrams and pings with the host (in berthd's network
+    namespace): its NIC's counters in /metrics count them, and never exceed what the kernel saw on
+    the TAP's other side."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
+        pytest.skip("needs root, /dev/net/tun and iproute2")
+    import test_berthd_switches as sw
+    ns = sw.Netns()
+    ns.sh("ip", "link", "set", "lo", "up")
+    os.makedirs(sw.SCRATCH, exist_ok=True)
+    run = tempfile.mkdtemp(prefix="r", dir=sw.SCRATCH)
+    os.chmod(run, 0o755)
+    d = sw.NsBerthd(tmp_path, ns, run).start()
+    try:
+        sw.mkswitch(d, {"name": "hostnet", "kind": "internal", "address": f"{sw.NET}.1/24"})
+        v = sw.mkvm(d, "g", [{"switch": "hostnet"}], sw.host_args(f"{sw.NET}.2", f"{sw.NET}.1"))
+        con = sw.Console(d, sw.start(d, "g"))
+        sw.host_peer(ns, f"{sw.NET}.2", f"{sw.NET}.1", con)
+        f, _ = scrape(d)
+        tap = "bt%s-0" % v["uuid"][:8]
+        mac = vm(d, "g")["nics"][0]["mac"]
+        lab = dict(domain="g", target_device=tap, switch="hostnet", mac=mac)
+        m = {k: value(f, f"berth_domain_interface_stats_{k}_total", **lab)
+             for k in ("receive_bytes", "receive_packets", "transmit_bytes", "transmit_packets",
+                       "receive_drops", "transmit_drops")}
+        assert m["transmit_packets"] >= sw.COUNT, m          # the guest's datagrams
+        assert m["receive_packets"] >= sw.HOST_SENDS + 3, m  # the host's datagrams and pings
+        assert m["transmit_bytes"] > 64 * m["transmit_packets"] // 2 and m["receive_bytes"] > 0, m
+        assert m["receive_drops"] == 0 and m["transmit_drops"] == 0, m
+        st = json.loads(ns.sh("ip", "-s", "-j", "link", "show", tap).stdout)[0]["stats64"]
+        # the kernel's view from the host side: what it sent the VMM (tx) and received from it (rx)
+        assert m["receive_packets"] <= st["tx"]["packets"] and m["transmit_packets"] <= st["rx"]["packets"]
+        assert m["transmit_packets"] >= st["rx"]["packets"] - 2, (m, st)  # nothing lost on the way
+    finally:
+        if d.proc.poll() is None:
+            for x in d.get(V + "/vms").json["vms"]:
+                if x["state"] in ("running", "paused"):
+                    d.post(f"{V}/vms/{x['uuid']}/turn-off?wait=true", None)
+            d.stop()
+        ns.delete()
+        shutil.rmtree(run, ignore_errors=True)

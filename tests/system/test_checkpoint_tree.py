@@ -348,3 +348,38 @@ def test_apply_a_checkpoint_of_a_guest_dirtying_all_its_ram(sockdir, tmp_path):
     assert s[0] <= at + 1, (s[:3], at)                    # back at the checkpoint's sweep
     c.call("quit")
     vm.wait()
+
+
+@needs_kvm
+def test_save_and_restore_keep_the_tree(sockdir, tmp_path):
+    """A VM with checkpoints saved and restored (what berthd's save/start does) comes back on its current
+    image with its tree, and can still apply a checkpoint taken before the save."""
+    from test_vmstate import Restored
+    t = Tree(sockdir, tmp_path, "raw", pattern=11)
+    t.create("A", 256)
+    t.wait_flushed(t.content["A"] // EVERY * EVERY + 2 * EVERY)
+    state = str(tmp_path / "saved")
+    r = t.c.call("save", {"dir": state}, timeout=60)
+    assert r["ok"], r
+    assert t.vm.wait() == 9, t.vm.report()
+    cfg = json.load(open(os.path.join(state, "config.json")))
+    tree = json.load(open(os.path.join(t.ckdir, "tree.json")))
+    assert cfg["checkpoint_dir"] == t.ckdir
+    assert cfg["disks"][0]["path"] == tree["nodes"]["now"]["layers"][0][0]   # the current image, not the base
+    rv = Restored(sockdir, state)
+    c = rv.client()
+    names = [x["name"] for x in c.call("checkpoint-list")["result"]["checkpoints"]]
+    assert names == ["A"]
+    seen = len(rv.out())
+    r = c.call("checkpoint-apply", {"checkpoint": "A"}, timeout=60)
+    assert r["ok"], r
+    deadline = time.monotonic() + 60
+    while True:
+        after = [int(l.split("flushed=")[1]) for l in rv.out()[seen:] if "blk-fill flushed=" in l]
+        if len(after) >= 2:
+            break
+        assert time.monotonic() < deadline, rv.report()
+        time.sleep(0.05)
+    assert after[0] <= t.content["A"] + EVERY, (after[:3], t.content["A"])
+    c.call("quit")
+    rv.wait()

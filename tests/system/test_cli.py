@@ -32,6 +32,14 @@ VERBS = {
     ("vm", "set"): SPEC_OPTS + ["--name", "--force", "--no-initrd", "--no-disks",
                                 "--no-console-ports", "--no-rng"],
     ("vm", "delete"): ["--yes"],
+    ("vm", "start"): ["--no-wait"],
+    ("vm", "stop"): ["--timeout", "--turn-off", "--no-wait"],
+    ("vm", "turn-off"): ["--no-wait"],
+    ("vm", "restart"): ["--no-wait"],
+    ("vm", "pause"): ["--no-wait"],
+    ("vm", "resume"): ["--no-wait"],
+    ("vm", "save"): ["--no-wait"],
+    ("vm", "console"): [],
 }
 
 
@@ -261,6 +269,13 @@ USAGE = [
     (["vm", "set", "web1", "--disk", "/a", "--no-disks"], "--disk and --no-disks contradict"),
     (["vm", "set", "web1", "--initrd", "/i", "--no-initrd"], "--initrd and --no-initrd contradict"),
     (["vm", "delete", "web1"], "pass --yes"),
+    (["vm", "start"], "missing NAME|UUID"),
+    (["vm", "start", "web1", "web2"], "unexpected argument 'web2'"),
+    (["vm", "start", "web1", "--timeout", "5"], "unknown option '--timeout'"),
+    (["vm", "stop", "web1", "--timeout", "0"], "--timeout: '0' is not a number of seconds"),
+    (["vm", "stop", "web1", "--timeout", "5", "--turn-off"], "--turn-off stops at once"),
+    (["vm", "console"], "missing NAME|UUID"),
+    (["vm", "console", ""], "'' is not a VM name or UUID"),
     (["--host", "http://127.0.0.1:9", "vm", "list", "--socket", "/x"], "--socket and --host exclude"),
     (["--bogus", "vm", "list"], "unknown option '--bogus'"),
     (["help", "nope"], "no help for 'nope'"),
@@ -426,6 +441,11 @@ def test_unreachable_berthd_exits_5(tmp_path):
     s.close()
     line = one_error_line(run("vm", "list", sock=str(stale)), 5)
     assert str(stale) in line and "refused" in line, line
+    # the console opens its own connection: the same errors
+    for path, words in [(missing, "No such file"), (stale, "refused")]:
+        line = one_error_line(run("vm", "console", "web1", sock=str(path)), 5)
+        assert str(path) in line and words in line and "is berthd running?" in line, line
+    line = one_error_line(run("vm", "start", "web1", sock=str(missing)), 5)
     # a remote berthd that is not there (loopback, a closed port)
     port = free_port()
     line = one_error_line(run("--host", f"http://127.0.0.1:{port}", "vm", "list"), 5)
@@ -455,8 +475,10 @@ def test_permission_denied_exits_6(tmp_path):
         # the socket is root:daemon 0660: nobody cannot even connect
         line = one_error_line(as_nobody(d, "vm", "list"), 6)
         assert "permission denied" in line and "berthd.sock" in line, line
+        line = one_error_line(as_nobody(d, "vm", "console", "web1"), 6)
+        assert "permission denied" in line and "berthd.sock" in line, line
         os.chmod(d.sock, 0o666)  # now berthd itself refuses (403)
-        for args in [("vm", "list"), ("host", "show"), ("vm", "create", "web1", "--kernel", KERNEL),
+        for args in [("vm", "console", "web1"), ("vm", "start", "web1"), ("vm", "list"), ("host", "show"), ("vm", "create", "web1", "--kernel", KERNEL),
                      ("vm", "delete", "web1", "--yes"), ("vm", "set", "web1", "--vcpus", "2")]:
             line = one_error_line(as_nobody(d, *args), 6)
             assert "berth: error: " in line and "group" in line, (args, line)
@@ -513,6 +535,63 @@ def test_remote_host_sends_the_bearer_token():
         srv.server_close()
 
 
+class FakeConsole(http.server.BaseHTTPRequestHandler):
+    """A remote berthd's console on loopback (plain HTTP): 101, then "remote> " + what it reads."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+
+    def do_GET(self):
+        FakeConsole.seen.append((self.path, self.headers.get("Authorization"),
+                                 self.headers.get("Upgrade"), self.headers.get("Connection")))
+        self.send_response(101)
+        self.send_header("Upgrade", "berth-console")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.write(b"remote> ")
+        self.wfile.flush()
+        while True:
+            data = self.rfile.read1(4096)
+            if not data:
+                break
+            self.wfile.write(data.upper())
+            self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *a):
+        pass
+
+
+def test_console_over_a_remote_http_host():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeConsole)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        FakeConsole.seen.clear()
+        r = run("--host", url, "--token", "s3cret", "vm", "console", "web 1", input="hello\n")
+        assert r.rc == 0 and r.out == "remote> HELLO\n" and r.err == "", r
+        assert FakeConsole.seen == [(V + "/vms/web%201/console", "Bearer s3cret", "berth-console",
+                                     "Upgrade")]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    line = one_error_line(run("--host", "https://127.0.0.1:9", "vm", "console", "web1"), 1)
+    assert "only the local socket and http:// URLs" in line, line
+    # an IPv6 literal in brackets
+    class V6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+    try:
+        srv = V6(("::1", 0), FakeConsole)
+    except OSError:
+        return  # no IPv6 loopback here
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        r = run("--host", f"http://[::1]:{srv.server_address[1]}/", "vm", "console", "v6", input="x")
+        assert r.rc == 0 and r.out == "remote> X" and r.err == "", r
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_help_for_every_noun_and_verb():
     main = run("help")
     assert main.rc == 0 and main.err == "", main
@@ -546,7 +625,8 @@ def test_docs_cover_every_verb_and_option():
     md = open(CLI_MD).read()
     for (noun, verb), opts in VERBS.items():
         assert re.search(rf"berth {noun} {verb}\b", md), (noun, verb)
-        assert re.search(rf"\.B {noun} {verb}\b|{noun} {verb}", man), (noun, verb)
+        mverb = verb.replace("-", r"\\?-")  # roff writes turn\-off
+        assert re.search(rf"\.B {noun} {mverb}\b|{noun} {mverb}", man), (noun, verb)
         for o in opts + GLOBAL_OPTS:
             assert o.replace("-", r"\-") in man, o
             assert f"`{o}" in md or f"{o} " in md, o
@@ -578,8 +658,13 @@ def test_bash_completion(berthd, tmp_path):
     assert complete(["berth", ""]) == ["host", "vm", "help"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
-    assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete"]
-    assert complete(["berth", "vm", "s"]) == ["show", "set"]
+    assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",
+                                             "stop", "turn-off", "restart", "pause", "resume",
+                                             "save", "console"]
+    assert complete(["berth", "vm", "s"]) == ["show", "set", "start", "stop", "save"]
+    assert complete(["berth", "vm", "stop", "web1", "--tu"]) == ["--turn-off"]
+    assert complete(["berth", "vm", "stop", "web1", "--ti"]) == ["--timeout"]
+    assert "--no-wait" in complete(["berth", "vm", "save", "web1", "--"])
     assert complete(["berth", "help", "vm", "d"]) == ["delete"]
     assert complete(["berth", "host", ""]) == ["show"]
     assert complete(["berth", "vm", "create", "--c"]) == ["--cpu-template", "--cmdline", "--console-port"]
@@ -596,5 +681,7 @@ def test_bash_completion(berthd, tmp_path):
     assert complete(["berth", "vm", "set", "w"], env={"BERTH_SOCKET": berthd.sock}) == ["web1", "web2"]
     assert complete(["berth", "vm", "delete", "--yes", "d"], env={"BERTH_SOCKET": berthd.sock}) == ["db"]
     assert complete(["berth", "vm", "show", "web1", ""], env={"BERTH_SOCKET": berthd.sock}) == []
+    for verb in ("start", "stop", "console"):
+        assert complete(["berth", "vm", verb, "w"], env={"BERTH_SOCKET": berthd.sock}) == ["web1", "web2"]
     # no berthd: no names, and no noise
     assert complete(["berth", "--socket", str(tmp_path / "none.sock"), "vm", "show", ""]) == []

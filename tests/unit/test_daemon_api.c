@@ -136,6 +136,42 @@ static const char *code(json_t *err)
 	return json_string_value(json_object_get(err, "code"));
 }
 
+/* GET .../console with these Upgrade and Connection headers: the status (no VMs here, so headers
+ * that would do reach "not-supported"). */
+static unsigned console(enum api_role role, const char *upgrade, const char *connection)
+{
+	struct api_ctx ctx = {.openapi = "{}", .openapi_len = 2};
+	struct api_req req = {.ctx = &ctx,
+			      .method = "GET",
+			      .path = "/api/v1/vms/web1/console",
+			      .role = role,
+			      .upgrade = upgrade,
+			      .connection = connection,
+			      .query = json_object()};
+	struct api_resp resp = {0};
+	api_dispatch(&req, &resp);
+	assert_null(resp.console);
+	api_resp_free(&resp);
+	json_decref(req.query);
+	return resp.status;
+}
+
+static void test_console_route(void **state)
+{
+	(void)state;
+	/* viewers may attach (they only watch); nobody else */
+	assert_int_equal(console(ROLE_NONE, "berth-console", "Upgrade"), 403);
+	assert_int_equal(console(ROLE_VIEWER, "berth-console", "Upgrade"), 400);
+	assert_int_equal(console(ROLE_ADMIN, "Berth-Console", "keep-alive, upgrade"), 400);
+	assert_int_equal(console(ROLE_ADMIN, "websocket, berth-console", " Upgrade ,x"), 400);
+	/* the protocol upgrade is checked first */
+	assert_int_equal(console(ROLE_VIEWER, NULL, NULL), 426);
+	assert_int_equal(console(ROLE_ADMIN, "berth-console", NULL), 426);
+	assert_int_equal(console(ROLE_ADMIN, "berth-console", "upgrades"), 426);
+	assert_int_equal(console(ROLE_ADMIN, "websocket", "Upgrade"), 426);
+	assert_int_equal(console(ROLE_ADMIN, "berth-console2", "Upgrade"), 426);
+}
+
 static void test_router(void **state)
 {
 	(void)state;
@@ -186,6 +222,7 @@ int main(void)
 	    cmocka_unit_test(test_route_match),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_router),
+	    cmocka_unit_test(test_console_route),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
