@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -27,6 +28,8 @@ struct route {
 static const struct route ROUTES[] = {
     {"GET", API_PREFIX "/openapi.json", api_openapi_get, ROLE_VIEWER, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/host", api_host_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"GET", "/metrics", api_metrics_get, ROLE_VIEWER, BODY_NONE, {NULL}},
+    {"GET", API_PREFIX "/events", api_events_get, ROLE_VIEWER, BODY_NONE, {"since", NULL}},
     {"GET", API_PREFIX "/vms", api_vms_list, ROLE_VIEWER, BODY_NONE, {"name", NULL}},
     {"POST", API_PREFIX "/vms", api_vms_create, ROLE_ADMIN, BODY_JSON, {NULL}},
     {"GET", API_PREFIX "/vms/{id}", api_vms_get, ROLE_VIEWER, BODY_NONE, {NULL}},
@@ -89,12 +92,17 @@ void api_error(struct api_resp *resp, unsigned status, const char *code, const c
 	resp->body = e ? json_pack("{s:o}", "error", e) : NULL;
 	resp->raw = NULL;
 	resp->etag = 0;
+	free(resp->text);
+	resp->text = NULL;
+	resp->stream = false;
 }
 
 void api_resp_free(struct api_resp *resp)
 {
 	json_decref(resp->body);
 	resp->body = NULL;
+	free(resp->text);
+	resp->text = NULL;
 	console_conn_free(resp->console);
 	resp->console = NULL;
 }

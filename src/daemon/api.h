@@ -3,6 +3,7 @@
 #define BERTH_DAEMON_API_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -20,8 +21,11 @@ enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
 const char *api_role_name(enum api_role r);
 
 struct db;
+struct evbus;
 struct ops;
 struct vmctl;
+
+#define API_STATUS_MAX 600
 
 /* Daemon-wide state the handlers use. */
 struct api_ctx {
@@ -31,6 +35,12 @@ struct api_ctx {
 	struct timespec started; /* CLOCK_MONOTONIC */
 	const char *openapi;	 /* the OpenAPI document, embedded at build time */
 	size_t openapi_len;
+	struct evbus *events;  /* the event stream's broadcaster; NULL: no streams */
+	const char *state_dir; /* for the VMs' paths (metrics); NULL: no VMM is asked */
+	const char *run_dir;
+	/* daemon health for /metrics: responses by status, VMMs a scrape could not read */
+	atomic_uint_fast64_t responses[API_STATUS_MAX];
+	atomic_uint_fast64_t scrape_errors;
 };
 
 struct api_req {
@@ -40,9 +50,10 @@ struct api_req {
 	enum api_role role;
 	uid_t uid; /* the peer, for the audit log */
 	pid_t pid;
-	const char *content_type; /* NULL if absent */
-	const char *if_match;	  /* NULL if absent */
-	const char *body;	  /* NULL/0 if none */
+	const char *content_type;  /* NULL if absent */
+	const char *if_match;	   /* NULL if absent */
+	const char *last_event_id; /* the Last-Event-ID header, NULL if absent */
+	const char *body;	   /* NULL/0 if none */
 	size_t body_len;
 	json_t *query;	     /* object: parameter name -> string (or null for a bare "?flag") */
 	const char *upgrade; /* the Upgrade and Connection headers, NULL if absent */
@@ -64,6 +75,13 @@ struct api_resp {
 	 * when it finishes instead of holding a worker thread; "" otherwise */
 	char wait_op[40];
 	bool op_created; /* the request created it: 202 while unfinished, and a Location */
+	/* a text body (owned) with its type, e.g. the metrics, instead of JSON */
+	char *text;
+	size_t text_len;
+	const char *content_type;
+	/* an event stream of the events after stream_after: the HTTP layer serves it */
+	bool stream;
+	int64_t stream_after;
 	/* 101: the HTTP layer switches the connection to a relay of this console (owned) */
 	struct console_conn *console;
 };
@@ -103,6 +121,8 @@ void api_ops_get(struct api_req *req, struct api_resp *resp);
 void api_host_stop_vms(struct api_req *req, struct api_resp *resp);
 void api_vm_console(struct api_req *req, struct api_resp *resp);
 void api_openapi_get(struct api_req *req, struct api_resp *resp);
+void api_metrics_get(struct api_req *req, struct api_resp *resp);
+void api_events_get(struct api_req *req, struct api_resp *resp);
 /* api_switches.c */
 void api_switches_create(struct api_req *req, struct api_resp *resp);
 void api_switches_list(struct api_req *req, struct api_resp *resp);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -143,4 +144,94 @@ int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_m
 		snprintf(err, errlen, "%s on %s: %s", cmd, path, strerror(-ret));
 	hang_up(fd);
 	return ret;
+}
+
+/* Read what fd has: 1 when the reply to id is complete (in it->ret/result), 0 for more, -errno. */
+static int take_reply(int fd, struct proto_rx *rx, int id, struct ctl_multi *it)
+{
+	for (;;) {
+		int fds[PROTO_MAX_FDS];
+		unsigned nfds = 0;
+		json_t *msg = NULL;
+		int r = proto_recv(fd, rx, &msg, fds, &nfds);
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (r != PROTO_MESSAGE)
+			return r;
+		json_t *jid = json_object_get(msg, "id");
+		if (json_object_get(msg, "event") || !json_is_integer(jid) ||
+		    json_integer_value(jid) != id) {
+			json_decref(msg);
+			continue;
+		}
+		if (json_is_true(json_object_get(msg, "ok"))) {
+			it->result = json_incref(json_object_get(msg, "result"));
+			it->ret = 0;
+		} else {
+			it->ret = -EREMOTEIO;
+		}
+		json_decref(msg);
+		return 1;
+	}
+}
+
+void ctl_call_all(struct ctl_multi *items, unsigned n, const char *cmd, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct pollfd *pfd = calloc(n ? n : 1, sizeof(*pfd));
+	struct proto_rx *rx = calloc(n ? n : 1, sizeof(*rx));
+	json_t *req = json_pack("{s:i, s:s}", "id", 1, "cmd", cmd);
+	unsigned open = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		items[i].result = NULL;
+		items[i].ret = -ENOMEM;
+		if (pfd)
+			pfd[i].fd = -1;
+		if (rx)
+			proto_rx_init(&rx[i]);
+	}
+	if (!pfd || !rx || !req)
+		goto out;
+	for (unsigned i = 0; i < n; i++) {
+		int fd;
+		if ((items[i].ret = ctl_connect(items[i].path, &fd)))
+			continue;
+		if ((items[i].ret = proto_send(fd, req, NULL, 0))) {
+			close(fd);
+			continue;
+		}
+		items[i].ret = -ETIMEDOUT;
+		pfd[i] = (struct pollfd){.fd = fd, .events = POLLIN};
+		open++;
+	}
+	while (open) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		if (poll(pfd, n, (int)left) < 0 && errno != EINTR)
+			break;
+		for (unsigned i = 0; i < n; i++) {
+			if (pfd[i].fd < 0 || !pfd[i].revents)
+				continue;
+			int r = take_reply(pfd[i].fd, &rx[i], 1, &items[i]);
+			if (r == PROTO_NEED_MORE)
+				continue;
+			if (r < 0)
+				items[i].ret = r;
+			shutdown(pfd[i].fd, SHUT_RDWR);
+			close(pfd[i].fd);
+			pfd[i].fd = -1;
+			open--;
+		}
+	}
+out:
+	for (unsigned i = 0; pfd && rx && i < n; i++) {
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+		proto_rx_reset(&rx[i]);
+	}
+	json_decref(req);
+	free(pfd);
+	free(rx);
 }

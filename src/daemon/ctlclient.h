@@ -22,4 +22,18 @@ int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **res
 int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_ms, json_t **result,
 		  char *err, size_t errlen);
 
+/* One VMM of a ctl_call_all: its socket, then the outcome. */
+struct ctl_multi {
+	const char *path;
+	int ret;	/* 0 (result set), -EREMOTEIO (the VMM refused), -ETIMEDOUT, other -errno */
+	json_t *result; /* a new reference on success */
+};
+
+/*
+ * Send cmd (no arguments) to every socket at once and gather the replies for at most timeout_ms
+ * in all, so one VMM that does not answer (stopped, stuck) costs the others nothing. Connections
+ * are closed before it returns.
+ */
+void ctl_call_all(struct ctl_multi *items, unsigned n, const char *cmd, int timeout_ms);
+
 #endif

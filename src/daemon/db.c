@@ -204,21 +204,85 @@ int db_commit(struct db *db)
 {
 	char err[256];
 	int ret = 0;
+	int64_t ev = db->tx_event;
+	db->tx_event = 0;
 	if (exec(db, "COMMIT", err, sizeof(err))) {
 		log_err("db", "commit: %s", err);
 		exec(db, "ROLLBACK", err, sizeof(err));
 		ret = -EIO;
 	}
+	void (*hook)(void *, int64_t) = db->hook;
+	void *arg = db->hook_arg;
 	pthread_mutex_unlock(&db->lock);
+	if (!ret && ev && hook)
+		hook(arg, ev);
 	return ret;
 }
 
 void db_rollback(struct db *db)
 {
 	char err[256];
+	db->tx_event = 0;
 	if (exec(db, "ROLLBACK", err, sizeof(err)))
 		log_err("db", "rollback: %s", err);
 	pthread_mutex_unlock(&db->lock);
+}
+
+void db_set_event_hook(struct db *db, void (*fn)(void *arg, int64_t id), void *arg)
+{
+	pthread_mutex_lock(&db->lock);
+	db->hook = fn;
+	db->hook_arg = arg;
+	pthread_mutex_unlock(&db->lock);
+}
+
+int db_event_last(struct db *db, const char *before_ts, int64_t *id)
+{
+	sqlite3_stmt *st = NULL;
+	const char *sql = before_ts ? "SELECT COALESCE(MAX(id), 0) FROM events WHERE ts < ?"
+				    : "SELECT COALESCE(MAX(id), 0) FROM events";
+	int ret = 0;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_sql_fail(db, "last event");
+	if (before_ts)
+		sqlite3_bind_text(st, 1, before_ts, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	else
+		ret = db_sql_fail(db, "last event");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int db_events_after(struct db *db, int64_t after, unsigned limit,
+		    int (*fn)(const struct db_event *ev, void *arg), void *arg)
+{
+	static const char sql[] = "SELECT e.id, e.ts, e.vm, v.name, e.kind, e.detail FROM events e"
+				  " LEFT JOIN vms v ON v.uuid = e.vm WHERE e.id > ? ORDER BY e.id"
+				  " LIMIT ?";
+	sqlite3_stmt *st = NULL;
+	int ret = 0, r;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_sql_fail(db, "read events");
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, limit);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct db_event ev = {
+		    .id = sqlite3_column_int64(st, 0),
+		    .ts = (const char *)sqlite3_column_text(st, 1),
+		    .vm = (const char *)sqlite3_column_text(st, 2),
+		    .name = (const char *)sqlite3_column_text(st, 3),
+		    .kind = (const char *)sqlite3_column_text(st, 4),
+		    .detail = (const char *)sqlite3_column_text(st, 5),
+		};
+		if ((ret = fn(&ev, arg)))
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		ret = db_sql_fail(db, "read events");
+out:
+	sqlite3_finalize(st);
+	return ret;
 }
 
 void db_vm_clear(struct db_vm *vm)
@@ -441,6 +505,8 @@ int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char 
 	sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		ret = db_sql_fail(db, "add event");
+	else
+		db->tx_event = sqlite3_last_insert_rowid(db->h);
 out:
 	sqlite3_finalize(st);
 	free(text);

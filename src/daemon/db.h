@@ -102,4 +102,19 @@ int db_nic_macs(struct db *db, const char *except_uuid,
 int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
 		 json_t *detail);
 
+/* One row of the events table; strings valid during the callback only (vm, name may be NULL:
+ * name is the VM's current name, NULL once it is deleted). */
+struct db_event {
+	int64_t id;
+	const char *ts, *vm, *name, *kind, *detail;
+};
+
+/* fn(arg, id) runs after every commit that added events (id: the newest), outside the lock. */
+void db_set_event_hook(struct db *db, void (*fn)(void *arg, int64_t id), void *arg);
+/* The newest event's id (0 if none), or with before_ts the newest older than that time. */
+int db_event_last(struct db *db, const char *before_ts, int64_t *id);
+/* At most limit events with an id above after, oldest first; fn's non-zero return stops. */
+int db_events_after(struct db *db, int64_t after, unsigned limit,
+		    int (*fn)(const struct db_event *ev, void *arg), void *arg);
+
 #endif

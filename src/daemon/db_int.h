@@ -10,6 +10,9 @@
 struct db {
 	sqlite3 *h;
 	pthread_mutex_t lock;
+	int64_t tx_event; /* the last event added in this transaction, 0 if none */
+	void (*hook)(void *arg, int64_t id); /* told of committed events (db_set_event_hook) */
+	void *hook_arg;
 };
 
 /* A text column as a new string (NULL if SQL NULL or out of memory). */

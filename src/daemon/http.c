@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/console.h"
+#include "daemon/events.h"
 #include "daemon/ops.h"
 
 #define DRAIN_TIMEOUT_MS 10000
@@ -173,13 +174,85 @@ static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char 
 	return MHD_YES;
 }
 
+/* An event stream: its connection is suspended while the stream has nothing to send. */
+struct sse {
+	struct MHD_Connection *c;
+	struct evstream *s;
+};
+
+static void sse_suspend(void *arg)
+{
+	MHD_suspend_connection(((struct sse *)arg)->c);
+}
+
+static void sse_resume(void *arg)
+{
+	MHD_resume_connection(((struct sse *)arg)->c);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sse *e = cls;
+	(void)pos;
+	ssize_t n = evstream_read(e->s, buf, max);
+	return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+static void sse_free(void *cls)
+{
+	struct sse *e = cls;
+	evstream_close(e->s);
+	free(e);
+}
+
+/* Open the stream and answer with it: true (and *res); false with r an error to send (503 when
+ * too many are open). */
+static bool send_stream(struct http_server *s, struct MHD_Connection *c, struct api_resp *r,
+			enum MHD_Result *res)
+{
+	struct sse *e = calloc(1, sizeof(*e));
+	int ret = e ? 0 : -ENOMEM;
+	if (e) {
+		e->c = c;
+		struct evstream_conn conn = {sse_suspend, sse_resume, e};
+		ret = evstream_open(s->ctx->events, r->stream_after, &conn, &e->s);
+	}
+	if (ret) {
+		free(e);
+		if (ret == -EBUSY)
+			api_error(r, 503, "too-many-streams", NULL,
+				  "%u event streams are open already: try again later",
+				  (unsigned)EVENTS_MAX_STREAMS);
+		else
+			api_error(r, 503, "unavailable", NULL, "no event stream: %s",
+				  strerror(-ret));
+		return false;
+	}
+	struct MHD_Response *mr =
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, e, sse_free);
+	if (!mr) {
+		sse_free(e);
+		api_error(r, 500, "internal", NULL, "out of memory");
+		return false;
+	}
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	*res = MHD_queue_response(c, 200, mr);
+	MHD_destroy_response(mr);
+	return true;
+}
+
 static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *r)
 {
 	struct MHD_Response *mr;
 	char etag[32];
 	enum MHD_Result ret;
 
-	if (r->raw) {
+	if (r->text) {
+		mr = MHD_create_response_from_buffer(r->text_len, r->text, MHD_RESPMEM_MUST_FREE);
+		if (mr)
+			r->text = NULL; /* the response owns it now */
+	} else if (r->raw) {
 		mr = MHD_create_response_from_buffer(r->raw_len, (void *)r->raw,
 						     MHD_RESPMEM_PERSISTENT);
 	} else if (r->body) {
@@ -200,7 +273,9 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *r)
 	}
 	if (!mr)
 		return MHD_NO;
-	if (r->raw || r->body)
+	if (r->content_type)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+	else if (r->raw || r->body)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (r->etag > 0) {
@@ -216,6 +291,12 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *r)
 	return ret;
 }
 
+static void count(struct http_server *s, unsigned status)
+{
+	if (status < API_STATUS_MAX)
+		atomic_fetch_add_explicit(&s->ctx->responses[status], 1, memory_order_relaxed);
+}
+
 /* The request is complete (or refused early): authorise, route, run, answer. */
 static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, struct req_state *st,
 			      const char *url, const char *method)
@@ -228,6 +309,7 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 
 	if (st->waiting) { /* resumed: the operation has finished (or berthd stops) */
 		api_op_answer(s->ctx, st->wait_op, st->op_created, &resp);
+		count(s, resp.status);
 		ret = send_resp(c, &resp);
 		api_resp_free(&resp);
 		return ret;
@@ -241,6 +323,7 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 	req.content_type =
 	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	req.if_match = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH);
+	req.last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
 	req.upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
 	req.connection =
 	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
@@ -274,6 +357,12 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 		json_decref(q.obj);
 		return MHD_YES;
 	}
+	if (resp.stream && send_stream(s, c, &resp, &ret)) {
+		count(s, 200);
+		json_decref(q.obj);
+		return ret;
+	}
+	count(s, resp.status);
 	ret = resp.console ? send_upgrade(s, c, st, &resp) : send_resp(c, &resp);
 	api_resp_free(&resp);
 	json_decref(q.obj);
@@ -497,9 +586,9 @@ void http_stop(struct http_server *s)
 
 	if (!s)
 		return;
+	/* The worker threads drop the listening socket from their epoll sets on their own time: it
+	 * is closed only once they are gone (closing it now can make one of them abort). */
 	MHD_socket lfd = MHD_quiesce_daemon(s->mhd);
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
 	unlink(s->path);
 	/* consoles never end by themselves; upgraded connections must be closed before the stop */
 	bool relays_done = console_relays_stop(s->consoles) == 0;
@@ -511,6 +600,8 @@ void http_stop(struct http_server *s)
 		log_warn("http", "%d requests still running after %d ms: stopping anyway",
 			 atomic_load(&s->inflight), DRAIN_TIMEOUT_MS);
 	MHD_stop_daemon(s->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
 	if (relays_done)
 		console_relays_free(s->consoles);
 	free(s);

@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "daemon/api.h"
 #include "daemon/db.h"
+#include "daemon/events.h"
 #include "daemon/http.h"
 #include "daemon/nics.h"
 #include "daemon/ops.h"
@@ -309,6 +310,13 @@ int main(int argc, char **argv)
 	}
 	ctx.ops = ops;
 	ctx.vmctl = vmctl;
+	ctx.state_dir = state_dir;
+	ctx.run_dir = run_dir;
+	if ((ret = evbus_new(ctx.db, EVENTS_MAX_STREAMS, &ctx.events))) {
+		log_err(NULL, "the event stream: %s", strerror(-ret));
+		ret = 1;
+		goto out;
+	}
 	vswitch_restore(ctx.db); /* bridges, addresses, uplinks as the inventory says */
 	vmctl_reattach(vmctl);
 	nics_reattach(ctx.db); /* running VMs' TAPs back on their (maybe recreated) bridges */
@@ -329,6 +337,7 @@ out:
 	/* waiting requests answer first, then the server stops; the VMs keep running */
 	if (ops)
 		ops_stop_waiting(ops);
+	evbus_stop(ctx.events); /* event streams end, so their requests finish */
 	http_stop(http);
 	vmctl_busy = vmctl_stop(vmctl) != 0;
 	if (vmctl_busy) {
@@ -338,6 +347,7 @@ out:
 	}
 	vmctl_free(vmctl);
 	ops_free(ops);
+	evbus_free(ctx.events);
 	db_close(ctx.db);
 	if (lock_fd >= 0)
 		close(lock_fd);

@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "vmm/checkpoint.h"
 #include "vmm/control_req.h"
+#include "vmm/stats.h"
 #include "vmm/vcpu_state.h"
 #include "vmm/vmstate.h"
 #include "vmm/vmstate_mem.h"
@@ -584,6 +585,9 @@ static int run_cmd(struct control *c, struct client *cl, const struct control_re
 	case CMD_QUERY_STATUS:
 		*result = status(c);
 		return 0;
+	case CMD_QUERY_STATS:
+		*result = vm_stats(c->vm);
+		return *result ? 0 : control_fail(err, CERR_INTERNAL, NULL, "out of memory");
 	case CMD_PAUSE:
 		return cmd_pause(c, req, result, err, ev);
 	case CMD_RESUME:

@@ -63,6 +63,7 @@ static const struct arg_spec ckpt_ref_args[] = {
 
 static const struct cmd_spec commands[] = {
     {"query-status", CMD_QUERY_STATUS, NULL, 0},
+    {"query-stats", CMD_QUERY_STATS, NULL, 0},
     {"pause", CMD_PAUSE, pause_args, ARRAY_SIZE(pause_args)},
     {"resume", CMD_RESUME, NULL, 0},
     {"powerdown", CMD_POWERDOWN, NULL, 0},

@@ -21,6 +21,7 @@ enum control_cmd {
 	CMD_CKPT_LIST,
 	CMD_CKPT_APPLY,
 	CMD_CKPT_DELETE,
+	CMD_QUERY_STATS,
 };
 
 /* Defaults and limits of command arguments. */

@@ -1,6 +1,7 @@
 /* virtio-blk (virtio 1.2 5.2): requests from every queue go to one io_uring; multi-queue, flush,
  * discard, write-zeroes, GET_ID. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,8 @@ struct blk_req {
 	uint8_t *status;
 	uint32_t written; /* bytes written into the driver's buffers (for the used ring) */
 	/* Reads and writes wait in a batch so that adjacent ones become one host I/O. */
-	bool wr;
-	uint64_t sector, len;
+	bool wr, flush;		    /* flush: a T_FLUSH (for the counters) */
+	uint64_t sector, len;	    /* len: a read or write's bytes, 0 for other requests */
 	uint64_t expect;	    /* bytes the host I/O must transfer (the whole group) */
 	struct blk_req *group_next; /* the other requests merged behind this leader */
 	struct iovec *merged_iov;   /* the group's iovecs, owned by the leader */
@@ -68,6 +69,8 @@ struct virtio_blk {
 	struct blk_req *batch[BLK_QUEUE_SIZE];
 	unsigned nbatch;
 	uint64_t stat_submits, stat_rw; /* host I/Os issued, guest reads/writes they carried */
+	/* query-stats: completed guest requests, updated on the I/O thread, read anywhere. */
+	_Atomic uint64_t rd_bytes, rd_reqs, wr_bytes, wr_reqs, flush_reqs, errors;
 	uint64_t stat_group[16];
 	uint8_t config[0x3c];
 };
@@ -153,6 +156,17 @@ static void complete(struct virtio_pci *vp, struct blk_req *r, uint8_t status)
 	r->merged_iov = NULL;
 	r->group_next = NULL;
 	if (!b->dropping) {
+		if (status != S_OK)
+			atomic_fetch_add_explicit(&b->errors, 1, memory_order_relaxed);
+		else if (r->len && r->wr) {
+			atomic_fetch_add_explicit(&b->wr_bytes, r->len, memory_order_relaxed);
+			atomic_fetch_add_explicit(&b->wr_reqs, 1, memory_order_relaxed);
+		} else if (r->len) {
+			atomic_fetch_add_explicit(&b->rd_bytes, r->len, memory_order_relaxed);
+			atomic_fetch_add_explicit(&b->rd_reqs, 1, memory_order_relaxed);
+		} else if (r->flush) {
+			atomic_fetch_add_explicit(&b->flush_reqs, 1, memory_order_relaxed);
+		}
 		*r->status = status;
 		vq_push(&vp->q[r->q].vq, r->elem.head, r->written + 1);
 		b->touched[r->q] = true;
@@ -253,6 +267,8 @@ static int start(struct virtio_pci *vp, struct blk_req *r)
 	iov_trim_back(r->elem.in, &r->elem.in_num, 1);
 	r->elem.in_len -= 1;
 	r->written = 0;
+	r->len = 0;
+	r->flush = type == T_FLUSH;
 
 	switch (type) {
 	case T_IN:
@@ -517,6 +533,19 @@ int virtio_blk_switch(struct virtio_pci *vp, const char *path, enum blk_format f
 	return r;
 }
 
+static json_t *blk_stats(struct virtio_pci *vp)
+{
+	struct virtio_blk *b = vp->dev;
+	const struct blk *top = &b->disk;
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "path", top->path, "read_bytes",
+			 (json_int_t)atomic_load(&b->rd_bytes), "read_requests",
+			 (json_int_t)atomic_load(&b->rd_reqs), "write_bytes",
+			 (json_int_t)atomic_load(&b->wr_bytes), "write_requests",
+			 (json_int_t)atomic_load(&b->wr_reqs), "flush_requests",
+			 (json_int_t)atomic_load(&b->flush_reqs), "errors",
+			 (json_int_t)atomic_load(&b->errors));
+}
+
 static void blk_destroy(struct virtio_pci *vp)
 {
 	struct virtio_blk *b = vp->dev;
@@ -594,6 +623,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 	    .poll_us = BLK_POLL_US,
 	    .settle_ns = 1000,
 	    .poll = blk_poll,
+	    .stats = blk_stats,
 	};
 	struct virtio_pci *vp;
 	if ((r = virtio_pci_create(vm, ops, b, &vp)))

@@ -6,6 +6,7 @@
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,8 @@ struct virtio_net {
 	char ifname[IFNAMSIZ];
 	bool rx_watched;
 	size_t pending; /* a received frame in rxbuf waiting for buffers (0 = none) */
-	uint64_t rx_dropped, tx_dropped;
+	/* query-stats: frames (without the virtio header) moved, updated on the I/O thread. */
+	_Atomic uint64_t rx_bytes, rx_packets, tx_bytes, tx_packets, rx_dropped, tx_dropped;
 	uint8_t config[12];
 	struct vq_elem elem;
 	struct iovec first[8]; /* the first buffer of a merged frame, for num_buffers */
@@ -123,6 +125,8 @@ static bool deliver(struct virtio_pci *vp, size_t len, bool *pushed)
 	iov_from_buf(n->first, n->first_n, 10, &nb, sizeof(nb));
 	for (used = 0; used < nbufs; used++)
 		vq_push(vq, (uint16_t)done[used].id, done[used].len);
+	atomic_fetch_add_explicit(&n->rx_bytes, len - VNET_HDR_LEN, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n->rx_packets, 1, memory_order_relaxed);
 	*pushed = true;
 	return true;
 }
@@ -186,8 +190,12 @@ static int64_t tx_one(struct virtio_pci *vp, struct vq_elem *e, void *arg)
 		return 0;
 	}
 	for (int tries = 0;; tries++) {
-		if (writev(n->tap, e->out, (int)e->out_num) >= 0)
+		if (writev(n->tap, e->out, (int)e->out_num) >= 0) {
+			atomic_fetch_add_explicit(&n->tx_bytes, e->out_len - VNET_HDR_LEN,
+						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&n->tx_packets, 1, memory_order_relaxed);
 			return 0;
+		}
 		if (errno == EAGAIN && tries < 3) {
 			struct pollfd p = {.fd = n->tap, .events = POLLOUT};
 			poll(&p, 1, 10);
@@ -254,12 +262,25 @@ static void net_reset(struct virtio_pci *vp)
 	n->pending = 0;
 }
 
+static json_t *net_stats(struct virtio_pci *vp)
+{
+	struct virtio_net *n = vp->dev;
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "ifname", n->ifname, "rx_bytes",
+			 (json_int_t)atomic_load(&n->rx_bytes), "rx_packets",
+			 (json_int_t)atomic_load(&n->rx_packets), "tx_bytes",
+			 (json_int_t)atomic_load(&n->tx_bytes), "tx_packets",
+			 (json_int_t)atomic_load(&n->tx_packets), "rx_dropped",
+			 (json_int_t)atomic_load(&n->rx_dropped), "tx_dropped",
+			 (json_int_t)atomic_load(&n->tx_dropped));
+}
+
 static void net_destroy(struct virtio_pci *vp)
 {
 	struct virtio_net *n = vp->dev;
-	if (n->rx_dropped || n->tx_dropped)
+	uint64_t rxd = atomic_load(&n->rx_dropped), txd = atomic_load(&n->tx_dropped);
+	if (rxd || txd)
 		log_info(vp->tag, "%s: %llu received and %llu sent frames were dropped", n->ifname,
-			 (unsigned long long)n->rx_dropped, (unsigned long long)n->tx_dropped);
+			 (unsigned long long)rxd, (unsigned long long)txd);
 	close(n->tap);
 	free(n);
 	vp->dev = NULL;
@@ -374,6 +395,7 @@ static const struct virtio_device_ops net_ops = {
     .destroy = net_destroy,
     .poll_us = 30,
     .poll = net_poll,
+    .stats = net_stats,
 };
 
 int virtio_net_create(struct vm *vm, const struct nic_cfg *cfg, const char *vmname, unsigned idx)

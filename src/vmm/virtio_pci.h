@@ -72,6 +72,9 @@ struct virtio_device_ops {
 	void (*quiesce)(struct virtio_pci *vp);
 	json_t *(*save)(struct virtio_pci *vp);
 	int (*load)(struct virtio_pci *vp, json_t *state, char *msg, size_t msglen);
+	/* Counters for the control socket's query-stats (optional): a JSON object built from
+	 * atomics the I/O thread updates, so any thread may call it while the device lives. */
+	json_t *(*stats)(struct virtio_pci *vp);
 };
 
 struct virtio_queue_state {

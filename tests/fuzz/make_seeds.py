@@ -347,8 +347,9 @@ def proto_seeds():
             {"cmd": "checkpoint", "args": {"dir": "/c", "overlays": ["/o.qcow2"]}},
             {"cmd": "checkpoint-create", "args": {"name": "a", "disk_only": True, "timeout_ms": 9}},
             {"cmd": "checkpoint-list"}, {"cmd": "checkpoint-apply", "args": {"checkpoint": "a"}},
-            {"cmd": "checkpoint-delete", "args": {"checkpoint": "c1"}}]
-    bad = [{"cmd": "pause", "args": {"timeout_ms": "soon"}}, {"cmd": "pause", "args": {"timeout_ms": 0}},
+            {"cmd": "checkpoint-delete", "args": {"checkpoint": "c1"}},
+            {"id": 3, "cmd": "query-stats"}]
+    bad = [{"cmd": "query-stats", "args": {"disk": 0}}, {"cmd": "pause", "args": {"timeout_ms": "soon"}}, {"cmd": "pause", "args": {"timeout_ms": 0}},
            {"cmd": "resume", "args": {"x": 1}}, {"cmd": "nope"}, {"cmd": 5}, {"id": 1},
            {"cmd": "pause", "args": [1]}, {"cmd": "quit", "extra": True},
            {"cmd": "checkpoint-create", "args": {"name": ""}}, {"cmd": "checkpoint-apply"},
