@@ -65,6 +65,16 @@ static void show_vm(const json_t *vm)
 	{
 		kv_print(stdout, i ? "" : "Console ports", "%s", str(d, "name"));
 	}
+	if (!json_array_size(json_object_get(vm, "nics")))
+		kv_print(stdout, "NICs", "-");
+	json_array_foreach(json_object_get(vm, "nics"), i, d)
+	{
+		char key[32], vlan[24] = "";
+		snprintf(key, sizeof(key), "NIC %zu", i);
+		if (json_is_integer(json_object_get(d, "vlan")))
+			snprintf(vlan, sizeof(vlan), " vlan=%" JSON_INTEGER_FORMAT, num(d, "vlan"));
+		kv_print(stdout, key, "switch=%s mac=%s%s", str(d, "switch"), str(d, "mac"), vlan);
+	}
 	kv_print(stdout, "RNG", "%s", json_is_true(json_object_get(vm, "rng")) ? "yes" : "no");
 	kv_print(stdout, "Auto start", "%s", str(vm, "auto_start"));
 	kv_print(stdout, "Auto stop", "%s", str(vm, "auto_stop"));
@@ -287,6 +297,8 @@ static int vm_delete(struct cli *c, const struct cli_verb *v, const struct cli_a
 	 "a virtio-blk disk; repeat for more, in order (at most 8)"}, \
 	{"console-port", OPT_ARG | OPT_REPEAT, "NAME", NULL, \
 	 "a named virtio-console port, repeatable (org.qemu.guest_agent.0)"}, \
+	{"nic", OPT_ARG | OPT_REPEAT, "switch=NAME[,mac=M][,vlan=N]", NULL, \
+	 "a virtio-net NIC on a virtual switch; repeat for more (at most 4); no mac=: berthd assigns one"}, \
 	{"rng", 0, NULL, NULL, "a virtio-rng device"}, \
 	{"auto-start", OPT_ARG, "ACTION", "nothing start-if-running always", \
 	 "on host start: nothing, start-if-running, always" D("start-if-running")}, \
@@ -307,6 +319,7 @@ static const struct cli_opt set_opts[] = {
 	{"no-initrd", 0, NULL, NULL, "remove the initial ramdisk"},
 	{"no-disks", 0, NULL, NULL, "remove every disk (--disk replaces the whole list)"},
 	{"no-console-ports", 0, NULL, NULL, "remove every console port (--console-port replaces the list)"},
+	{"no-nics", 0, NULL, NULL, "remove every NIC (--nic replaces the list)"},
 	{"no-rng", 0, NULL, NULL, "remove the virtio-rng device"},
 	{"from-json", OPT_ARG | OPT_FILE, "FILE|-", NULL,
 	 "start from a JSON merge patch (RFC 7386); options override it"},

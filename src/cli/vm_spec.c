@@ -119,7 +119,48 @@ out:
 	return ret;
 }
 
-/* Every value of a repeatable option (--disk, --console-port) as the JSON array key; --none
+/* "switch=NAME[,mac=M][,vlan=N]" as a NicSpec (berthd checks the values and names the field). */
+static int parse_nic(const char *arg, json_t **out)
+{
+	char *copy = strdup(arg), *save = NULL, *tok;
+	json_t *n = json_object();
+	int ret = EXIT_OK;
+
+	if (!copy || !n) {
+		ret = cli_fail(EXIT_ERROR, "out of memory");
+		goto out;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		uint64_t v;
+		if (eq && (strncmp(tok, "switch=", 7) == 0 || strncmp(tok, "mac=", 4) == 0)) {
+			*eq = '\0';
+			ret = set_str(n, tok, eq + 1);
+		} else if (eq && strncmp(tok, "vlan=", 5) == 0) {
+			if (parse_u64(eq + 1, &v) || v > 65535)
+				ret =
+				    cli_usage(NULL, NULL, "--nic '%s': vlan= takes a number", arg);
+			else
+				ret = set_new(n, "vlan", json_integer((json_int_t)v));
+		} else {
+			ret = cli_usage(NULL, NULL,
+					"--nic '%s': unknown option '%s' (switch=, mac=, vlan=)",
+					arg, tok);
+		}
+	}
+	if (!ret && !json_object_get(n, "switch"))
+		ret = cli_usage(NULL, NULL, "--nic '%s': switch=NAME is required", arg);
+	if (!ret) {
+		*out = n;
+		n = NULL;
+	}
+out:
+	json_decref(n);
+	free(copy);
+	return ret;
+}
+
+/* Every value of a repeatable option (--disk, --console-port, --nic) as the JSON array key; --none
  * sets an empty one. */
 static int list_of(const struct cli *c, const struct cli_args *a, const char *opt, const char *key,
 		   const char *none, json_t *obj)
@@ -141,6 +182,8 @@ static int list_of(const struct cli *c, const struct cli_args *a, const char *op
 		int ret;
 		if (strcmp(opt, "disk") == 0) {
 			ret = parse_disk(c, a->set[i].val, &item);
+		} else if (strcmp(opt, "nic") == 0) {
+			ret = parse_nic(a->set[i].val, &item);
 		} else {
 			item = json_pack("{s:s}", "name", a->set[i].val);
 			ret = item ? EXIT_OK : cli_fail(EXIT_ERROR, "out of memory");
@@ -218,7 +261,8 @@ int vm_spec_apply(const struct cli *c, const struct cli_args *a, json_t *obj)
 			return ret;
 	}
 	if ((ret = list_of(c, a, "disk", "disks", "no-disks", obj)) ||
-	    (ret = list_of(c, a, "console-port", "console_ports", "no-console-ports", obj)))
+	    (ret = list_of(c, a, "console-port", "console_ports", "no-console-ports", obj)) ||
+	    (ret = list_of(c, a, "nic", "nics", "no-nics", obj)))
 		return ret;
 	if (args_has(a, "rng") && args_has(a, "no-rng"))
 		return cli_usage(NULL, NULL, "--rng and --no-rng contradict each other");

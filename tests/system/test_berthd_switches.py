@@ -558,3 +558,47 @@ def test_unprivileged_vmms_use_the_taps_berthd_hands_them(env, ns, vmm_user):
     assert link(ns, "bt%s-0" % v["uuid"][:8])["master"] in (sw["bridge"], sw["bridge"] + "v3")
     assert d.post(V + "/vms/u/turn-off?wait=true", None).json["state"] == "succeeded"
     run_pair(d, [{"switch": "lab"}], [{"switch": "lab"}])
+
+
+def test_cli_switch_verbs_and_nics(env, ns):
+    """`berth switch create|list|show|delete` and `berth vm create|set --nic` against this berthd."""
+    cli = os.path.join(os.path.dirname(BERTHD), "berth")
+
+    def berth(*args):
+        e = dict(os.environ, BERTH_SOCKET=env.sock)
+        return subprocess.run([cli, *args], capture_output=True, text=True, env=e, stdin=subprocess.DEVNULL)
+
+    r = berth("switch", "create", "lan", "--kind", "internal", "--address", "10.77.0.1/24")
+    assert r.returncode == 0 and "Kind:           internal" in r.stdout, r
+    r = berth("switch", "create", "priv", "--kind", "private", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["kind"] == "private", r
+    bridge = json.loads(r.stdout)["bridge"]
+    assert link(ns, bridge) is not None                       # the bridge exists in the namespace
+    r = berth("switch", "list")
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:3] == ["NAME", "KIND", "BRIDGE"], r
+    assert {l.split()[0] for l in r.stdout.splitlines()[1:]} == {"lan", "priv"}
+    r = berth("switch", "list", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == env.get(V + "/switches").json
+    assert berth("switch", "create", "x", "--kind", "bogus").returncode == 1
+    assert berth("switch", "create", "lan", "--kind", "private").returncode == 4   # the name is taken
+    assert berth("switch", "create", "y").returncode == 2                          # --kind is required
+
+    r = berth("vm", "create", "v", "--kernel", GUEST, "--nic", "switch=priv,vlan=10", "--nic", "switch=lan",
+              "--json")
+    assert r.returncode == 0, r
+    nics = json.loads(r.stdout)["nics"]
+    assert [n["switch"] for n in nics] == ["priv", "lan"] and nics[0]["vlan"] == 10 and nics[1]["vlan"] is None
+    assert all(re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", n["mac"]) for n in nics), nics
+    r = berth("vm", "show", "v")
+    assert f"NIC 0:          switch=priv mac={nics[0]['mac']} vlan=10" in r.stdout, r
+    assert berth("vm", "create", "w", "--kernel", GUEST, "--nic", "vlan=3").returncode == 2
+    r = berth("switch", "delete", "priv", "--yes")
+    assert r.returncode == 4 and "v" in r.stderr, r                              # in use by v
+    r = berth("vm", "set", "v", "--nic", "switch=lan,mac=52:54:00:00:00:42", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["nics"] == [
+        {"switch": "lan", "mac": "52:54:00:00:00:42", "vlan": None}], r
+    r = berth("switch", "delete", "priv", "--yes")
+    assert r.returncode == 0 and link(ns, bridge) is None, r
+    assert berth("switch", "show", "priv").returncode == 3
+    assert berth("vm", "set", "v", "--no-nics", "--json").returncode == 0
+    assert berth("switch", "delete", "lan").returncode == 2                       # no terminal, no --yes

@@ -22,7 +22,7 @@ V = "/api/v1"
 KERNEL = "/var/lib/berth/kernels/vmlinuz"
 
 SPEC_OPTS = ["--vcpus", "--memory", "--cpu-template", "--kernel", "--initrd", "--cmdline", "--disk",
-             "--console-port", "--rng", "--auto-start", "--auto-stop", "--notes", "--from-json"]
+             "--console-port", "--nic", "--rng", "--auto-start", "--auto-stop", "--notes", "--from-json"]
 GLOBAL_OPTS = ["--json", "--socket", "--host", "--token", "--help"]
 VERBS = {
     ("host", "show"): [],
@@ -30,7 +30,7 @@ VERBS = {
     ("vm", "list"): [],
     ("vm", "show"): [],
     ("vm", "set"): SPEC_OPTS + ["--name", "--force", "--no-initrd", "--no-disks",
-                                "--no-console-ports", "--no-rng"],
+                                "--no-console-ports", "--no-nics", "--no-rng"],
     ("vm", "delete"): ["--yes"],
     ("vm", "start"): ["--no-wait"],
     ("vm", "stop"): ["--timeout", "--turn-off", "--no-wait"],
@@ -40,6 +40,10 @@ VERBS = {
     ("vm", "resume"): ["--no-wait"],
     ("vm", "save"): ["--no-wait"],
     ("vm", "console"): [],
+    ("switch", "create"): ["--kind", "--host-nic", "--address"],
+    ("switch", "list"): [],
+    ("switch", "show"): [],
+    ("switch", "delete"): ["--yes"],
 }
 
 
@@ -608,7 +612,7 @@ def test_help_for_every_noun_and_verb():
         # --help wins over missing or wrong arguments, and nothing is contacted
         r = run(noun, verb, "--help", "x", "y", sock="/nonexistent")
         assert r.rc == 0, r
-    for noun in ("vm", "host"):
+    for noun in ("vm", "host", "switch"):
         for args in [(noun, "--help"), ("help", noun)]:
             r = run(*args)
             assert r.rc == 0 and r.out.startswith(f"usage: berth {noun} VERB"), r
@@ -655,7 +659,7 @@ def complete(words, env=None):
 def test_bash_completion(berthd, tmp_path):
     p = subprocess.run(["bash", "-n", COMPLETION], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert complete(["berth", ""]) == ["host", "vm", "help"]
+    assert complete(["berth", ""]) == ["host", "vm", "switch", "help"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
     assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",
