@@ -23,18 +23,6 @@ void nics_tap_name(const char *vm_uuid, unsigned idx, char out[16])
 	snprintf(out, 16, "bt%.8s-%u", vm_uuid, idx % 10);
 }
 
-__attribute__((format(printf, 4, 5))) static int fail(struct spec_error *err, const char *code,
-						      const char *field, const char *fmt, ...)
-{
-	va_list ap;
-	err->code = code;
-	snprintf(err->field, sizeof(err->field), "%s", field);
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return !strcmp(code, "conflict") ? -EEXIST : !strcmp(code, "internal") ? -EIO : -EINVAL;
-}
-
 /* The MACs in use: other VMs' (with their names) and, as they are settled, this spec's. */
 struct macs {
 	char (*mac)[18];
@@ -112,8 +100,8 @@ int nics_resolve(struct db *db, const char *vm_uuid, json_t *spec, json_t *prev,
 	if (!json_array_size(nics))
 		return 0;
 	if ((ret = db_nic_macs(db, vm_uuid, macs_collect, &m))) {
-		ret = fail(err, "internal", "", "reading the NICs' MAC addresses: %s",
-			   strerror(-ret));
+		ret = spec_fail(err, "internal", "", "reading the NICs' MAC addresses: %s",
+				strerror(-ret));
 		goto out;
 	}
 	/* the MACs given first, so an address from the pool never takes one of them */
@@ -123,11 +111,12 @@ int nics_resolve(struct db *db, const char *vm_uuid, json_t *spec, json_t *prev,
 		snprintf(field, sizeof(field), "nics[%zu].switch", i);
 		ret = db_switch_find(db, json_string_value(json_object_get(n, "switch")), &sw);
 		if (ret == -ENOENT) {
-			ret = fail(err, "invalid-argument", field, "%s: no switch named '%s'",
-				   field, json_string_value(json_object_get(n, "switch")));
+			ret = spec_fail(err, "invalid-argument", field, "%s: no switch named '%s'",
+					field, json_string_value(json_object_get(n, "switch")));
 			goto out;
 		} else if (ret) {
-			ret = fail(err, "internal", "", "reading the switches: %s", strerror(-ret));
+			ret = spec_fail(err, "internal", "", "reading the switches: %s",
+					strerror(-ret));
 			goto out;
 		}
 		/* a NIC names its switch by name: a UUID given is stored as the name */
@@ -137,8 +126,8 @@ int nics_resolve(struct db *db, const char *vm_uuid, json_t *spec, json_t *prev,
 			continue;
 		snprintf(field, sizeof(field), "nics[%zu].mac", i);
 		if ((owner = macs_owner(&m, given))) {
-			ret = fail(err, "conflict", field, "%s: %s is VM '%s''s MAC address", field,
-				   given, owner);
+			ret = spec_fail(err, "conflict", field, "%s: %s is VM '%s''s MAC address",
+					field, given, owner);
 			goto out;
 		}
 		if ((ret = macs_add(&m, "", given)))
@@ -155,8 +144,9 @@ int nics_resolve(struct db *db, const char *vm_uuid, json_t *spec, json_t *prev,
 			snprintf(mac, sizeof(mac), "%s", old);
 		} else if ((ret = pool_mac(&m, mac))) {
 			snprintf(field, sizeof(field), "nics[%zu].mac", i);
-			ret = fail(err, "internal", field, "%s: no free address in the pool: %s",
-				   field, strerror(-ret));
+			ret =
+			    spec_fail(err, "internal", field, "%s: no free address in the pool: %s",
+				      field, strerror(-ret));
 			goto out;
 		}
 		if (json_object_set_new(n, "mac", json_string(mac)) || macs_add(&m, "", mac))
@@ -164,7 +154,7 @@ int nics_resolve(struct db *db, const char *vm_uuid, json_t *spec, json_t *prev,
 	}
 	goto out;
 oom:
-	fail(err, "internal", "", "out of memory");
+	spec_fail(err, "internal", "", "out of memory");
 	ret = -ENOMEM;
 out:
 	macs_free(&m);

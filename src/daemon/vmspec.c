@@ -16,8 +16,7 @@ static const char *const DISK_CACHES[] = {"none", "writeback", NULL};
 static const char *const AUTO_START[] = {"nothing", "start-if-running", "always", NULL};
 static const char *const AUTO_STOP[] = {"save", "turn-off", "shut-down", NULL};
 
-__attribute__((format(printf, 4, 5))) static int fail(struct spec_error *err, const char *code,
-						      const char *field, const char *fmt, ...)
+int spec_fail(struct spec_error *err, const char *code, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 	err->code = code;
@@ -25,7 +24,7 @@ __attribute__((format(printf, 4, 5))) static int fail(struct spec_error *err, co
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
-	return -EINVAL;
+	return !strcmp(code, "conflict") ? -EEXIST : !strcmp(code, "internal") ? -EIO : -EINVAL;
 }
 
 static int oom(struct spec_error *err)
@@ -55,7 +54,7 @@ static int check_keys(json_t *obj, const char *prefix, const char *const *known,
 		if (!in_list(key, known)) {
 			char field[96];
 			snprintf(field, sizeof(field), "%s%s%s", prefix, *prefix ? "." : "", key);
-			return fail(err, "unknown-field", field, "unknown field '%s'", field);
+			return spec_fail(err, "unknown-field", field, "unknown field '%s'", field);
 		}
 	}
 	return 0;
@@ -66,15 +65,15 @@ static int get_string(json_t *v, const char *field, size_t max, const char **out
 		      struct spec_error *err)
 {
 	if (!json_is_string(v))
-		return fail(err, "invalid-argument", field, "%s: must be a string", field);
+		return spec_fail(err, "invalid-argument", field, "%s: must be a string", field);
 	const char *s = json_string_value(v);
 	size_t len = json_string_length(v);
 	if (strlen(s) != len)
-		return fail(err, "invalid-argument", field, "%s: must not contain NUL characters",
-			    field);
+		return spec_fail(err, "invalid-argument", field,
+				 "%s: must not contain NUL characters", field);
 	if (len > max)
-		return fail(err, "invalid-argument", field, "%s: at most %zu bytes (got %zu)",
-			    field, max, len);
+		return spec_fail(err, "invalid-argument", field, "%s: at most %zu bytes (got %zu)",
+				 field, max, len);
 	*out = s;
 	return 0;
 }
@@ -85,10 +84,11 @@ static int get_path(json_t *v, const char *field, bool no_comma, const char **ou
 	if (get_string(v, field, VMSPEC_PATH_MAX, out, err))
 		return -EINVAL;
 	if ((*out)[0] != '/')
-		return fail(err, "invalid-argument", field, "%s: must be an absolute path", field);
+		return spec_fail(err, "invalid-argument", field, "%s: must be an absolute path",
+				 field);
 	/* berth-vmm's disk options are comma-separated after the path */
 	if (no_comma && strchr(*out, ','))
-		return fail(err, "invalid-argument", field, "%s: must not contain ','", field);
+		return spec_fail(err, "invalid-argument", field, "%s: must not contain ','", field);
 	return 0;
 }
 
@@ -104,16 +104,16 @@ static int get_enum(json_t *v, const char *field, const char *const *names, cons
 	for (const char *const *n = names; *n; n++)
 		snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s\"%s\"",
 			 n == names ? "" : ", ", *n);
-	return fail(err, "invalid-argument", field, "%s: must be one of %s", field, known);
+	return spec_fail(err, "invalid-argument", field, "%s: must be one of %s", field, known);
 }
 
 static int get_int(json_t *v, const char *field, json_int_t min, json_int_t max, json_int_t *out,
 		   struct spec_error *err)
 {
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-		return fail(err, "invalid-argument", field,
-			    "%s: must be a whole number from %lld to %lld", field, (long long)min,
-			    (long long)max);
+		return spec_fail(err, "invalid-argument", field,
+				 "%s: must be a whole number from %lld to %lld", field,
+				 (long long)min, (long long)max);
 	*out = json_integer_value(v);
 	return 0;
 }
@@ -121,7 +121,8 @@ static int get_int(json_t *v, const char *field, json_int_t min, json_int_t max,
 static int get_bool(json_t *v, const char *field, bool *out, struct spec_error *err)
 {
 	if (!json_is_boolean(v))
-		return fail(err, "invalid-argument", field, "%s: must be true or false", field);
+		return spec_fail(err, "invalid-argument", field, "%s: must be true or false",
+				 field);
 	*out = json_is_true(v);
 	return 0;
 }
@@ -173,14 +174,15 @@ static int check_name(json_t *v, json_t *out, struct spec_error *err)
 {
 	const char *s;
 	if (!v)
-		return fail(err, "invalid-argument", "name", "name: required");
+		return spec_fail(err, "invalid-argument", "name", "name: required");
 	if (get_string(v, "name", 255, &s, err))
 		return -EINVAL;
 	if (!vmspec_name_valid(s))
-		return fail(err, "invalid-argument", "name",
-			    "name: 1 to %d characters of letters, digits, '.', '_' and '-', not "
-			    "starting with '.' or '-' and not shaped like a UUID",
-			    VMSPEC_NAME_MAX);
+		return spec_fail(
+		    err, "invalid-argument", "name",
+		    "name: 1 to %d characters of letters, digits, '.', '_' and '-', not "
+		    "starting with '.' or '-' and not shaped like a UUID",
+		    VMSPEC_NAME_MAX);
 	return json_object_set_new(out, "name", json_string(s)) ? oom(err) : 0;
 }
 
@@ -191,14 +193,14 @@ static int check_boot(json_t *v, json_t *out, struct spec_error *err)
 	json_t *f;
 
 	if (!v)
-		return fail(err, "invalid-argument", "boot",
-			    "boot: required (at least boot.kernel)");
+		return spec_fail(err, "invalid-argument", "boot",
+				 "boot: required (at least boot.kernel)");
 	if (!json_is_object(v))
-		return fail(err, "invalid-argument", "boot", "boot: must be an object");
+		return spec_fail(err, "invalid-argument", "boot", "boot: must be an object");
 	if (check_keys(v, "boot", keys, err))
 		return -EINVAL;
 	if (!(f = opt(v, "kernel")))
-		return fail(err, "invalid-argument", "boot.kernel", "boot.kernel: required");
+		return spec_fail(err, "invalid-argument", "boot.kernel", "boot.kernel: required");
 	if (get_path(f, "boot.kernel", false, &kernel, err))
 		return -EINVAL;
 	if ((f = opt(v, "initrd")) && get_path(f, "boot.initrd", false, &initrd, err))
@@ -218,8 +220,8 @@ static int check_serial(json_t *v, const char *field, json_t **out, struct spec_
 		return -EINVAL;
 	for (const char *p = s; *p; p++)
 		if (*p < 0x21 || *p > 0x7e || *p == ',')
-			return fail(err, "invalid-argument", field,
-				    "%s: printable ASCII without spaces or ','", field);
+			return spec_fail(err, "invalid-argument", field,
+					 "%s: printable ASCII without spaces or ','", field);
 	*out = json_string(s);
 	return 0;
 }
@@ -234,19 +236,19 @@ static int check_disk(json_t *d, size_t i, json_t *disks, struct spec_error *err
 
 	snprintf(pre, sizeof(pre), "disks[%zu]", i);
 	if (!json_is_object(d))
-		return fail(err, "invalid-argument", pre, "%s: must be an object", pre);
+		return spec_fail(err, "invalid-argument", pre, "%s: must be an object", pre);
 	if (check_keys(d, pre, keys, err))
 		return -EINVAL;
 	snprintf(field, sizeof(field), "%s.path", pre);
 	if (!(f = opt(d, "path")))
-		return fail(err, "invalid-argument", field, "%s: required", field);
+		return spec_fail(err, "invalid-argument", field, "%s: required", field);
 	if (get_path(f, field, true, &path, err))
 		return -EINVAL;
 	for (size_t j = 0; j < json_array_size(disks); j++)
 		if (!strcmp(path,
 			    json_string_value(json_object_get(json_array_get(disks, j), "path"))))
-			return fail(err, "invalid-argument", field,
-				    "%s: the same file as disks[%zu].path", field, j);
+			return spec_fail(err, "invalid-argument", field,
+					 "%s: the same file as disks[%zu].path", field, j);
 	snprintf(field, sizeof(field), "%s.format", pre);
 	if ((f = opt(d, "format")) && get_enum(f, field, DISK_FORMATS, &format, err))
 		return -EINVAL;
@@ -274,10 +276,10 @@ static int check_disks(json_t *v, json_t *out, struct spec_error *err)
 	if (!v)
 		return 0;
 	if (!json_is_array(v))
-		return fail(err, "invalid-argument", "disks", "disks: must be an array");
+		return spec_fail(err, "invalid-argument", "disks", "disks: must be an array");
 	if (json_array_size(v) > VMSPEC_DISKS_MAX)
-		return fail(err, "invalid-argument", "disks", "disks: at most %d disks",
-			    VMSPEC_DISKS_MAX);
+		return spec_fail(err, "invalid-argument", "disks", "disks: at most %d disks",
+				 VMSPEC_DISKS_MAX);
 	for (size_t i = 0; i < json_array_size(v); i++)
 		if (check_disk(json_array_get(v, i), i, disks, err))
 			return -EINVAL;
@@ -296,34 +298,37 @@ static int check_ports(json_t *v, json_t *out, struct spec_error *err)
 	if (!v)
 		return 0;
 	if (!json_is_array(v))
-		return fail(err, "invalid-argument", "console_ports",
-			    "console_ports: must be an array");
+		return spec_fail(err, "invalid-argument", "console_ports",
+				 "console_ports: must be an array");
 	if (json_array_size(v) > VMSPEC_PORTS_MAX)
-		return fail(err, "invalid-argument", "console_ports",
-			    "console_ports: at most %d ports", VMSPEC_PORTS_MAX);
+		return spec_fail(err, "invalid-argument", "console_ports",
+				 "console_ports: at most %d ports", VMSPEC_PORTS_MAX);
 	for (size_t i = 0; i < json_array_size(v); i++) {
 		json_t *p = json_array_get(v, i), *f;
 		snprintf(pre, sizeof(pre), "console_ports[%zu]", i);
 		snprintf(field, sizeof(field), "%s.name", pre);
 		if (!json_is_object(p))
-			return fail(err, "invalid-argument", pre, "%s: must be an object", pre);
+			return spec_fail(err, "invalid-argument", pre, "%s: must be an object",
+					 pre);
 		if (check_keys(p, pre, keys, err))
 			return -EINVAL;
 		if (!(f = opt(p, "name")))
-			return fail(err, "invalid-argument", field, "%s: required", field);
+			return spec_fail(err, "invalid-argument", field, "%s: required", field);
 		if (get_string(f, field, VMSPEC_PORT_NAME_MAX, &name, err))
 			return -EINVAL;
 		if (!*name)
-			return fail(err, "invalid-argument", field, "%s: must not be empty", field);
+			return spec_fail(err, "invalid-argument", field, "%s: must not be empty",
+					 field);
 		for (const char *q = name; *q; q++)
 			if (*q < 0x21 || *q > 0x7e)
-				return fail(err, "invalid-argument", field,
-					    "%s: printable ASCII without spaces", field);
+				return spec_fail(err, "invalid-argument", field,
+						 "%s: printable ASCII without spaces", field);
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(name, json_string_value(
 					      json_object_get(json_array_get(ports, j), "name"))))
-				return fail(err, "invalid-argument", field,
-					    "%s: console_ports[%zu] has the same name", field, j);
+				return spec_fail(err, "invalid-argument", field,
+						 "%s: console_ports[%zu] has the same name", field,
+						 j);
 		if (json_array_append_new(ports, json_pack("{s:s}", "name", name)))
 			return oom(err);
 	}
@@ -372,44 +377,45 @@ static int check_nics(json_t *v, json_t *out, struct spec_error *err)
 	if (!v)
 		return 0;
 	if (!json_is_array(v))
-		return fail(err, "invalid-argument", "nics", "nics: must be an array");
+		return spec_fail(err, "invalid-argument", "nics", "nics: must be an array");
 	if (json_array_size(v) > VMSPEC_NICS_MAX)
-		return fail(err, "invalid-argument", "nics", "nics: at most %d NICs",
-			    VMSPEC_NICS_MAX);
+		return spec_fail(err, "invalid-argument", "nics", "nics: at most %d NICs",
+				 VMSPEC_NICS_MAX);
 	for (size_t i = 0; i < json_array_size(v); i++) {
 		json_t *n = json_array_get(v, i), *f, *jmac = json_null();
 		const char *sw, *m;
 		json_int_t vlan = 0;
 		snprintf(pre, sizeof(pre), "nics[%zu]", i);
 		if (!json_is_object(n))
-			return fail(err, "invalid-argument", pre, "%s: must be an object", pre);
+			return spec_fail(err, "invalid-argument", pre, "%s: must be an object",
+					 pre);
 		if (check_keys(n, pre, keys, err))
 			return -EINVAL;
 		snprintf(field, sizeof(field), "%s.switch", pre);
 		if (!(f = opt(n, "switch")))
-			return fail(err, "invalid-argument", field, "%s: required", field);
+			return spec_fail(err, "invalid-argument", field, "%s: required", field);
 		if (get_string(f, field, 255, &sw, err))
 			return -EINVAL;
 		if (!vmspec_name_valid(sw) && !vmspec_is_uuid(sw))
-			return fail(err, "invalid-argument", field, "%s: not a switch name or UUID",
-				    field);
+			return spec_fail(err, "invalid-argument", field,
+					 "%s: not a switch name or UUID", field);
 		snprintf(field, sizeof(field), "%s.mac", pre);
 		if ((f = opt(n, "mac"))) {
 			if (get_string(f, field, 17, &m, err))
 				return -EINVAL;
 			if (vmspec_parse_mac(m, mac))
-				return fail(err, "invalid-argument", field,
-					    "%s: a unicast MAC address like 52:54:00:12:34:56",
-					    field);
+				return spec_fail(err, "invalid-argument", field,
+						 "%s: a unicast MAC address like 52:54:00:12:34:56",
+						 field);
 			snprintf(mac_text, sizeof(mac_text), "%02x:%02x:%02x:%02x:%02x:%02x",
 				 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 			for (size_t j = 0; j < i; j++) {
 				json_t *other = json_object_get(json_array_get(nics, j), "mac");
 				if (json_is_string(other) &&
 				    !strcmp(json_string_value(other), mac_text))
-					return fail(err, "invalid-argument", field,
-						    "%s: nics[%zu] has the same MAC address", field,
-						    j);
+					return spec_fail(err, "invalid-argument", field,
+							 "%s: nics[%zu] has the same MAC address",
+							 field, j);
 			}
 			jmac = json_string(mac_text);
 		}
@@ -437,11 +443,11 @@ int vmspec_normalize(json_t *in, json_t **out, struct spec_error *err)
 	json_t *o = NULL, *f;
 
 	if (!json_is_object(in))
-		return fail(err, "invalid-argument", "", "the VM spec must be a JSON object");
+		return spec_fail(err, "invalid-argument", "", "the VM spec must be a JSON object");
 	for (size_t i = 0; i < ARRAY_SIZE(READ_ONLY); i++)
 		if (json_object_get(in, READ_ONLY[i]))
-			return fail(err, "invalid-argument", READ_ONLY[i],
-				    "%s: is read-only (set by berthd)", READ_ONLY[i]);
+			return spec_fail(err, "invalid-argument", READ_ONLY[i],
+					 "%s: is read-only (set by berthd)", READ_ONLY[i]);
 	if (check_keys(in, "", keys, err))
 		return -EINVAL;
 	if (!(o = json_object()))

@@ -30,6 +30,11 @@ struct spec_error {
 	char msg[256];
 };
 
+/* Fill err (a stable code, the field, a message) and return -EEXIST for "conflict", -EIO for
+ * "internal", -EINVAL otherwise. */
+int spec_fail(struct spec_error *err, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /*
  * Validate a spec as a client sends it (POST body, or a stored spec after a merge patch): every
  * field checked, unknown fields refused, read-only output fields refused. On success *out is a new
