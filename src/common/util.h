@@ -13,6 +13,13 @@
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
 #define ALIGN_DOWN(x, a) ((x) & ~((uint64_t)(a)-1))
 
+/* CLOCK_MONOTONIC in nanoseconds (for durations and deadlines). */
+uint64_t mono_ns(void);
+static inline int64_t mono_ms(void)
+{
+	return (int64_t)(mono_ns() / 1000000);
+}
+
 /* "512M", "2G", "65536K", "1073741824" (bytes). Suffixes K/M/G/T, optional "iB"/"B".
  * -EINVAL/-ERANGE. */
 int parse_size(const char *s, uint64_t *out);

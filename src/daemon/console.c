@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define TAG "console"
 #define ACCEPT_WAIT_MS 200 /* a VMM that turns a client away closes it within this */
@@ -44,13 +45,6 @@ static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void console_conn_free(struct console_conn *cc)
@@ -105,7 +99,7 @@ fail:
 int console_open(const char *path, const char *vm, bool input, struct console_conn **out)
 {
 	struct console_conn *cc = calloc(1, sizeof(*cc));
-	long deadline = now_ms() + BUSY_RETRY_MS;
+	long deadline = mono_ms() + BUSY_RETRY_MS;
 	int ret;
 
 	if (!cc)
@@ -113,7 +107,7 @@ int console_open(const char *path, const char *vm, bool input, struct console_co
 	cc->fd = -1;
 	cc->input = input;
 	snprintf(cc->vm, sizeof(cc->vm), "%s", vm);
-	while ((ret = try_connect(path, cc)) == -EAGAIN && now_ms() < deadline)
+	while ((ret = try_connect(path, cc)) == -EAGAIN && mono_ms() < deadline)
 		sleep_ms(50);
 	if (ret) {
 		free(cc);
@@ -267,7 +261,7 @@ int console_relays_new(struct console_relays **out)
 int console_relays_stop(struct console_relays *r)
 {
 	uint64_t one = 1;
-	long deadline = now_ms() + STOP_WAIT_MS;
+	long deadline = mono_ms() + STOP_WAIT_MS;
 	int left;
 
 	pthread_mutex_lock(&r->lock);
@@ -279,7 +273,7 @@ int console_relays_stop(struct console_relays *r)
 		pthread_mutex_lock(&r->lock);
 		left = r->count;
 		pthread_mutex_unlock(&r->lock);
-		if (!left || now_ms() >= deadline)
+		if (!left || mono_ms() >= deadline)
 			break;
 		sleep_ms(10);
 	}

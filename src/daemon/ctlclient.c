@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/proto.h"
+#include "common/util.h"
 
 int ctl_connect(const char *path, int *out)
 {
@@ -32,19 +33,12 @@ int ctl_connect(const char *path, int *out)
 	return 0;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **result, char *err,
 	     size_t errlen)
 {
 	static int next_id = 1;
 	int id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	struct proto_rx rx;
 	json_t *req, *msg = NULL;
 	int ret;
@@ -79,7 +73,7 @@ int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **res
 		}
 		if (ret < 0)
 			goto out;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (left <= 0) {
 			ret = -ETIMEDOUT;
 			goto out;
@@ -113,14 +107,14 @@ out:
  */
 static void hang_up(int fd)
 {
-	int64_t deadline = now_ms() + 1000;
+	int64_t deadline = mono_ms() + 1000;
 	uint8_t buf[4096];
 	shutdown(fd, SHUT_WR);
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 			break;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (n < 0 && left <= 0)
 			break;
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -177,7 +171,7 @@ static int take_reply(int fd, struct proto_rx *rx, int id, struct ctl_multi *it)
 
 void ctl_call_all(struct ctl_multi *items, unsigned n, const char *cmd, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	struct pollfd *pfd = calloc(n ? n : 1, sizeof(*pfd));
 	struct proto_rx *rx = calloc(n ? n : 1, sizeof(*rx));
 	json_t *req = json_pack("{s:i, s:s}", "id", 1, "cmd", cmd);
@@ -206,7 +200,7 @@ void ctl_call_all(struct ctl_multi *items, unsigned n, const char *cmd, int time
 		open++;
 	}
 	while (open) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (left <= 0)
 			break;
 		if (poll(pfd, n, (int)left) < 0 && errno != EINTR)

@@ -48,9 +48,7 @@ const char *vmctl_action_name(enum vm_action a)
 
 int64_t vc_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return mono_ms();
 }
 
 int vc_wait(struct vmctl *vc, int64_t deadline_ms)

@@ -16,6 +16,7 @@
 #include "block/block.h"
 #include "block/qcow2.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "vmm/virtio_devices.h"
 #include "vmm/virtio_pci.h"
 #include "vmm/vmstate.h"
@@ -31,13 +32,6 @@ struct ckpt_store {
 	unsigned ndisks;
 	struct virtio_pci *disk[VM_DISKS_MAX]; /* the writable disks, in configuration order */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int64_t wall_ms(void)
 {
@@ -78,19 +72,21 @@ static bool hidden(json_t *n)
 	return json_is_true(json_object_get(n, "hidden"));
 }
 
-static enum blk_format layer_fmt(struct ckpt_store *s, unsigned k, const char *path)
+static json_t *disk_info(struct ckpt_store *s, unsigned k)
 {
-	json_t *d = json_array_get(json_object_get(s->tree, "disks"), k);
-	if (!strcmp(path, json_string_value(json_object_get(d, "base"))) &&
-	    !strcmp(json_string_value(json_object_get(d, "format")), "raw"))
-		return BLK_FMT_RAW;
-	return BLK_FMT_QCOW2;
+	return json_array_get(json_object_get(s->tree, "disks"), k);
 }
 
 static bool is_base(struct ckpt_store *s, unsigned k, const char *path)
 {
-	json_t *d = json_array_get(json_object_get(s->tree, "disks"), k);
-	return !strcmp(path, json_string_value(json_object_get(d, "base")));
+	return !strcmp(path, json_string_value(json_object_get(disk_info(s, k), "base")));
+}
+
+/* Every layer berth made is qcow2; the disk's own file has the format it was opened with. */
+static enum blk_format layer_fmt(struct ckpt_store *s, unsigned k, const char *path)
+{
+	const char *f = json_string_value(json_object_get(disk_info(s, k), "format"));
+	return is_base(s, k, path) && !strcmp(f, "raw") ? BLK_FMT_RAW : BLK_FMT_QCOW2;
 }
 
 /* The ids of the nodes whose parent is id (hidden ones and "now" included). */
@@ -405,17 +401,17 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 	snprintf(state, sizeof(state), "%s/%s", s->dir, id);
 	/* RAM is pre-copied while the guest runs; the pause writes only what changed since. */
 	struct vmstate_mem *pre = NULL;
-	int r = disk_only ? 0
-			  : vmstate_mem_begin(s->vm, state, !vm_paused(s->vm), &pre, msg, msglen);
+	int r =
+	    disk_only ? 0 : vmstate_mem_begin(s->vm, state, !vm_paused(s->vm), &pre, msg, msglen);
 	if (!r && (r = h->pause(h->opaque, msg, msglen)))
 		vmstate_mem_end(pre, false);
 	if (r) {
 		json_decref(overlays);
 		return r;
 	}
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	r = vmstate_checkpoint(s->vm, disk_only ? NULL : state, overlays, &disks, msg, msglen);
-	uint64_t paused_us = (now_ns() - t0) / 1000;
+	uint64_t paused_us = (mono_ns() - t0) / 1000;
 	h->resume(h->opaque);
 	json_t *memory = pre && !r ? vmstate_mem_report(pre) : NULL;
 	if (pre)
@@ -510,7 +506,7 @@ int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref
 		vmstate_free(st);
 		return r;
 	}
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	struct vm *vm = s->vm;
 	for (unsigned i = 0; i < vm->nvirtio; i++)
 		virtio_pci_reset_quiet(vm->virtio[i]);
@@ -525,7 +521,7 @@ int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref
 		snprintf(msg, msglen, "'%s': %s", st->memory_path, strerror(-r));
 	if (!r)
 		r = vmstate_apply(vm, st, msg, msglen);
-	uint64_t paused_us = (now_ns() - t0) / 1000;
+	uint64_t paused_us = (mono_ns() - t0) / 1000;
 	vmstate_free(st);
 	if (r) {
 		/* Devices were reset and disks may have moved: this VM cannot go on. */
@@ -594,14 +590,14 @@ static int switch_disk(struct ckpt_store *s, const struct ckpt_hooks *h, unsigne
 	int r = h->pause(h->opaque, msg, msglen);
 	if (r)
 		return r;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	enum blk_format f = layer_fmt(s, k, path);
 	virtio_pci_quiesce(s->disk[k]);
 	r = virtio_blk_switch(s->disk[k], path, f, between, arg, msg, msglen);
 	virtio_pci_unquiesce(s->disk[k]);
 	if (!r)
 		vmstate_set_disk_path(s->vm, k, path, f);
-	*paused_us += (now_ns() - t0) / 1000;
+	*paused_us += (mono_ns() - t0) / 1000;
 	h->resume(h->opaque);
 	return r;
 }
@@ -625,11 +621,11 @@ static int merge_bottom(struct ckpt_store *s, const struct ckpt_hooks *h, const 
 		new_layer_path(s, k, tmp, sizeof(tmp));
 		if ((r = h->pause(h->opaque, msg, msglen)))
 			return r;
-		uint64_t t0 = now_ns();
+		uint64_t t0 = mono_ns();
 		virtio_pci_quiesce(vp);
 		r = virtio_blk_push_overlay(vp, tmp, msg, msglen);
 		virtio_pci_unquiesce(vp);
-		*paused_us += (now_ns() - t0) / 1000;
+		*paused_us += (mono_ns() - t0) / 1000;
 		h->resume(h->opaque);
 		if (r)
 			return r;
@@ -775,7 +771,7 @@ int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *re
 	char id[64];
 	snprintf(id, sizeof(id), "%s", found);
 	json_t *name = json_incref(json_object_get(node(s, id), "name"));
-	uint64_t bytes = 0, paused_us = 0, t0 = now_ns();
+	uint64_t bytes = 0, paused_us = 0, t0 = mono_ns();
 	int r = remove_node(s, h, id, &bytes, &paused_us, msg, msglen);
 	if (r) {
 		log_err(TAG, "deleting checkpoint %s: %s", id, msg);
@@ -783,7 +779,7 @@ int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *re
 		return r;
 	}
 	log_info(TAG, "checkpoint %s deleted: %llu bytes merged in %llu ms (guest paused %llu us)",
-		 id, (unsigned long long)bytes, (unsigned long long)((now_ns() - t0) / 1000000),
+		 id, (unsigned long long)bytes, (unsigned long long)((mono_ns() - t0) / 1000000),
 		 (unsigned long long)paused_us);
 	*result = json_pack("{s:s,s:o,s:I,s:I}", "id", id, "name", name, "merged_bytes",
 			    (json_int_t)bytes, "paused_us", (json_int_t)paused_us);

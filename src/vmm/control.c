@@ -76,13 +76,6 @@ struct control {
 	struct client clients[CONTROL_MAX_CLIENTS];
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
-}
-
 static void drop_client(struct client *cl, const char *why)
 {
 	if (cl->fd < 0)
@@ -173,7 +166,7 @@ static json_t *status(struct control *c)
 	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:i}", "state", state_name(c), "name",
 			 c->cfg->name, "pid", (int)getpid(), "vcpus", (int)vm->ncpus,
 			 "memory_bytes", (json_int_t)c->cfg->mem_bytes, "uptime_ms",
-			 (json_int_t)((now_ns() - vm->start_ns) / 1000000), "protocol",
+			 (json_int_t)((mono_ns() - vm->start_ns) / 1000000), "protocol",
 			 CONTROL_PROTOCOL_VERSION);
 }
 
@@ -187,7 +180,7 @@ static int cmd_pause(struct control *c, const struct control_request *req, json_
 		     struct control_error *err, struct pending_event *ev)
 {
 	if (!c->user_paused) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = mono_ns();
 		int r = vm_pause_vcpus(c->vm, req->args.pause.timeout_ms);
 		if (r == -ETIMEDOUT)
 			return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
@@ -198,7 +191,7 @@ static int cmd_pause(struct control *c, const struct control_request *req, json_
 			return control_fail(err, CERR_STOPPING, NULL, "the VM is stopping");
 		c->user_paused = true;
 		log_info(TAG, "VM paused (%u vCPUs stopped in %llu us)", c->vm->ncpus,
-			 (unsigned long long)((now_ns() - t0) / 1000));
+			 (unsigned long long)((mono_ns() - t0) / 1000));
 		ev->name = "paused";
 	}
 	*result = json_pack("{s:s}", "state", state_name(c));
@@ -222,7 +215,7 @@ static int pause_for_save(struct control *c, unsigned timeout_ms, uint64_t *t0,
 			  struct control_error *err)
 {
 	for (unsigned tries = 0;; tries++) {
-		*t0 = now_ns();
+		*t0 = mono_ns();
 		int r = vm_pause_vcpus(c->vm, timeout_ms);
 		if (r == -ETIMEDOUT)
 			return control_fail(err, CERR_TIMEOUT, "args.timeout_ms",
@@ -289,7 +282,7 @@ static int cmd_save(struct control *c, const struct control_request *req, json_t
 	}
 	char msg[512];
 	r = vmstate_save(c->vm, dir, msg, sizeof(msg));
-	uint64_t paused_us = (now_ns() - t0) / 1000;
+	uint64_t paused_us = (mono_ns() - t0) / 1000;
 	if (r) {
 		vm_resume_vcpus(c->vm);
 		vmstate_mem_end(pre, false);
@@ -328,7 +321,7 @@ static int cmd_checkpoint(struct control *c, const struct control_request *req, 
 	}
 	char msg[512];
 	r = vmstate_checkpoint(c->vm, dir, overlays, &disks, msg, sizeof(msg));
-	uint64_t paused_us = (now_ns() - t0) / 1000;
+	uint64_t paused_us = (mono_ns() - t0) / 1000;
 	vm_resume_vcpus(c->vm);
 	json_decref(none);
 	if (r) {
@@ -847,11 +840,11 @@ void control_close(struct control *c)
 	if (!c)
 		return;
 	job_poll(c, true);
-	uint64_t deadline = now_ns() + (uint64_t)CONTROL_DRAIN_MS * 1000000ULL;
+	uint64_t deadline = mono_ns() + (uint64_t)CONTROL_DRAIN_MS * 1000000ULL;
 	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++) {
 		struct client *cl = &c->clients[i];
 		while (cl->fd >= 0 && proto_tx_flush(cl->fd, &cl->tx) == 1) {
-			uint64_t now = now_ns();
+			uint64_t now = mono_ns();
 			struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
 			if (now >= deadline ||
 			    poll(&p, 1, (int)((deadline - now) / 1000000 + 1)) <= 0)

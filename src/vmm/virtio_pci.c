@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "vmm/vm.h"
 
 /* Capability types (virtio 1.2, 4.1.4). */
@@ -487,26 +488,19 @@ static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t l
 	return c;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * A driver usually adds several requests back to back: wait until the available index has been
  * still for settle_ns (at most 4x that), so they are taken — and can be merged — together.
  */
 static void settle(struct virtqueue *vq, unsigned settle_ns)
 {
-	uint64_t start = now_ns(), last = start;
+	uint64_t start = mono_ns(), last = start;
 	uint16_t idx = vq_avail_idx(vq);
-	while (now_ns() - last < settle_ns && now_ns() - start < 4ULL * settle_ns) {
+	while (mono_ns() - last < settle_ns && mono_ns() - start < 4ULL * settle_ns) {
 		uint16_t now = vq_avail_idx(vq);
 		if (now != idx) {
 			idx = now;
-			last = now_ns();
+			last = mono_ns();
 		}
 		__builtin_ia32_pause();
 	}
@@ -560,12 +554,12 @@ static void busy_poll(struct virtio_pci *vp)
 	if (!vp->poll_ns)
 		vp->poll_ns = base;
 	do {
-		uint64_t start = now_ns();
+		uint64_t start = mono_ns();
 		bool found = false;
-		while (now_ns() - start < vp->poll_ns) {
+		while (mono_ns() - start < vp->poll_ns) {
 			if (poll_once(vp)) {
 				found = true;
-				start = now_ns(); /* busy: keep going */
+				start = mono_ns(); /* busy: keep going */
 			} else {
 				__builtin_ia32_pause();
 			}

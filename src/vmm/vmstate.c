@@ -195,13 +195,6 @@ int vmstate_write_json(const char *dir, const char *name, json_t *o)
 	return r;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* Write the state of a paused VM with quiesced devices into dir (created here). */
 static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msglen)
 {

@@ -32,13 +32,6 @@ struct vmstate_mem {
 	char path[4200];
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static int write_range(int fd, const uint8_t *p, uint64_t off, uint64_t n)
 {
 	for (uint64_t done = 0; done < n;) {
