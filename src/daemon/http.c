@@ -38,6 +38,7 @@ struct http_server {
 	bool have_group;
 	gid_t gid;
 	atomic_int inflight; /* requests between their first callback and completion */
+	atomic_bool stopping; /* new connections are refused */
 	struct console_relays *consoles;
 };
 
@@ -535,6 +536,15 @@ static int make_socket(struct http_server *s, const char *group)
 	return 0;
 }
 
+/* Accept policy: once berthd is stopping, connections still in the backlog are closed at once. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	struct http_server *s = cls;
+	(void)addr;
+	(void)len;
+	return atomic_load(&s->stopping) ? MHD_NO : MHD_YES;
+}
+
 int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_server **out)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
@@ -556,7 +566,7 @@ int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_serve
 	s->mhd = MHD_start_daemon(
 	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
 		MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE,
-	    0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    0, on_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, s->lfd, MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned)(o->threads ? o->threads : 1), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -586,9 +596,11 @@ void http_stop(struct http_server *s)
 
 	if (!s)
 		return;
-	/* The worker threads drop the listening socket from their epoll sets on their own time: it
-	 * is closed only once they are gone (closing it now can make one of them abort). */
-	MHD_socket lfd = MHD_quiesce_daemon(s->mhd);
+	/* Not MHD_quiesce_daemon: with a thread pool it removes the listening socket from each
+	 * worker's epoll set while that worker may be doing the same, and libmicrohttpd 0.9.75 aborts
+	 * when it loses that race. The socket's path goes, so nobody new can connect, and whatever
+	 * is still in the backlog is refused by on_accept; MHD_stop_daemon closes the socket. */
+	atomic_store(&s->stopping, true);
 	unlink(s->path);
 	/* consoles never end by themselves; upgraded connections must be closed before the stop */
 	bool relays_done = console_relays_stop(s->consoles) == 0;
@@ -600,8 +612,6 @@ void http_stop(struct http_server *s)
 		log_warn("http", "%d requests still running after %d ms: stopping anyway",
 			 atomic_load(&s->inflight), DRAIN_TIMEOUT_MS);
 	MHD_stop_daemon(s->mhd);
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
 	if (relays_done)
 		console_relays_free(s->consoles);
 	free(s);
