@@ -62,6 +62,36 @@ static const char *fail_name(uint32_t code)
 	}
 }
 
+/* `spoof_mac=` "aa:bb:cc:dd:ee:ff": send as (and answer to) this MAC instead of the NIC's own, to
+ * test a switch port's MAC spoofing protection. 0 if absent, 1 if given, -1 if malformed. */
+static int parse_spoof_mac(uint8_t out[6])
+{
+	size_t len;
+	const char *v = cmdline_value("spoof_mac", &len);
+
+	if (!v)
+		return 0;
+	if (len != 17)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		int x = 0;
+		for (int k = 0; k < 2; k++) {
+			char c = v[3 * i + k];
+			int d = c >= '0' && c <= '9'   ? c - '0'
+				: c >= 'a' && c <= 'f' ? c - 'a' + 10
+				: c >= 'A' && c <= 'F' ? c - 'A' + 10
+						       : -1;
+			if (d < 0)
+				return -1;
+			x = x << 4 | d;
+		}
+		if (i < 5 && v[3 * i + 2] != ':')
+			return -1;
+		out[i] = (uint8_t)x;
+	}
+	return 1;
+}
+
 /* Why the run did not meet its goals, or NULL. */
 static const char *shortfall(const struct net_job *j)
 {
@@ -104,7 +134,13 @@ void test_net(void)
 		kprintf("berth-test net FAIL reason=\"%s\"\n", dev.v.error);
 		return;
 	}
-	fmt_mac(mac, sizeof(mac), dev.mac);
+	memcpy(job.mac, dev.mac, 6);
+	if (parse_spoof_mac(job.mac) < 0) {
+		kprintf("berth-test net FAIL reason=bad-spoof-mac\n");
+		virtio_reset(&dev.v);
+		return;
+	}
+	fmt_mac(mac, sizeof(mac), job.mac);
 	fmt_ip(ip, sizeof(ip), job.ip);
 	fmt_ip(peer, sizeof(peer), job.peer_ip);
 	kprintf("berth-info net mac=%s link=%s ip=%s peer=%s features=0x%lx\n", mac,
@@ -131,7 +167,6 @@ void test_net(void)
 		virtio_reset(&dev.v);
 		return;
 	}
-	memcpy(job.mac, dev.mac, 6);
 	job.tsc_khz = tsc_khz;
 	job.deadline = tsc_after_us((uint64_t)secs * 1000000);
 	r = user_run(u_net_job, (uint64_t)&job);

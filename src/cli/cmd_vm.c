@@ -73,7 +73,8 @@ static void show_vm(const json_t *vm)
 		snprintf(key, sizeof(key), "NIC %zu", i);
 		if (json_is_integer(json_object_get(d, "vlan")))
 			snprintf(vlan, sizeof(vlan), " vlan=%" JSON_INTEGER_FORMAT, num(d, "vlan"));
-		kv_print(stdout, key, "switch=%s mac=%s%s", str(d, "switch"), str(d, "mac"), vlan);
+		kv_print(stdout, key, "switch=%s mac=%s%s%s", str(d, "switch"), str(d, "mac"), vlan,
+			 json_is_true(json_object_get(d, "mac_spoofing")) ? " mac-spoofing=on" : "");
 	}
 	kv_print(stdout, "RNG", "%s", json_is_true(json_object_get(vm, "rng")) ? "yes" : "no");
 	kv_print(stdout, "Auto start", "%s", str(vm, "auto_start"));
@@ -297,8 +298,9 @@ static int vm_delete(struct cli *c, const struct cli_verb *v, const struct cli_a
 	 "a virtio-blk disk; repeat for more, in order (at most 8)"}, \
 	{"console-port", OPT_ARG | OPT_REPEAT, "NAME", NULL, \
 	 "a named virtio-console port, repeatable (org.qemu.guest_agent.0)"}, \
-	{"nic", OPT_ARG | OPT_REPEAT, "switch=NAME[,mac=M][,vlan=N]", NULL, \
-	 "a virtio-net NIC on a virtual switch; repeat for more (at most 4); no mac=: berthd assigns one"}, \
+	{"nic", OPT_ARG | OPT_REPEAT, "switch=NAME[,mac=M][,vlan=N][,mac-spoofing=on]", NULL, \
+	 "a virtio-net NIC on a virtual switch; repeat for more (at most 4); no mac=: berthd assigns one; " \
+	 "mac-spoofing=on lets the guest send from other MACs"}, \
 	{"rng", 0, NULL, NULL, "a virtio-rng device"}, \
 	{"auto-start", OPT_ARG, "ACTION", "nothing start-if-running always", \
 	 "on host start: nothing, start-if-running, always" D("start-if-running")}, \

@@ -119,7 +119,7 @@ out:
 	return ret;
 }
 
-/* "switch=NAME[,mac=M][,vlan=N]" as a NicSpec (berthd checks the values and names the field). */
+/* "switch=NAME[,mac=M][,vlan=N][,mac-spoofing=on|off]" as a NicSpec (berthd checks the values and names the field). */
 static int parse_nic(const char *arg, json_t **out)
 {
 	char *copy = strdup(arg), *save = NULL, *tok;
@@ -142,9 +142,16 @@ static int parse_nic(const char *arg, json_t **out)
 				    cli_usage(NULL, NULL, "--nic '%s': vlan= takes a number", arg);
 			else
 				ret = set_new(n, "vlan", json_integer((json_int_t)v));
+		} else if (eq && strncmp(tok, "mac-spoofing=", 13) == 0) {
+			if (strcmp(eq + 1, "on") && strcmp(eq + 1, "off"))
+				ret = cli_usage(NULL, NULL,
+						"--nic '%s': mac-spoofing= takes on or off", arg);
+			else
+				ret = set_new(n, "mac_spoofing", json_boolean(!strcmp(eq + 1, "on")));
 		} else {
 			ret = cli_usage(NULL, NULL,
-					"--nic '%s': unknown option '%s' (switch=, mac=, vlan=)",
+					"--nic '%s': unknown option '%s' (switch=, mac=, vlan=, "
+					"mac-spoofing=)",
 					arg, tok);
 		}
 	}

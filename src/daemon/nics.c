@@ -161,10 +161,17 @@ out:
 	return ret;
 }
 
-/* Attach a TAP to the switch: a port of its bridge (or VLAN bridge), the VLAN, up. */
-static int attach(const struct db_switch *s, const char *tap, unsigned vlan, char *err,
+/*
+ * Attach a NIC's TAP to its switch: a port of its bridge (or VLAN bridge), the VLAN, MAC spoofing
+ * protection unless the NIC allows spoofing, up.
+ */
+static int attach(const struct db_switch *s, const char *tap, const json_t *nic, char *err,
 		  size_t errlen)
 {
+	unsigned vlan = (unsigned)json_integer_value(json_object_get(nic, "vlan"));
+	const char *mac = json_string_value(json_object_get(nic, "mac"));
+	bool spoofing = json_is_true(json_object_get(nic, "mac_spoofing"));
+	unsigned char addr[6];
 	char bridge[16];
 	bool port_vlans;
 	int ret;
@@ -182,6 +189,32 @@ static int attach(const struct db_switch *s, const char *tap, unsigned vlan, cha
 	if (port_vlans && s->host_nic && (ret = sw_port_vlan(s->host_nic, vlan, false))) {
 		snprintf(err, errlen, "uplink %s: VLAN %u: %s", s->host_nic, vlan, strerror(-ret));
 		return ret;
+	}
+	/* the guest may send only from its own MAC: a locked port forwards a source MAC only if
+	 * a static FDB entry puts it on that port */
+	if (!spoofing) {
+		if (!mac || vmspec_parse_mac(mac, addr)) {
+			snprintf(err, errlen, "%s: no valid MAC address in the NIC's spec", tap);
+			return -EINVAL;
+		}
+		/* with VLAN filtering the entry belongs to the port's VLAN (untagged ports: the
+		 * bridge's default VLAN 1) */
+		struct sw_link br;
+		unsigned vid = 0;
+		if (!sw_link_get(bridge, &br) && br.vlan_filtering)
+			vid = vlan ? vlan : 1;
+		if ((ret = sw_fdb_add_static(tap, addr, vid))) {
+			snprintf(err, errlen, "%s: static FDB entry for %s: %s", tap, mac,
+				 strerror(-ret));
+			return ret;
+		}
+		if ((ret = sw_port_lock(tap, true))) {
+			snprintf(err, errlen,
+				 "%s: locking the bridge port against MAC spoofing: %s (Linux 5.18 "
+				 "or later has locked ports; or allow it with mac_spoofing: true)",
+				 tap, strerror(-ret));
+			return ret;
+		}
 	}
 	if ((ret = sw_link_set_up(tap, true))) {
 		snprintf(err, errlen, "%s: setting it up: %s", tap, strerror(-ret));
@@ -213,7 +246,6 @@ int nics_open(struct db *db, const char *vm_uuid, const json_t *nics, int fds[VM
 	for (i = 0; i < n && !ret; i++) {
 		const json_t *nic = json_array_get(nics, i);
 		const char *name = json_string_value(json_object_get(nic, "switch"));
-		unsigned vlan = (unsigned)json_integer_value(json_object_get(nic, "vlan"));
 		if ((ret = db_switch_find(db, name ? name : "", &sw))) {
 			snprintf(err, errlen, "nics[%zu]: switch '%s': %s", i, name ? name : "",
 				 ret == -ENOENT ? "no such switch" : strerror(-ret));
@@ -226,7 +258,7 @@ int nics_open(struct db *db, const char *vm_uuid, const json_t *nics, int fds[VM
 			ret = fds[i];
 			snprintf(err, errlen, "nics[%zu]: creating TAP %s: %s", i, tap,
 				 strerror(-ret));
-		} else if ((ret = attach(&sw, tap, vlan, e2, sizeof(e2)))) {
+		} else if ((ret = attach(&sw, tap, nic, e2, sizeof(e2)))) {
 			snprintf(err, errlen, "nics[%zu]: %s", i, e2);
 		}
 		db_switch_clear(&sw);
@@ -278,7 +310,7 @@ static int reattach_vm(const struct db_vm *vm, void *arg)
 		bool pv;
 		if (vswitch_port_bridge(&sw, vlan, want, &pv, err, sizeof(err)) ||
 		    sw_link_get(want, &br) || l.master != br.index) {
-			if (attach(&sw, tap, vlan, err, sizeof(err)))
+			if (attach(&sw, tap, nic, err, sizeof(err)))
 				log_err(TAG, "VM %s: %s", vm->name, err);
 			else
 				r->n++;

@@ -10,6 +10,7 @@
 #include <linux/if_bridge.h>
 #include <linux/if_link.h>
 #include <linux/if_tun.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,40 @@ int sw_port_vlan(const char *port, unsigned vid, bool access)
 	if (vid != 1 && (ret = port_vlan_msg(index, RTM_DELLINK, 1, 0)) && ret != -ENOENT)
 		return ret;
 	return 0;
+}
+
+int sw_port_lock(const char *port, bool locked)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	int index = ifindex_of(port);
+	if (index < 0)
+		return index;
+	struct nlmsghdr *nlh = link_msg(buf, RTM_SETLINK, 0, AF_BRIDGE, index);
+	struct nlattr *pi = mnl_attr_nest_start(nlh, IFLA_PROTINFO);
+	mnl_attr_put_u8(nlh, IFLA_BRPORT_LEARNING, !locked);
+	mnl_attr_put_u8(nlh, IFLA_BRPORT_LOCKED, locked);
+	mnl_attr_nest_end(nlh, pi);
+	return nl_talk(nlh, NULL, NULL);
+}
+
+int sw_fdb_add_static(const char *port, const unsigned char mac[6], unsigned vid)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	int index = ifindex_of(port);
+	if (index < 0)
+		return index;
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
+	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+	nd->ndm_family = AF_BRIDGE;
+	nd->ndm_ifindex = index;
+	nd->ndm_state = NUD_NOARP; /* static: never ages out */
+	nd->ndm_flags = NTF_MASTER;
+	mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+	if (vid)
+		mnl_attr_put_u16(nlh, NDA_VLAN, (uint16_t)vid);
+	return nl_talk(nlh, NULL, NULL);
 }
 
 int sw_parse_cidr(const char *s, struct in_addr *addr, unsigned *prefix)

@@ -55,6 +55,15 @@ int sw_addr_del(const char *name, struct in_addr addr, unsigned prefix);
  */
 int sw_port_vlan(const char *port, unsigned vid, bool access);
 
+/*
+ * MAC spoofing protection of a bridge port: locked (IFLA_BRPORT_LOCKED, Linux 5.18) with learning
+ * off, the bridge forwards a frame from the port only if its source MAC has a static FDB entry on
+ * that port; unlocked, learning is back on.
+ */
+int sw_port_lock(const char *port, bool locked);
+/* A static FDB entry (never ages out) of mac on a bridge port, in VLAN vid if vid is not 0. */
+int sw_fdb_add_static(const char *port, const unsigned char mac[6], unsigned vid);
+
 /* "1.2.3.4/24" → address and prefix (1..32). -EINVAL. */
 int sw_parse_cidr(const char *s, struct in_addr *addr, unsigned *prefix);
 

@@ -367,7 +367,7 @@ int vmspec_parse_mac(const char *s, unsigned char mac[6])
 /* nics[]: {switch, mac, vlan}; berthd fills a missing mac from its pool (nics.c). */
 static int check_nics(json_t *v, json_t *out, struct spec_error *err)
 {
-	static const char *const keys[] = {"switch", "mac", "vlan", NULL};
+	static const char *const keys[] = {"switch", "mac", "vlan", "mac_spoofing", NULL};
 	json_t *nics = json_array();
 	char pre[32], field[48], mac_text[18];
 	unsigned char mac[6];
@@ -424,8 +424,15 @@ static int check_nics(json_t *v, json_t *out, struct spec_error *err)
 			json_decref(jmac);
 			return -EINVAL;
 		}
-		json_t *o = json_pack("{s:s, s:o, s:o}", "switch", sw, "mac", jmac, "vlan",
-				      vlan ? json_integer(vlan) : json_null());
+		bool spoofing = false;
+		snprintf(field, sizeof(field), "%s.mac_spoofing", pre);
+		if ((f = opt(n, "mac_spoofing")) && get_bool(f, field, &spoofing, err)) {
+			json_decref(jmac);
+			return -EINVAL;
+		}
+		json_t *o = json_pack("{s:s, s:o, s:o, s:b}", "switch", sw, "mac", jmac, "vlan",
+				      vlan ? json_integer(vlan) : json_null(), "mac_spoofing",
+				      spoofing);
 		if (!o || json_array_append_new(nics, o))
 			return oom(err);
 	}

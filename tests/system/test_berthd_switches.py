@@ -453,6 +453,53 @@ def test_internal_switch_lets_the_host_reach_the_vm(env, ns):
     host_peer(ns, f"{NET}.2", f"{NET}.1", con)
 
 
+def fdb_static(ns, port):
+    """The static (user-added) MAC addresses of a bridge port."""
+    out = json.loads(ns.sh("bridge", "-j", "fdb", "show", "dev", port).stdout)
+    return {e["mac"] for e in out if "static" in e.get("state", "") and "master" in e}
+
+
+@needs_kvm
+def test_mac_spoofing_is_blocked_unless_allowed(env, ns):
+    """A guest that sends from another MAC than its NIC's gets nothing through a locked port; with
+    mac_spoofing: true the same guest reaches the host."""
+    spoofed = "52:54:00:5a:5a:01"
+    mkswitch(env, {"name": "hostnet", "kind": "internal", "address": f"{NET}.1/24"})
+    # protected (the default): the guest's ARP requests from the spoofed MAC never reach the host
+    vm = mkvm(env, "g", [{"switch": "hostnet"}],
+              net_cmdline(f"{NET}.2", f"{NET}.1", f"expect=1 secs=6 spoof_mac={spoofed}"))
+    assert vm["nics"][0]["mac_spoofing"] is False
+    con = Console(env, start(env, "g"))
+    tap = "bt%s-0" % vm["uuid"][:8]
+    port = link(ns, tap)["linkinfo"]["info_slave_data"]
+    assert port["locked"] is True and port["learning"] is False, port
+    assert fdb_static(ns, tap) == {vm["nics"][0]["mac"]}
+    con.read_until_closed()
+    status, kv = con.result()
+    assert con.info_mac() == spoofed
+    assert status == "FAIL" and "peer-not-resolved" in con.text, f"{kv}\n{con.text[-2000:]}"
+    neigh = ns.sh("ip", "neigh", "show", f"{NET}.2").stdout
+    assert spoofed not in neigh, f"the spoofed MAC reached the host: {neigh}"
+    assert env.post(V + "/vms/g/turn-off?wait=true", None).status == 200
+    # allowed: the same guest talks to the host from the spoofed MAC
+    r = env.patch(V + "/vms/g", {"nics": [{"switch": "hostnet", "mac_spoofing": True}],
+                                 "boot": {"kernel": GUEST, "cmdline": host_args(f"{NET}.2", f"{NET}.1")
+                                          + f" spoof_mac={spoofed}"}})
+    assert r.status == 200 and r.json["nics"][0]["mac_spoofing"] is True, r
+    con = Console(env, start(env, "g"))
+    port = link(ns, tap)["linkinfo"]["info_slave_data"]
+    assert port["locked"] is False and port["learning"] is True, port
+    host_peer(ns, f"{NET}.2", f"{NET}.1", con)
+    assert spoofed in ns.sh("ip", "neigh", "show", f"{NET}.2").stdout
+
+
+def test_mac_spoofing_must_be_a_boolean(env):
+    mkswitch(env, {"name": "lab", "kind": "private"})
+    r = env.post(V + "/vms", {"name": "x", "boot": {"kernel": GUEST},
+                              "nics": [{"switch": "lab", "mac_spoofing": "yes"}]})
+    assert r.status == 400 and r.error["field"] == "nics[0].mac_spoofing", r
+
+
 @needs_kvm
 def test_external_switch_bridges_a_host_nic(env, ns):
     """The uplink is a veth whose other end is in a second namespace (the outside network)."""
@@ -594,9 +641,11 @@ def test_cli_switch_verbs_and_nics(env, ns):
     assert berth("vm", "create", "w", "--kernel", GUEST, "--nic", "vlan=3").returncode == 2
     r = berth("switch", "delete", "priv", "--yes")
     assert r.returncode == 4 and "v" in r.stderr, r                              # in use by v
-    r = berth("vm", "set", "v", "--nic", "switch=lan,mac=52:54:00:00:00:42", "--json")
+    r = berth("vm", "set", "v", "--nic", "switch=lan,mac=52:54:00:00:00:42,mac-spoofing=on", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["nics"] == [
-        {"switch": "lan", "mac": "52:54:00:00:00:42", "vlan": None}], r
+        {"switch": "lan", "mac": "52:54:00:00:00:42", "vlan": None, "mac_spoofing": True}], r
+    assert "mac-spoofing=on" in berth("vm", "show", "v").stdout
+    assert berth("vm", "set", "v", "--nic", "switch=lan,mac-spoofing=yes").returncode == 2
     r = berth("switch", "delete", "priv", "--yes")
     assert r.returncode == 0 and link(ns, bridge) is None, r
     assert berth("switch", "show", "priv").returncode == 3
