@@ -1,6 +1,7 @@
 /* VM lifecycle: the runtime table, the state machine, actions as operations, reattach. */
 #include "daemon/vmctl.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include "common/util.h"
 #include "daemon/api.h"
 #include "daemon/vmctl_int.h"
+#include "daemon/vmspec.h"
 
 #define TAG "vmctl"
 #define STOP_WAIT_MS 20000 /* vmctl_stop waits this long for operation threads */
@@ -510,6 +512,34 @@ static void settle_lost(struct vmctl *vc, struct vmrt *rt, const struct row *r)
 		vc_set_state(vc, rt, "crashed", "vmm-lost-while-daemon-down", true, NULL);
 }
 
+/*
+ * A VM deleted from the inventory has its files removed after the commit: a berthd killed in
+ * between leaves a directory no row owns. Remove what vmctl_forget would have.
+ */
+static void remove_strays(struct vmctl *vc, const struct rows *rs)
+{
+	char path[sizeof(vc->state_dir) + 8];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/vms", vc->state_dir);
+	if (!(d = opendir(path)))
+		return;
+	while ((e = readdir(d))) {
+		bool known = false;
+		if (!vmspec_is_uuid(e->d_name))
+			continue;
+		for (size_t i = 0; i < rs->n && !known; i++)
+			known = !strcmp(rs->v[i].uuid, e->d_name);
+		if (known)
+			continue;
+		log_info(TAG, "VM %s was deleted, but berthd stopped before its files went: removing "
+			      "them", e->d_name);
+		vmctl_forget(vc, e->d_name);
+	}
+	closedir(d);
+}
+
 void vmctl_reattach(struct vmctl *vc)
 {
 	struct rows rs = {0};
@@ -536,6 +566,7 @@ void vmctl_reattach(struct vmctl *vc)
 		settle_lost(vc, rt, r);
 		pthread_mutex_unlock(&vc->lock);
 	}
+	remove_strays(vc, &rs);
 	rows_free(&rs);
 }
 

@@ -511,6 +511,65 @@ def test_berthd_killed_during_starts_leaves_nothing_unmanaged(daemon):
     print("after kill -9 during start:", {vm(d, n)["state"] for n in names})
 
 
+def test_berthd_killed_during_creates_and_deletes_keeps_the_inventory_consistent(daemon):
+    """kill -9 of berthd while creates and deletes are in flight: each VM is either wholly there
+    (a valid spec and its vm-created event) or wholly gone (its row, and after the next start its
+    files too); SQLite's own checks pass."""
+    d = daemon()
+    doomed = [f"old{i}" for i in range(6)]
+    for n in doomed:  # run once, so that each has files in <state>/vms/<uuid>
+        create(d, n, cmdline="test=powerbutton button_secs=600")
+        act(d, n, "start")
+        act(d, n, "turn-off")
+    uuids = {n: vm(d, n)["uuid"] for n in doomed}
+    assert all(os.path.isdir(os.path.join(d.state, "vms", u)) for u in uuids.values())
+    fresh = [f"new{i}" for i in range(40)]
+
+    def worker(kind, names):
+        for n in names:
+            try:
+                if kind == "create":
+                    d.post(V + "/vms", {"name": n, "boot": {"kernel": GUEST}, "auto_start": "nothing"})
+                else:
+                    d.delete(f"{V}/vms/{n}")
+            except Exception:  # berthd died under the request: that is the point
+                return
+
+    threads = [threading.Thread(target=worker, args=("create", fresh)),
+               threading.Thread(target=worker, args=("delete", doomed))]
+    for t in threads:
+        t.start()
+    time.sleep(0.02)
+    d.kill9()
+    for t in threads:
+        t.join()
+    # and what a kill between a delete's commit and the removal of its files leaves behind
+    stray = os.path.join(d.state, "vms", "0badc0de-0000-4000-8000-000000000001")
+    os.makedirs(os.path.join(stray, "checkpoints", "layers"))
+    for f in ("config.json", "vmm.log", "checkpoints/tree.json"):
+        open(os.path.join(stray, f), "w").close()
+    d = daemon()
+    assert not os.path.exists(stray)
+    listed = {v["name"]: v for v in d.get(V + "/vms").json["vms"]}
+    with sqlite3.connect(f"file:{d.state}/berth.db?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        created = {json.loads(detail)["name"] for vm_, kind, detail in
+                   db.execute("SELECT vm, kind, detail FROM events WHERE kind = 'vm-created'")}
+        deleted = {json.loads(detail)["name"] for vm_, kind, detail in
+                   db.execute("SELECT vm, kind, detail FROM events WHERE kind = 'vm-deleted'")}
+    for n in fresh:
+        assert (n in listed) == (n in created), n
+        if n in listed:
+            assert vm(d, n)["boot"]["kernel"] == GUEST
+    for n in doomed:
+        assert (n in listed) != (n in deleted), n
+        # a deleted VM's files are gone, also when berthd died between the commit and the removal
+        assert os.path.isdir(os.path.join(d.state, "vms", uuids[n])) == (n in listed), n
+    print(f"after kill -9: {len([n for n in fresh if n in listed])}/{len(fresh)} created, "
+          f"{len([n for n in doomed if n not in listed])}/{len(doomed)} deleted")
+
+
 def test_twenty_vms_started_concurrently(daemon):
     d = daemon()
     names = [f"many{i:02d}" for i in range(20)]
