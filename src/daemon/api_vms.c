@@ -386,6 +386,14 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 				  vm.name);
 			goto rollback;
 		}
+		if (!json_equal(json_object_get(spec, "disks"), json_object_get(cur, "disks")) &&
+		    disks_vm_has_checkpoints(req->ctx->state_dir, req->ctx->run_dir, vm.uuid)) {
+			api_error(resp, 409, "has-checkpoints", "disks",
+				  "VM '%s' has checkpoints, which record its disks: delete them "
+				  "before changing its disks",
+				  vm.name);
+			goto rollback;
+		}
 	}
 	bool renamed = strcmp(vm.name, json_string_value(json_object_get(spec, "name"))) != 0;
 	json_object_set(cur, "name", json_object_get(spec, "name"));
@@ -423,6 +431,8 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		db_failed(resp, ret);
 		goto out;
 	}
+	if (!json_equal(json_object_get(spec, "disks"), json_object_get(cur, "disks")))
+		disks_reset_empty_tree(req->ctx->state_dir, req->ctx->run_dir, vm.uuid);
 	log_info("api", "VM %s (%s) %s by uid %u (generation %lld)", vm.name, vm.uuid,
 		 only_renamed ? "renamed" : "modified", (unsigned)req->uid,
 		 (long long)vm.generation);
@@ -788,6 +798,7 @@ static void edit_disks(struct api_req *req, struct api_resp *resp, bool attach)
 		db_failed(resp, ret);
 		goto out;
 	}
+	disks_reset_empty_tree(req->ctx->state_dir, req->ctx->run_dir, vm.uuid);
 	log_info("api", "VM %s: disk %s %s by uid %u", vm.name,
 		 json_string_value(json_object_get(done, "path")),
 		 attach ? "attached" : "detached", (unsigned)req->uid);

@@ -114,6 +114,20 @@ bool disks_vm_has_checkpoints(const char *state_dir, const char *run_dir, const 
 	return found;
 }
 
+void disks_reset_empty_tree(const char *state_dir, const char *run_dir, const char *vm_uuid)
+{
+	char layers[VMMCFG_PATH_MAX + 16], tree[VMMCFG_PATH_MAX + 16];
+	struct vm_paths p;
+
+	if (!state_dir || vmmcfg_paths(state_dir, run_dir ? run_dir : "/", vm_uuid, &p))
+		return;
+	snprintf(layers, sizeof(layers), "%s/layers", p.checkpoints);
+	snprintf(tree, sizeof(tree), "%s/tree.json", p.checkpoints);
+	/* only an empty tree: layers/ must go (empty) before tree.json does */
+	if ((!rmdir(layers) || errno == ENOENT) && unlink(tree) && errno != ENOENT)
+		log_warn("disks", "VM %s: removing %s: %s", vm_uuid, tree, strerror(errno));
+}
+
 int disks_resolve(struct db *db, json_t *spec, struct spec_error *err)
 {
 	json_t *disks = json_object_get(spec, "disks"), *d;
@@ -153,10 +167,16 @@ int disks_resolve(struct db *db, json_t *spec, struct spec_error *err)
 			ret = spec_fail(err, "invalid-argument", field,
 					"%s: managed disk '%s' is %s, not %s", field, row.name,
 					row.format, fmt);
-		} else if (json_object_set_new(d, "disk", json_string(row.uuid)) ||
-			   json_object_set_new(d, "path", json_string(row.path)) ||
-			   json_object_set_new(d, "format", json_string(row.format))) {
-			ret = spec_fail(err, "internal", "", "out of memory");
+		} else {
+			/* the order of a plain disk's fields, then the reference */
+			json_t *n = json_pack("{s:s, s:s, s:O, s:O, s:O, s:s}", "path", row.path,
+					      "format", row.format, "readonly",
+					      json_object_get(d, "readonly"), "cache",
+					      json_object_get(d, "cache"), "serial",
+					      json_object_get(d, "serial"), "disk", row.uuid);
+			if (!n || json_array_set_new(disks, i, n))
+				ret = spec_fail(err, "internal", "", "out of memory");
+			d = n;
 		}
 		db_disk_clear(&row);
 		if (ret)

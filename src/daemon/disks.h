@@ -45,6 +45,10 @@ int disks_resize_image(const char *path, const char *format, uint64_t size, char
 /* Whether the VM has checkpoints (disk layers in <state>/vms/<uuid>/checkpoints/layers). */
 bool disks_vm_has_checkpoints(const char *state_dir, const char *run_dir, const char *vm_uuid);
 
+/* After a VM's disks changed (the VM off, without checkpoints): berth-vmm's empty checkpoint
+ * tree records the disks it was made for, so it goes (the VMM makes a new one at start). */
+void disks_reset_empty_tree(const char *state_dir, const char *run_dir, const char *vm_uuid);
+
 /*
  * Inside a transaction, for a normalized spec about to be stored: every disks[].disk names a
  * managed disk (its UUID is stored, path and format filled in from it); a plain path that is a
