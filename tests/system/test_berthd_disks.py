@@ -8,6 +8,8 @@ named), DELETE /vms/{id}?delete_disks=true, and the `berth disk` verbs end to en
 is checked against the OpenAPI document (berthdutil.Berthd.request)."""
 import json
 import os
+import pwd
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -432,3 +434,46 @@ def test_cli_disk_verbs(daemon):
         assert r.rc == 0 and r.out.startswith(f"usage: berth disk {verb}"), r
     r = berth(d, "vm", "delete", "--help")
     assert "--delete-disks" in r.out
+
+
+DISK_USER = "berthdisktest"  # not test_berthd_lifecycle's user: those tests may run at once
+
+
+@pytest.fixture
+def disk_user():
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("needs root and useradd to create a test user")
+    subprocess.run(["userdel", DISK_USER], capture_output=True)
+    r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        "--groups", "kvm", DISK_USER], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"useradd failed: {r.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(DISK_USER)
+    finally:
+        subprocess.run(["userdel", DISK_USER], capture_output=True)
+
+
+def test_unprivileged_vmm_uses_its_managed_disks(daemon, disk_user, run_dir):
+    # the VMM's user must reach the pool: not under pytest's private (0700) tmp_path
+    d = daemon(["--vmm-user", DISK_USER], state_dir=os.path.join(run_dir, "state"))
+    pool = os.path.join(d.state, "disks")
+    assert stat.S_IMODE(os.stat(pool).st_mode) == 0o711 and os.stat(pool).st_uid == 0
+    base = mk(d, "ubase", 8 * MiB, format="raw")
+    top = mk(d, "utop", backing="ubase")
+    for disk in (base, top):
+        st = os.stat(disk["path"])
+        assert (st.st_uid, st.st_gid) == (disk_user.pw_uid, disk_user.pw_gid), disk
+        assert stat.S_IMODE(st.st_mode) == 0o600
+    assert qinfo(top["path"])["backing-filename-format"] == "raw"
+    create(d, "u1", cmdline="test=blk,halt", disks=[{"disk": "utop", "serial": "u"}])
+    kv = guest_blk(d, "u1")
+    assert int(kv["sectors"]) == 8 * MiB // 512 and kv["serial"] == '"u"', kv
+    qcheck(top["path"])
+    assert os.stat(base["path"]).st_blocks == 0  # the writes went to the overlay
+    r = d.post(V + "/disks/utop/resize", {"size": 16 * MiB})
+    assert r.status == 200 and os.stat(top["path"]).st_uid == disk_user.pw_uid
+    assert d.delete(V + "/vms/u1?delete_disks=true").status == 204
+    # the VM's own disk goes; its backing disk was not the VM's: it stays, unshared or not
+    assert not os.path.exists(top["path"]) and os.path.exists(base["path"])
+    assert d.delete(V + "/disks/ubase").status == 204 and not os.path.exists(base["path"])
