@@ -136,8 +136,9 @@ static int disk_list(struct cli *c, const struct cli_verb *v, const struct cli_a
 		human(json_object_get(d, "size"), size, sizeof(size));
 		human(json_object_get(d, "allocated"), alloc, sizeof(alloc));
 		users(d, vms, sizeof(vms));
-		const char *row[] = {str(d, "name"), str(d, "format"), size,	       alloc,
-				     str(d, "backing_name"), vms,	       str(d, "uuid")};
+		const char *row[] = {str(d, "name"), str(d, "format"),	     size,
+				     alloc,	     str(d, "backing_name"), vms,
+				     str(d, "uuid")};
 		if (table_add(&t, row)) {
 			code = cli_fail(EXIT_ERROR, "out of memory");
 			break;
@@ -268,7 +269,8 @@ static int disk_detach(struct cli *c, const struct cli_verb *v, const struct cli
 
 	if (!*a->pos[0] || !*a->pos[1] || strlen(a->pos[1]) > 255 ||
 	    cli_path(path, sizeof(path), VMS, a->pos[0], "/disks"))
-		return cli_usage(NULL, NULL, "'%.80s %.80s': not a VM and a disk name, UUID or index",
+		return cli_usage(NULL, NULL,
+				 "'%.80s %.80s': not a VM and a disk name, UUID or index",
 				 a->pos[0], a->pos[1]);
 	char full[800];
 	if (cli_path(full, sizeof(full), path, a->pos[1], NULL))

@@ -41,14 +41,13 @@ static int disk_json(struct db *db, const struct db_disk *d, json_t **out)
 		return ret;
 	}
 	bool present = stat(d->path, &st) == 0;
-	o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:b, s:o, s:o, s:o, s:s, s:I}", "uuid",
-		      d->uuid, "name", d->name, "path", d->path, "format", d->format, "size",
-		      (json_int_t)d->size, "allocated",
-		      present ? json_integer((json_int_t)st.st_blocks * 512) : json_null(),
-		      "present", present, "backing",
-		      d->backing ? json_string(d->backing) : json_null(), "backing_name",
-		      below.name ? json_string(below.name) : json_null(), "attached_to", users,
-		      "created", d->created, "generation", (json_int_t)d->generation);
+	o = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:I, s:o, s:b, s:o, s:o, s:o, s:s, s:I}", "uuid", d->uuid, "name",
+	    d->name, "path", d->path, "format", d->format, "size", (json_int_t)d->size, "allocated",
+	    present ? json_integer((json_int_t)st.st_blocks * 512) : json_null(), "present",
+	    present, "backing", d->backing ? json_string(d->backing) : json_null(), "backing_name",
+	    below.name ? json_string(below.name) : json_null(), "attached_to", users, "created",
+	    d->created, "generation", (json_int_t)d->generation);
 	db_disk_clear(&below);
 	*out = o;
 	return o ? 0 : -ENOMEM;
@@ -109,7 +108,7 @@ static bool get_size(json_t *v, uint64_t *out, struct api_resp *resp)
 
 static bool only_keys(json_t *body, const char *const *keys, size_t n, struct api_resp *resp)
 {
-	static const char *const ro[] = {"uuid",	 "path",	 "allocated", "present",
+	static const char *const ro[] = {"uuid",	 "path",	"allocated", "present",
 					 "backing_name", "attached_to", "created",   "generation"};
 	const char *key;
 	json_t *v;
@@ -230,25 +229,26 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 		}
 		if (!disks_in_pool(pool, below.path)) {
 			api_error(resp, 400, "invalid-argument", "backing",
-				  "backing: disk '%s' is at %s, outside the disk pool %s", below.name,
-				  below.path, pool->dir);
+				  "backing: disk '%s' is at %s, outside the disk pool %s",
+				  below.name, below.path, pool->dir);
 			goto rollback;
 		}
 		d.backing = below.uuid;
 		if (!size)
 			d.size = below.size;
 	}
-	detail = json_pack("{s:o, s:s, s:s, s:s, s:I, s:s*}", "actor", api_actor(req), "name",
-			   name, "path", path, "format", format, "size", (json_int_t)d.size,
-			   "backing", below.name);
+	detail = json_pack("{s:o, s:s, s:s, s:s, s:I, s:s*}", "actor", api_actor(req), "name", name,
+			   "path", path, "format", format, "size", (json_int_t)d.size, "backing",
+			   below.name);
 	if (!detail) {
 		api_error(resp, 500, "internal", NULL, "out of memory");
 		goto rollback;
 	}
 	if ((ret = disks_create_image(pool, &d, backing ? below.path : NULL,
 				      backing ? below.format : NULL, err, sizeof(err)))) {
-		api_error(resp, ret == -EEXIST ? 409 : 500, ret == -EEXIST ? "conflict" : "internal",
-			  NULL, "creating the image: %s", err);
+		api_error(resp, ret == -EEXIST ? 409 : 500,
+			  ret == -EEXIST ? "conflict" : "internal", NULL, "creating the image: %s",
+			  err);
 		goto rollback;
 	}
 	made = true;
@@ -453,10 +453,11 @@ void api_disks_resize(struct api_req *req, struct api_resp *resp)
 	}
 	for (; vc && held < vms.n; held++)
 		if (vmctl_hold(vc, vms.uuids[held])) {
-			api_error(resp, 409, "busy", NULL,
-				  "a VM using disk '%s' is busy with an operation: try again when it "
-				  "has ended",
-				  d.name);
+			api_error(
+			    resp, 409, "busy", NULL,
+			    "a VM using disk '%s' is busy with an operation: try again when it "
+			    "has ended",
+			    d.name);
 			goto out;
 		}
 	db_disk_clear(&d);

@@ -489,17 +489,17 @@ static int drop_disks(struct db *db, json_t *spec, json_t *detail)
 				continue;
 			}
 			if (ret || (ret = db_disk_users(db, uuid, count_vm, &users)) ||
-			    (ret = db_disk_children(db, uuid, count_vm, &kids)) ||
-			    users || kids || (ret = db_disk_delete(db, uuid))) {
+			    (ret = db_disk_children(db, uuid, count_vm, &kids)) || users || kids ||
+			    (ret = db_disk_delete(db, uuid))) {
 				db_disk_clear(&row);
 				if (ret)
 					break;
 				continue;
 			}
 			json_object_set_new(d, "dropped", json_true());
-			ret = json_array_append_new(gone, json_pack("{s:s, s:s, s:s}", "name", row.name,
-								  "uuid", row.uuid, "path",
-								  row.path))
+			ret = json_array_append_new(gone,
+						    json_pack("{s:s, s:s, s:s}", "name", row.name,
+							      "uuid", row.uuid, "path", row.path))
 				  ? -ENOMEM
 				  : 0;
 			db_disk_clear(&row);
@@ -516,8 +516,8 @@ static int drop_disks(struct db *db, json_t *spec, json_t *detail)
 			continue;
 		ret = db_disk_users(db, uuid, count_vm, &users);
 		if (!ret && json_array_append_new(
-				kept, json_pack("{s:s, s:s, s:s}", "name", row.name, "uuid", row.uuid,
-						"reason",
+				kept, json_pack("{s:s, s:s, s:s}", "name", row.name, "uuid",
+						row.uuid, "reason",
 						users ? "attached to another VM"
 						      : "the backing disk of another disk")))
 			ret = -ENOMEM;
@@ -662,8 +662,7 @@ static json_t *attach_item(struct api_req *req, struct api_resp *resp)
 
 /* Detach: the index of the disk the path names (a number, or a managed disk's name or UUID),
  * -ENOENT with resp set. */
-static int detach_index(struct api_req *req, struct api_resp *resp, json_t *disks,
-			const char *vm)
+static int detach_index(struct api_req *req, struct api_resp *resp, json_t *disks, const char *vm)
 {
 	const char *ref = req->params.v[1];
 	struct db_disk d = {0};
@@ -674,8 +673,9 @@ static int detach_index(struct api_req *req, struct api_resp *resp, json_t *disk
 		unsigned long n = strtoul(ref, NULL, 10);
 		if (strlen(ref) <= 2 && n < json_array_size(disks))
 			return (int)n;
-		api_error(resp, 404, "not-found", NULL, "VM '%s' has no disks[%s] (it has %zu disk%s)",
-			  vm, ref, json_array_size(disks), json_array_size(disks) == 1 ? "" : "s");
+		api_error(resp, 404, "not-found", NULL,
+			  "VM '%s' has no disks[%s] (it has %zu disk%s)", vm, ref,
+			  json_array_size(disks), json_array_size(disks) == 1 ? "" : "s");
 		return -ENOENT;
 	}
 	int ret = db_disk_find(req->ctx->db, ref, &d);
@@ -800,8 +800,8 @@ static void edit_disks(struct api_req *req, struct api_resp *resp, bool attach)
 	}
 	disks_reset_empty_tree(req->ctx->state_dir, req->ctx->run_dir, vm.uuid);
 	log_info("api", "VM %s: disk %s %s by uid %u", vm.name,
-		 json_string_value(json_object_get(done, "path")),
-		 attach ? "attached" : "detached", (unsigned)req->uid);
+		 json_string_value(json_object_get(done, "path")), attach ? "attached" : "detached",
+		 (unsigned)req->uid);
 	respond_vm(resp, 200, &row);
 	goto out;
 rollback:

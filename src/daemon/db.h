@@ -103,10 +103,10 @@ int db_nic_macs(struct db *db, const char *except_uuid,
 struct db_disk {
 	char uuid[DB_UUID_LEN + 1];
 	char *name;
-	char *path;	/* the image file, absolute */
-	char *format;	/* "raw" or "qcow2" */
-	uint64_t size;	/* virtual size in bytes */
-	char *backing;	/* the UUID of the managed disk below it, or NULL */
+	char *path;    /* the image file, absolute */
+	char *format;  /* "raw" or "qcow2" */
+	uint64_t size; /* virtual size in bytes */
+	char *backing; /* the UUID of the managed disk below it, or NULL */
 	char *created;
 	int64_t generation;
 };

@@ -60,7 +60,8 @@ static int find_one(struct db *db, const char *sql, const char *param, struct db
 int db_disk_find(struct db *db, const char *id, struct db_disk *out)
 {
 	return find_one(db,
-			"SELECT " DISK_COLUMNS " FROM disks WHERE uuid = ?1 UNION ALL SELECT " DISK_COLUMNS
+			"SELECT " DISK_COLUMNS
+			" FROM disks WHERE uuid = ?1 UNION ALL SELECT " DISK_COLUMNS
 			" FROM disks WHERE name = ?1 LIMIT 1",
 			id, out);
 }
@@ -155,8 +156,7 @@ int db_disk_set_size(struct db *db, const char *uuid, uint64_t size)
 
 /* Rows of three text columns from a query with one text parameter. */
 static int each_triple(struct db *db, const char *sql, const char *param, const char *what,
-		       int (*fn)(const char *a, const char *b, const char *c, void *arg),
-		       void *arg)
+		       int (*fn)(const char *a, const char *b, const char *c, void *arg), void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int ret = 0, rc;

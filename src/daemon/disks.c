@@ -48,8 +48,9 @@ int disks_pool_init(struct disk_pool *p, const char *dir, const struct vmm_user 
 		return -ENOTDIR;
 	}
 	if (p->chown && !(st.st_mode & S_IXOTH))
-		log_warn("disks", "%s is not searchable by others: the VMMs (user %s) cannot "
-				  "reach its images",
+		log_warn("disks",
+			 "%s is not searchable by others: the VMMs (user %s) cannot "
+			 "reach its images",
 			 p->dir, u->name);
 	return 0;
 }
@@ -61,9 +62,8 @@ bool disks_in_pool(const struct disk_pool *p, const char *path)
 	       !strchr(path + n + 1, '/');
 }
 
-int disks_create_image(const struct disk_pool *p, const struct db_disk *d,
-		       const char *backing_path, const char *backing_fmt, char *err,
-		       size_t errlen)
+int disks_create_image(const struct disk_pool *p, const struct db_disk *d, const char *backing_path,
+		       const char *backing_fmt, char *err, size_t errlen)
 {
 	int ret = 0, fd;
 
@@ -83,8 +83,7 @@ int disks_create_image(const struct disk_pool *p, const struct db_disk *d,
 		if (ftruncate(fd, (off_t)d->size) || fsync(fd))
 			ret = -errno;
 	}
-	if (fd < 0 || (!ret && (fchmod(fd, 0600) ||
-				(p->chown && fchown(fd, p->uid, p->gid)))))
+	if (fd < 0 || (!ret && (fchmod(fd, 0600) || (p->chown && fchown(fd, p->uid, p->gid)))))
 		ret = -errno;
 	if (fd >= 0)
 		close(fd);
@@ -169,11 +168,11 @@ int disks_resolve(struct db *db, json_t *spec, struct spec_error *err)
 					row.format, fmt);
 		} else {
 			/* the order of a plain disk's fields, then the reference */
-			json_t *n = json_pack("{s:s, s:s, s:O, s:O, s:O, s:s}", "path", row.path,
-					      "format", row.format, "readonly",
-					      json_object_get(d, "readonly"), "cache",
-					      json_object_get(d, "cache"), "serial",
-					      json_object_get(d, "serial"), "disk", row.uuid);
+			json_t *n =
+			    json_pack("{s:s, s:s, s:O, s:O, s:O, s:s}", "path", row.path, "format",
+				      row.format, "readonly", json_object_get(d, "readonly"),
+				      "cache", json_object_get(d, "cache"), "serial",
+				      json_object_get(d, "serial"), "disk", row.uuid);
 			if (!n || json_array_set_new(disks, i, n))
 				ret = spec_fail(err, "internal", "", "out of memory");
 			d = n;

@@ -33,9 +33,8 @@ bool disks_in_pool(const struct disk_pool *p, const char *path);
 
 /* Create the image file of d (d->path, d->format, d->size; backing: the path and format of the
  * managed disk below it, or NULL). The file is 0600, the VMM user's. -errno with err set. */
-int disks_create_image(const struct disk_pool *p, const struct db_disk *d,
-		       const char *backing_path, const char *backing_fmt, char *err,
-		       size_t errlen);
+int disks_create_image(const struct disk_pool *p, const struct db_disk *d, const char *backing_path,
+		       const char *backing_fmt, char *err, size_t errlen);
 
 /* Grow the image (format "raw" or "qcow2") to size bytes; the caller made sure nothing has it
  * open. Shrinking is -EINVAL. -errno with err set. */

@@ -80,14 +80,19 @@ static void usage(FILE *f)
 /* 0 run, 1 exit 0 (help, version), -EINVAL usage error (message printed). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-	    {"foreground", no_argument, NULL, 'f'},    {"state-dir", required_argument, NULL, 'd'},
-	    {"socket", required_argument, NULL, 's'},  {"group", required_argument, NULL, 'g'},
-	    {"threads", required_argument, NULL, 't'}, {"log-level", required_argument, NULL, 'l'},
-	    {"vmm", required_argument, NULL, 'm'},     {"vmm-user", required_argument, NULL, 'u'},
-	    {"run-dir", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
-	    {"disk-dir", required_argument, NULL, 'D'},
-	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"foreground", no_argument, NULL, 'f'},
+						 {"state-dir", required_argument, NULL, 'd'},
+						 {"socket", required_argument, NULL, 's'},
+						 {"group", required_argument, NULL, 'g'},
+						 {"threads", required_argument, NULL, 't'},
+						 {"log-level", required_argument, NULL, 'l'},
+						 {"vmm", required_argument, NULL, 'm'},
+						 {"vmm-user", required_argument, NULL, 'u'},
+						 {"run-dir", required_argument, NULL, 'r'},
+						 {"disk-dir", required_argument, NULL, 'D'},
+						 {"help", no_argument, NULL, 'h'},
+						 {"version", no_argument, NULL, 'V'},
+						 {NULL, 0, NULL, 0}};
 	uint64_t n;
 	int c;
 
@@ -153,10 +158,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return -EINVAL;
 	}
 	if (!*o->state_dir || !*o->socket_path || !*o->group || (o->vmm && !*o->vmm) ||
-	    (o->vmm_user && !*o->vmm_user) || (o->run_dir && !*o->run_dir) || (o->disk_dir && !*o->disk_dir)) {
-		log_err(NULL,
-			"--state-dir, --socket, --group, --vmm, --vmm-user, --run-dir and "
-			"--disk-dir must not be empty");
+	    (o->vmm_user && !*o->vmm_user) || (o->run_dir && !*o->run_dir) ||
+	    (o->disk_dir && !*o->disk_dir)) {
+		log_err(NULL, "--state-dir, --socket, --group, --vmm, --vmm-user, --run-dir and "
+			      "--disk-dir must not be empty");
 		return -EINVAL;
 	}
 	return 0;
@@ -258,7 +263,8 @@ int main(int argc, char **argv)
 	struct ops *ops = NULL;
 	struct vmm_user user = {0};
 	static struct disk_pool pool;
-	char dbpath[4096], err[512] = "path too long", vmm[4096], disk_dir[4096], run_dir[4096], state_dir[4096], path[4096];
+	char dbpath[4096], err[512] = "path too long", vmm[4096], disk_dir[4096], run_dir[4096],
+			   state_dir[4096], path[4096];
 	bool vmctl_busy = false;
 	sigset_t stop;
 	int lock_fd = -1, sig, ret;
@@ -311,9 +317,9 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	if ((o.disk_dir ? snprintf(path, sizeof(path), "%s", o.disk_dir) < 0
-			: (size_t)snprintf(path, sizeof(path), "%s/disks", state_dir) >=
-			      sizeof(path)) ||
+	if ((o.disk_dir
+		 ? snprintf(path, sizeof(path), "%s", o.disk_dir) < 0
+		 : (size_t)snprintf(path, sizeof(path), "%s/disks", state_dir) >= sizeof(path)) ||
 	    absolute(path, disk_dir, sizeof(disk_dir)) ||
 	    disks_pool_init(&pool, disk_dir, &user, err, sizeof(err))) {
 		log_err(NULL, "--disk-dir: %s", err);

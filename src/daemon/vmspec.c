@@ -230,7 +230,7 @@ static int check_serial(json_t *v, const char *field, json_t **out, struct spec_
  * of berthd's disks; disks_resolve fills in its path and format and stores its UUID). */
 static int check_disk(json_t *d, size_t i, json_t *disks, struct spec_error *err)
 {
-	static const char *const keys[] = {"path",  "format", "readonly", "cache",
+	static const char *const keys[] = {"path",   "format", "readonly", "cache",
 					   "serial", "disk",   NULL};
 	char pre[32], field[64];
 	const char *path = NULL, *format = "auto", *cache = "none", *disk = NULL;
