@@ -38,6 +38,16 @@ def qcheck(path):
     return p.stdout
 
 
+def qio(path, *cmds):
+    """qemu-io commands on an image (read -P checks the pattern); fails on any error."""
+    args = ["qemu-io", "-f", "qcow2"]
+    for c in cmds:
+        args += ["-c", c]
+    p = subprocess.run(args + [path], capture_output=True, text=True)
+    assert p.returncode == 0 and "fail" not in p.stdout.lower() and p.stderr == "", p
+    return p.stdout
+
+
 def mk(d, name, size=None, **kw):
     body = {"name": name, **kw}
     if size is not None:
@@ -192,14 +202,20 @@ def test_resize(daemon):
 
     # grow in place (the L1 table's cluster has room) and past it (4 TiB per 64 KiB of L1
     # entries: the table moves to the end of the image)
+    qio(q["path"], "write -P 0x5a 0 1M", "write -P 0xa5 7M 64k")
     r = d.post(V + "/disks/q/resize", {"size": 3 << 30})
     assert r.status == 200 and r.json["size"] == 3 << 30
     qcheck(q["path"])
+    qio(q["path"], "write -P 0x33 2G 64k")
     assert qinfo(q["path"])["virtual-size"] == 3 << 30
     r = d.post(V + "/disks/q/resize", {"size": 5 << 40}, headers={"If-Match": '"2"'})
     assert r.status == 200 and r.json["size"] == 5 << 40
     qcheck(q["path"])
     assert qinfo(q["path"])["virtual-size"] == 5 << 40
+    # the data survives the move of the L1 table, and the grown space reads as zeroes
+    qio(q["path"], "read -P 0x5a 0 1M", "read -P 0xa5 7M 64k", "read -P 0x33 2G 64k",
+        "read -P 0 4T 64k", "write -P 0x77 5119G 64k", "read -P 0x77 5119G 64k")
+    qcheck(q["path"])
     err(d.post(V + "/disks/q/resize", {"size": 6 << 40}, headers={"If-Match": '"2"'}), 412,
         "precondition-failed")
     # an overlay grows on its own; qemu still reads it over its (larger) backing file
