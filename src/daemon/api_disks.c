@@ -146,6 +146,31 @@ static bool get_str(json_t *body, const char *key, const char **out, struct api_
 	return true;
 }
 
+struct names {
+	char list[256];
+	int n;
+	bool busy; /* a VM that is not off or crashed */
+	char busy_vm[64], busy_state[16];
+	char uuids[8][DB_UUID_LEN + 1];
+};
+
+static int add_name(const char *name, const char *uuid, const char *state, void *arg)
+{
+	struct names *u = arg;
+	size_t len = strlen(u->list);
+	if (u->n < 8) {
+		snprintf(u->list + len, sizeof(u->list) - len, "%s'%s'", len ? ", " : "", name);
+		snprintf(u->uuids[u->n], sizeof(u->uuids[0]), "%s", uuid);
+	}
+	u->n++;
+	if (*state && strcmp(state, "off") && strcmp(state, "crashed") && !u->busy) {
+		u->busy = true;
+		snprintf(u->busy_vm, sizeof(u->busy_vm), "%s", name);
+		snprintf(u->busy_state, sizeof(u->busy_state), "%s", state);
+	}
+	return 0;
+}
+
 void api_disks_create(struct api_req *req, struct api_resp *resp)
 {
 	static const char *const keys[] = {"name", "size", "format", "backing"};
@@ -154,6 +179,7 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 	struct db_disk d = {0}, below = {0}, row = {0};
 	const char *name, *format, *backing;
 	char now[32], path[4200], err[512];
+	struct names writers = {0};
 	json_t *detail = NULL;
 	bool made = false;
 	int ret;
@@ -231,6 +257,17 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 400, "invalid-argument", "backing",
 				  "backing: disk '%s' is at %s, outside the disk pool %s",
 				  below.name, below.path, pool->dir);
+			goto rollback;
+		}
+		if ((ret = db_disk_writers(db, below.uuid, add_name, &writers))) {
+			db_failed(resp, ret);
+			goto rollback;
+		}
+		if (writers.n) {
+			api_error(resp, 409, "in-use", "backing",
+				  "backing: disk '%s' is attached writable to %s: an image below "
+				  "another must not change (attach it readonly first)",
+				  below.name, writers.list);
 			goto rollback;
 		}
 		d.backing = below.uuid;
@@ -327,31 +364,6 @@ void api_disks_get(struct api_req *req, struct api_resp *resp)
 		respond_disk(req, resp, 200, &d);
 	db_rollback(req->ctx->db);
 	db_disk_clear(&d);
-}
-
-struct names {
-	char list[256];
-	int n;
-	bool busy; /* a VM that is not off or crashed */
-	char busy_vm[64], busy_state[16];
-	char uuids[8][DB_UUID_LEN + 1];
-};
-
-static int add_name(const char *name, const char *uuid, const char *state, void *arg)
-{
-	struct names *u = arg;
-	size_t len = strlen(u->list);
-	if (u->n < 8) {
-		snprintf(u->list + len, sizeof(u->list) - len, "%s'%s'", len ? ", " : "", name);
-		snprintf(u->uuids[u->n], sizeof(u->uuids[0]), "%s", uuid);
-	}
-	u->n++;
-	if (*state && strcmp(state, "off") && strcmp(state, "crashed") && !u->busy) {
-		u->busy = true;
-		snprintf(u->busy_vm, sizeof(u->busy_vm), "%s", name);
-		snprintf(u->busy_state, sizeof(u->busy_state), "%s", state);
-	}
-	return 0;
 }
 
 void api_disks_delete(struct api_req *req, struct api_resp *resp)

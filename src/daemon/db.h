@@ -127,6 +127,10 @@ int db_disk_set_size(struct db *db, const char *uuid, uint64_t size);
 int db_disk_users(struct db *db, const char *uuid,
 		  int (*fn)(const char *vm, const char *vm_uuid, const char *state, void *arg),
 		  void *arg);
+/* Likewise, only the VMs that have it writable (readonly false). */
+int db_disk_writers(struct db *db, const char *uuid,
+		    int (*fn)(const char *vm, const char *vm_uuid, const char *state, void *arg),
+		    void *arg);
 /* The disks whose backing is the disk (name, UUID); fn for each. */
 int db_disk_children(struct db *db, const char *uuid,
 		     int (*fn)(const char *name, const char *uuid, const char *unused, void *arg),

@@ -187,6 +187,18 @@ int db_disk_users(struct db *db, const char *uuid,
 	return each_triple(db, sql, uuid, "disk users", fn, arg);
 }
 
+int db_disk_writers(struct db *db, const char *uuid,
+		    int (*fn)(const char *vm, const char *vm_uuid, const char *state, void *arg),
+		    void *arg)
+{
+	static const char sql[] =
+	    "SELECT DISTINCT v.name, v.uuid, v.state FROM vms v, json_each(v.config, '$.disks') d "
+	    "WHERE json_extract(d.value, '$.disk') = ?1 AND json_extract(d.value, '$.readonly') = "
+	    "0 "
+	    "ORDER BY v.name";
+	return each_triple(db, sql, uuid, "disk writers", fn, arg);
+}
+
 int db_disk_children(struct db *db, const char *uuid,
 		     int (*fn)(const char *name, const char *uuid, const char *unused, void *arg),
 		     void *arg)

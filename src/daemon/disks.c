@@ -127,6 +127,13 @@ void disks_reset_empty_tree(const char *state_dir, const char *run_dir, const ch
 		log_warn("disks", "VM %s: removing %s: %s", vm_uuid, tree, strerror(errno));
 }
 
+static int count_one(const char *a, const char *b, const char *c, void *arg)
+{
+	(void)a, (void)b, (void)c;
+	++*(int *)arg;
+	return 0;
+}
+
 int disks_resolve(struct db *db, json_t *spec, struct spec_error *err)
 {
 	json_t *disks = json_object_get(spec, "disks"), *d;
@@ -155,7 +162,20 @@ int disks_resolve(struct db *db, json_t *spec, struct spec_error *err)
 		if (ret)
 			return spec_fail(err, "internal", "", "reading the disks: %s",
 					 strerror(-ret));
-		if (id && path && strcmp(path, row.path)) {
+		int kids = 0;
+		if (!json_is_true(json_object_get(d, "readonly")) &&
+		    (ret = db_disk_children(db, row.uuid, count_one, &kids))) {
+			db_disk_clear(&row);
+			return spec_fail(err, "internal", "", "reading the disks: %s",
+					 strerror(-ret));
+		}
+		if (kids) {
+			snprintf(field, sizeof(field), "disks[%zu].readonly", i);
+			ret = spec_fail(err, "invalid-argument", field,
+					"%s: disk '%s' is the backing disk of %d other disk%s: a "
+					"VM may only read it (readonly: true)",
+					field, row.name, kids, kids == 1 ? "" : "s");
+		} else if (id && path && strcmp(path, row.path)) {
 			snprintf(field, sizeof(field), "disks[%zu].path", i);
 			ret = spec_fail(err, "invalid-argument", field,
 					"%s: managed disk '%s' is the image %s (give its disk, or "

@@ -275,6 +275,12 @@ def test_attach_boot_write_verify_resize_detach(daemon, tmp_path):
     err(d.post(V + "/vms/w1/disks", {}), 400, "invalid-argument", "disk")
     err(d.post(V + "/vms/w1/disks", {"disk": "data"}), 400, "invalid-argument", "disk")
     err(d.post(V + "/vms/nope/disks", {"disk": "data"}), 404, "not-found")
+    # an image below another must not change: a backing disk is attached read-only or not at all,
+    # and a disk a VM writes gets no overlays
+    msg = err(d.post(V + "/vms/w1/disks", {"disk": "base"}), 400, "invalid-argument", "readonly")
+    assert "'base' is the backing disk of 1 other disk" in msg, msg
+    msg = err(d.post(V + "/disks", {"name": "over", "backing": "data"}), 409, "in-use", "backing")
+    assert "'w1'" in msg, msg
     # the disk as a spec's path is the managed disk: bound to it, the same image twice is not
     r = d.patch(V + "/vms/w1", {"disks": [{"path": str(plain)}, {"path": disk["path"]},
                                          {"disk": "data"}]})
@@ -352,7 +358,7 @@ def test_delete_vm_with_delete_disks(daemon, tmp_path):
     plain = tmp_path / "plain.img"
     plain.write_bytes(b"\0" * 4096)
     create(d, "a", disks=[{"path": str(plain)}, {"disk": "own"}, {"disk": "shared"},
-                          {"disk": "base", "readonly": True}, {"disk": "chain-base"},
+                          {"disk": "base", "readonly": True}, {"disk": "chain-base", "readonly": True},
                           {"disk": "chain-top"}])
     create(d, "b", disks=[{"disk": "shared"}])
     keep = mk(d, "keep", MiB)
