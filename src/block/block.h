@@ -109,6 +109,9 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
  * file must read like the old one). The image must not be open for writing anywhere. */
 int blk_set_backing(const char *image, const char *backing, enum blk_format fmt, char *msg,
 		    size_t msglen);
+/* Grow an image to size bytes (a multiple of 512): raw by ftruncate, qcow2 by qcow2_resize. The
+ * image must not be open for writing anywhere. Shrinking is refused (-EINVAL). */
+int blk_resize(const char *path, enum blk_format fmt, uint64_t size, char *msg, size_t msglen);
 /* The format of an image file as blk_open's probe sees it. */
 int blk_probe_file(const char *path, enum blk_format *fmt, char *msg, size_t msglen);
 

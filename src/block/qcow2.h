@@ -207,4 +207,8 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *msg,
 int qcow2_set_backing(const char *path, const char *backing, const char *fmt, char *msg,
 		      size_t msglen);
 
+/* qcow2_resize.c: grow the virtual size of an image opened writable (b's driver is qcow2); the L1
+ * table grows in place or moves to the end of the file. Shrinking is -EINVAL. */
+int qcow2_resize(struct blk *b, uint64_t size, char *msg, size_t msglen);
+
 #endif

@@ -81,6 +81,7 @@ struct cli_noun {
 extern const struct cli_verb cli_host_verbs[];
 extern const struct cli_verb cli_vm_verbs[];
 extern const struct cli_verb cli_switch_verbs[];
+extern const struct cli_verb cli_disk_verbs[];
 extern const struct cli_noun cli_nouns[];
 extern const struct cli_opt cli_global_opts[];
 

@@ -254,6 +254,7 @@ static int vm_delete(struct cli *c, const struct cli_verb *v, const struct cli_a
 	int code;
 	(void)v;
 
+	bool drop = args_has(a, "delete-disks");
 	if ((code = vm_path(path, sizeof(path), name)))
 		return code;
 	if (!args_has(a, "yes")) {
@@ -264,8 +265,10 @@ static int vm_delete(struct cli *c, const struct cli_verb *v, const struct cli_a
 					 name);
 		if ((code = cli_api(c, "GET", path, NULL, NULL, &r)))
 			return code;
-		snprintf(q, sizeof(q), "Delete VM %s (%s)? Its disk files are kept.",
-			 str(r.body, "name"), str(r.body, "uuid"));
+		snprintf(q, sizeof(q), "Delete VM %s (%s)? %s", str(r.body, "name"),
+			 str(r.body, "uuid"),
+			 drop ? "Its managed disks no other VM uses are deleted too."
+			      : "Its disk files are kept.");
 		snprintf(etag, sizeof(etag), "%s", r.etag);
 		code = str(r.body, "uuid") ? vm_path(path, sizeof(path), str(r.body, "uuid")) : 0;
 		response_free(&r);
@@ -274,6 +277,8 @@ static int vm_delete(struct cli *c, const struct cli_verb *v, const struct cli_a
 		if (!cli_confirm(q))
 			return cli_fail(EXIT_ERROR, "not deleted");
 	}
+	if (drop)
+		strncat(path, "?delete_disks=true", sizeof(path) - strlen(path) - 1);
 	if ((code = cli_api(c, "DELETE", path, etag[0] ? etag : NULL, NULL, &r)))
 		return code;
 	response_free(&r); /* 204: no document, so --json prints nothing */
@@ -334,6 +339,8 @@ static const struct cli_opt no_opts[] = {{NULL, 0, NULL, NULL, NULL}};
 
 static const struct cli_opt delete_opts[] = {
     {"yes", 0, NULL, NULL, "do not ask (required when stdin is not a terminal)"},
+    {"delete-disks", 0, NULL, NULL,
+     "also delete its managed disks that no other VM uses and no disk has as backing"},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -380,7 +387,9 @@ const struct cli_verb cli_vm_verbs[] = {
      "overwritten. Prints the VM as changed.",
      set_opts, true},
     {"delete", vm_delete, "NAME|UUID", 1, 1, "delete a VM's definition (disk files are kept)",
-     "Delete a VM from the inventory. Its disk files stay where they are. Asks for\n"
+     "Delete a VM from the inventory. Its disk files stay where they are unless\n"
+     "--delete-disks is given: then its managed disks (berth disk) that no other VM uses and\n"
+     "that back no other disk are deleted too; plain disk paths are never deleted. Asks for\n"
      "confirmation on a terminal; elsewhere --yes is required.",
      delete_opts, true},
     {"start", cli_vm_action, "NAME|UUID", 1, 1, "start a VM (a saved one is restored)",

@@ -21,6 +21,7 @@ enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
 const char *api_role_name(enum api_role r);
 
 struct db;
+struct disk_pool;
 struct evbus;
 struct ops;
 struct vmctl;
@@ -38,6 +39,7 @@ struct api_ctx {
 	struct evbus *events;  /* the event stream's broadcaster; NULL: no streams */
 	const char *state_dir; /* for the VMs' paths (metrics); NULL: no VMM is asked */
 	const char *run_dir;
+	const struct disk_pool *disks; /* the managed disks' pool; NULL: no disks can be made */
 	/* daemon health for /metrics: responses by status, VMMs a scrape could not read */
 	atomic_uint_fast64_t responses[API_STATUS_MAX];
 	atomic_uint_fast64_t scrape_errors;
@@ -128,5 +130,13 @@ void api_switches_create(struct api_req *req, struct api_resp *resp);
 void api_switches_list(struct api_req *req, struct api_resp *resp);
 void api_switches_get(struct api_req *req, struct api_resp *resp);
 void api_switches_delete(struct api_req *req, struct api_resp *resp);
+/* api_disks.c; attach and detach edit a VM's spec (api_vms.c) */
+void api_disks_create(struct api_req *req, struct api_resp *resp);
+void api_disks_list(struct api_req *req, struct api_resp *resp);
+void api_disks_get(struct api_req *req, struct api_resp *resp);
+void api_disks_delete(struct api_req *req, struct api_resp *resp);
+void api_disks_resize(struct api_req *req, struct api_resp *resp);
+void api_vm_disk_attach(struct api_req *req, struct api_resp *resp);
+void api_vm_disk_detach(struct api_req *req, struct api_resp *resp);
 
 #endif

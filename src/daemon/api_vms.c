@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "daemon/api.h"
 #include "daemon/db.h"
+#include "daemon/disks.h"
 #include "daemon/nics.h"
 #include "daemon/vmctl.h"
 #include "daemon/vmspec.h"
@@ -141,7 +143,8 @@ void api_vms_create(struct api_req *req, struct api_resp *resp)
 		goto out;
 	}
 	/* the NICs' switches exist, their MACs settled (the pool) in the same transaction */
-	if ((ret = nics_resolve(db, vm.uuid, spec, NULL, &serr))) {
+	if ((ret = nics_resolve(db, vm.uuid, spec, NULL, &serr)) ||
+	    (ret = disks_resolve(db, spec, &serr))) {
 		db_rollback(db);
 		spec_failed(resp, ret, &serr);
 		goto out;
@@ -356,7 +359,8 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		goto rollback;
 	}
 	if ((ret = vmspec_normalize(merged, &spec, &serr)) ||
-	    (ret = nics_resolve(db, vm.uuid, spec, cur, &serr))) {
+	    (ret = nics_resolve(db, vm.uuid, spec, cur, &serr)) ||
+	    (ret = disks_resolve(db, spec, &serr))) {
 		spec_failed(resp, ret, &serr);
 		goto rollback;
 	}
@@ -379,6 +383,14 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		if (!held) {
 			api_error(resp, 409, "busy", NULL,
 				  "VM '%s' is busy with an operation: try again when it has ended",
+				  vm.name);
+			goto rollback;
+		}
+		if (!json_equal(json_object_get(spec, "disks"), json_object_get(cur, "disks")) &&
+		    disks_vm_has_checkpoints(req->ctx->state_dir, req->ctx->run_dir, vm.uuid)) {
+			api_error(resp, 409, "has-checkpoints", "disks",
+				  "VM '%s' has checkpoints, which record its disks: delete them "
+				  "before changing its disks",
 				  vm.name);
 			goto rollback;
 		}
@@ -419,6 +431,8 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		db_failed(resp, ret);
 		goto out;
 	}
+	if (!json_equal(json_object_get(spec, "disks"), json_object_get(cur, "disks")))
+		disks_reset_empty_tree(req->ctx->state_dir, req->ctx->run_dir, vm.uuid);
 	log_info("api", "VM %s (%s) %s by uid %u (generation %lld)", vm.name, vm.uuid,
 		 only_renamed ? "renamed" : "modified", (unsigned)req->uid,
 		 (long long)vm.generation);
@@ -438,6 +452,95 @@ out:
 	json_decref(detail);
 }
 
+static int count_vm(const char *vm, const char *uuid, const char *state, void *arg)
+{
+	(void)vm, (void)uuid, (void)state;
+	++*(int *)arg;
+	return 0;
+}
+
+/*
+ * delete_disks=true, in the transaction that deleted the VM: its managed disks that no other VM
+ * uses and that back no other disk leave the inventory (a disk backing another one of its disks
+ * goes once that one has); detail gets "deleted_disks" [{name, uuid, path}] (the files go after
+ * the commit) and "kept_disks" [{name, uuid, reason}]. Plain paths are never touched.
+ */
+static int drop_disks(struct db *db, json_t *spec, json_t *detail)
+{
+	json_t *gone = json_array(), *kept = json_array(), *d;
+	bool progress = true;
+	size_t i;
+	int ret = 0;
+
+	if (!gone || !kept || json_object_set_new(detail, "deleted_disks", gone) ||
+	    json_object_set_new(detail, "kept_disks", kept))
+		return -ENOMEM;
+	while (progress && !ret) {
+		progress = false;
+		json_array_foreach(json_object_get(spec, "disks"), i, d)
+		{
+			const char *uuid = json_string_value(json_object_get(d, "disk"));
+			struct db_disk row;
+			int users = 0, kids = 0;
+			if (!uuid || json_is_true(json_object_get(d, "dropped")))
+				continue;
+			if ((ret = db_disk_find(db, uuid, &row)) == -ENOENT) {
+				ret = 0; /* named twice, or gone meanwhile */
+				continue;
+			}
+			if (ret || (ret = db_disk_users(db, uuid, count_vm, &users)) ||
+			    (ret = db_disk_children(db, uuid, count_vm, &kids)) || users || kids ||
+			    (ret = db_disk_delete(db, uuid))) {
+				db_disk_clear(&row);
+				if (ret)
+					break;
+				continue;
+			}
+			json_object_set_new(d, "dropped", json_true());
+			ret = json_array_append_new(gone,
+						    json_pack("{s:s, s:s, s:s}", "name", row.name,
+							      "uuid", row.uuid, "path", row.path))
+				  ? -ENOMEM
+				  : 0;
+			db_disk_clear(&row);
+			progress = true;
+		}
+	}
+	json_array_foreach(json_object_get(spec, "disks"), i, d)
+	{
+		const char *uuid = json_string_value(json_object_get(d, "disk"));
+		struct db_disk row;
+		int users = 0;
+		if (ret || !uuid || json_object_del(d, "dropped") == 0 ||
+		    db_disk_find(db, uuid, &row))
+			continue;
+		ret = db_disk_users(db, uuid, count_vm, &users);
+		if (!ret && json_array_append_new(
+				kept, json_pack("{s:s, s:s, s:s}", "name", row.name, "uuid",
+						row.uuid, "reason",
+						users ? "attached to another VM"
+						      : "the backing disk of another disk")))
+			ret = -ENOMEM;
+		db_disk_clear(&row);
+	}
+	return ret;
+}
+
+static void unlink_dropped(json_t *detail)
+{
+	json_t *d;
+	size_t i;
+	json_array_foreach(json_object_get(detail, "deleted_disks"), i, d)
+	{
+		const char *path = json_string_value(json_object_get(d, "path"));
+		if (path && unlink(path) && errno != ENOENT)
+			log_warn("api", "removing disk image %s: %s", path, strerror(errno));
+		else
+			log_info("api", "disk %s deleted with its VM",
+				 json_string_value(json_object_get(d, "name")));
+	}
+}
+
 void api_vms_delete(struct api_req *req, struct api_resp *resp)
 {
 	struct db *db = req->ctx->db;
@@ -450,12 +553,6 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 	if (q && (!json_is_string(q) || route_parse_bool(json_string_value(q), &delete_disks))) {
 		api_error(resp, 400, "invalid-argument", "delete_disks",
 			  "delete_disks: must be true or false");
-		return;
-	}
-	if (delete_disks) {
-		api_error(resp, 400, "not-supported", "delete_disks",
-			  "delete_disks=true needs berthd's disk management, which is not there "
-			  "yet: delete the VM with delete_disks=false and remove its disk files");
 		return;
 	}
 	if ((ret = db_begin(db, false))) {
@@ -489,13 +586,22 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 	}
 	spec = vm_spec(&vm);
 	detail = json_pack("{s:o, s:s, s:O*, s:b}", "actor", api_actor(req), "name", vm.name,
-			   "spec", spec, "delete_disks", 0);
+			   "spec", spec, "delete_disks", delete_disks);
 	if (!detail) {
 		api_error(resp, 500, "internal", NULL, "out of memory");
 		goto rollback;
 	}
+	if (delete_disks && req->ctx->state_dir &&
+	    disks_vm_has_checkpoints(req->ctx->state_dir, req->ctx->run_dir, vm.uuid)) {
+		api_error(resp, 409, "has-checkpoints", "delete_disks",
+			  "VM '%s' has checkpoints whose disk layers lie on its disks: delete the "
+			  "checkpoints first, or delete the VM with delete_disks=false",
+			  vm.name);
+		goto rollback;
+	}
 	api_now(now);
 	if ((ret = db_vm_delete(db, vm.uuid, vm.generation)) ||
+	    (delete_disks && (ret = drop_disks(db, spec, detail))) ||
 	    (ret = db_event_add(db, now, vm.uuid, "vm-deleted", detail))) {
 		db_failed(resp, ret);
 		goto rollback;
@@ -504,8 +610,9 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 		db_failed(resp, ret);
 		goto out;
 	}
-	log_info("api", "VM %s (%s) deleted by uid %u; its disks are kept", vm.name, vm.uuid,
-		 (unsigned)req->uid);
+	log_info("api", "VM %s (%s) deleted by uid %u%s", vm.name, vm.uuid, (unsigned)req->uid,
+		 delete_disks ? "" : "; its disks are kept");
+	unlink_dropped(detail);
 	resp->status = 204;
 	if (held)
 		vmctl_forget(req->ctx->vmctl, uuid);
@@ -519,4 +626,204 @@ out:
 	db_vm_clear(&vm);
 	json_decref(spec);
 	json_decref(detail);
+}
+
+/* The body of an attach as a spec disk {disk, readonly, cache, serial}; NULL with resp set. */
+static json_t *attach_item(struct api_req *req, struct api_resp *resp)
+{
+	static const char *const keys[] = {"disk", "readonly", "cache", "serial"};
+	json_t *v, *item = json_object();
+	const char *key;
+
+	if (!item) {
+		api_error(resp, 500, "internal", NULL, "out of memory");
+		return NULL;
+	}
+	json_object_foreach(req->json, key, v)
+	{
+		bool known = false;
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			known |= !strcmp(key, keys[i]);
+		if (!known) {
+			api_error(resp, 400, "unknown-field", key, "unknown field '%s'", key);
+			json_decref(item);
+			return NULL;
+		}
+		json_object_set(item, key, v);
+	}
+	if (!json_is_string(json_object_get(item, "disk"))) {
+		api_error(resp, 400, "invalid-argument", "disk",
+			  "disk: required, the name or UUID of a managed disk");
+		json_decref(item);
+		return NULL;
+	}
+	return item;
+}
+
+/* Detach: the index of the disk the path names (a number, or a managed disk's name or UUID),
+ * -ENOENT with resp set. */
+static int detach_index(struct api_req *req, struct api_resp *resp, json_t *disks, const char *vm)
+{
+	const char *ref = req->params.v[1];
+	struct db_disk d = {0};
+	json_t *item;
+	size_t i;
+
+	if (*ref >= '0' && *ref <= '9' && strspn(ref, "0123456789") == strlen(ref)) {
+		unsigned long n = strtoul(ref, NULL, 10);
+		if (strlen(ref) <= 2 && n < json_array_size(disks))
+			return (int)n;
+		api_error(resp, 404, "not-found", NULL,
+			  "VM '%s' has no disks[%s] (it has %zu disk%s)", vm, ref,
+			  json_array_size(disks), json_array_size(disks) == 1 ? "" : "s");
+		return -ENOENT;
+	}
+	int ret = db_disk_find(req->ctx->db, ref, &d);
+	if (ret && ret != -ENOENT) {
+		db_failed(resp, ret);
+		return ret;
+	}
+	json_array_foreach(disks, i, item)
+	{
+		const char *uuid = json_string_value(json_object_get(item, "disk"));
+		if (!ret && uuid && !strcmp(uuid, d.uuid)) {
+			db_disk_clear(&d);
+			return (int)i;
+		}
+	}
+	db_disk_clear(&d);
+	api_error(resp, 404, "not-found", NULL,
+		  ret ? "no disk with the name or UUID '%s' (or give the disk's index)"
+		      : "disk '%s' is not attached to VM '%s'",
+		  ref, vm);
+	return -ENOENT;
+}
+
+/* Attach (req->json) or detach (req->params.v[1]) a disk: the VM's spec changes as with a PATCH
+ * (If-Match, generation, audit event), only while the VM is off. */
+static void edit_disks(struct api_req *req, struct api_resp *resp, bool attach)
+{
+	struct db *db = req->ctx->db;
+	struct spec_error serr = {0};
+	struct db_vm vm = {0}, row = {0};
+	json_t *cur = NULL, *next = NULL, *spec = NULL, *detail = NULL, *item = NULL;
+	char now[32], uuid[DB_UUID_LEN + 1] = "";
+	bool held = false;
+	int idx = -1, ret;
+
+	if (attach && !(item = attach_item(req, resp)))
+		return;
+	if ((ret = db_begin(db, false))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	ret = find_vm(req, resp, &vm);
+	db_rollback(db);
+	if (ret)
+		goto out;
+	memcpy(uuid, vm.uuid, sizeof(uuid));
+	db_vm_clear(&vm);
+	if (req->ctx->vmctl && vmctl_hold(req->ctx->vmctl, uuid)) {
+		api_error(resp, 409, "busy", NULL,
+			  "VM '%s' is busy with an operation: try again when it has ended",
+			  req->params.v[0]);
+		goto out;
+	}
+	held = req->ctx->vmctl != NULL;
+	if ((ret = db_begin(db, true))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
+		goto rollback;
+	if (strcmp(vm.state, "off") && strcmp(vm.state, "crashed")) {
+		api_error(resp, 409, "invalid-state", NULL,
+			  "VM '%s' is %s: disks are %s only while it is off (no hot-plug yet)",
+			  vm.name, vm.state, attach ? "attached" : "detached");
+		goto rollback;
+	}
+	if (disks_vm_has_checkpoints(req->ctx->state_dir, req->ctx->run_dir, vm.uuid)) {
+		api_error(resp, 409, "has-checkpoints", NULL,
+			  "VM '%s' has checkpoints, which record its disks: delete them before "
+			  "%s a disk",
+			  vm.name, attach ? "attaching" : "detaching");
+		goto rollback;
+	}
+	if (!(cur = vm_spec(&vm)) || !(next = json_deep_copy(cur))) {
+		api_error(resp, 500, "internal", NULL, "cannot read VM '%s'", vm.name);
+		goto rollback;
+	}
+	json_t *disks = json_object_get(next, "disks");
+	if (attach) {
+		idx = (int)json_array_size(disks);
+		json_array_append(disks, item);
+	} else {
+		if ((idx = detach_index(req, resp, disks, vm.name)) < 0)
+			goto rollback;
+		item = json_incref(json_array_get(disks, (size_t)idx));
+		json_array_remove(disks, (size_t)idx);
+	}
+	if ((ret = vmspec_normalize(next, &spec, &serr)) ||
+	    (ret = nics_resolve(db, vm.uuid, spec, cur, &serr)) ||
+	    (ret = disks_resolve(db, spec, &serr))) {
+		char pre[32];
+		size_t n = (size_t)snprintf(pre, sizeof(pre), "disks[%d].", idx);
+		if (attach && !strncmp(serr.field, pre, n)) /* name the field of the request */
+			memmove(serr.field, serr.field + n, strlen(serr.field + n) + 1);
+		spec_failed(resp, ret, &serr);
+		goto rollback;
+	}
+	json_t *done = attach ? json_array_get(json_object_get(spec, "disks"), (size_t)idx) : item;
+	free(vm.config);
+	vm.config = config_text(spec);
+	vm.generation++;
+	api_now(now);
+	free(vm.modified);
+	vm.modified = strdup(now);
+	detail = json_pack("{s:o, s:s, s:i, s:O*, s:O*}", "actor", api_actor(req), "name", vm.name,
+			   "index", idx, "disk", json_object_get(done, "disk"), "path",
+			   json_object_get(done, "path"));
+	if (!vm.config || !vm.modified || !detail) {
+		api_error(resp, 500, "internal", NULL, "out of memory");
+		goto rollback;
+	}
+	if ((ret = db_vm_update(db, &vm)) ||
+	    (ret = db_event_add(db, now, vm.uuid, attach ? "vm-disk-attached" : "vm-disk-detached",
+				detail)) ||
+	    (ret = db_vm_find(db, vm.uuid, &row))) {
+		db_failed(resp, ret);
+		goto rollback;
+	}
+	if ((ret = db_commit(db))) {
+		db_failed(resp, ret);
+		goto out;
+	}
+	disks_reset_empty_tree(req->ctx->state_dir, req->ctx->run_dir, vm.uuid);
+	log_info("api", "VM %s: disk %s %s by uid %u", vm.name,
+		 json_string_value(json_object_get(done, "path")), attach ? "attached" : "detached",
+		 (unsigned)req->uid);
+	respond_vm(resp, 200, &row);
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	if (held)
+		vmctl_release(req->ctx->vmctl, uuid);
+	db_vm_clear(&vm);
+	db_vm_clear(&row);
+	json_decref(cur);
+	json_decref(next);
+	json_decref(spec);
+	json_decref(detail);
+	json_decref(item);
+}
+
+void api_vm_disk_attach(struct api_req *req, struct api_resp *resp)
+{
+	edit_disks(req, resp, true);
+}
+
+void api_vm_disk_detach(struct api_req *req, struct api_resp *resp)
+{
+	edit_disks(req, resp, false);
 }

@@ -55,6 +55,18 @@ static const char *const MIGRATIONS[] = {
     " generation INTEGER NOT NULL CHECK (generation >= 1),"
     " created TEXT NOT NULL"
     ") STRICT;",
+    /* managed disks: image files berthd created in its pool (a qcow2 may have another managed
+     * disk as its backing file) */
+    "CREATE TABLE disks ("
+    " uuid TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL UNIQUE,"
+    " path TEXT NOT NULL UNIQUE,"
+    " format TEXT NOT NULL CHECK (format IN ('raw', 'qcow2')),"
+    " size INTEGER NOT NULL CHECK (size > 0),"
+    " backing TEXT REFERENCES disks (uuid),"
+    " created TEXT NOT NULL,"
+    " generation INTEGER NOT NULL CHECK (generation >= 1)"
+    ") STRICT;",
 };
 
 int db_schema_version_known(void)

@@ -98,6 +98,44 @@ int db_switch_users(struct db *db, const char *name, int (*fn)(const char *vm, v
 int db_nic_macs(struct db *db, const char *except_uuid,
 		int (*fn)(const char *vm, const char *mac, void *arg), void *arg);
 
+/* One row of the disks table (db_disk.c): a managed disk image in berthd's pool. Strings owned
+ * (db_disk_clear frees them). */
+struct db_disk {
+	char uuid[DB_UUID_LEN + 1];
+	char *name;
+	char *path;    /* the image file, absolute */
+	char *format;  /* "raw" or "qcow2" */
+	uint64_t size; /* virtual size in bytes */
+	char *backing; /* the UUID of the managed disk below it, or NULL */
+	char *created;
+	int64_t generation;
+};
+
+void db_disk_clear(struct db_disk *d);
+/* By UUID, else by name; by image path. -ENOENT. */
+int db_disk_find(struct db *db, const char *id, struct db_disk *out);
+int db_disk_find_path(struct db *db, const char *path, struct db_disk *out);
+/* All disks ordered by name; fn for each (a non-zero return stops and is returned). */
+int db_disk_list(struct db *db, int (*fn)(const struct db_disk *d, void *arg), void *arg);
+/* Insert (generation 1). -EEXIST if the name or path is taken. */
+int db_disk_insert(struct db *db, const struct db_disk *d);
+/* Delete by UUID. -ENOENT. */
+int db_disk_delete(struct db *db, const char *uuid);
+/* Set the virtual size and bump the generation. -ENOENT. */
+int db_disk_set_size(struct db *db, const char *uuid, uint64_t size);
+/* The VMs whose spec refers to the disk (name, UUID, state); fn for each. */
+int db_disk_users(struct db *db, const char *uuid,
+		  int (*fn)(const char *vm, const char *vm_uuid, const char *state, void *arg),
+		  void *arg);
+/* Likewise, only the VMs that have it writable (readonly false). */
+int db_disk_writers(struct db *db, const char *uuid,
+		    int (*fn)(const char *vm, const char *vm_uuid, const char *state, void *arg),
+		    void *arg);
+/* The disks whose backing is the disk (name, UUID); fn for each. */
+int db_disk_children(struct db *db, const char *uuid,
+		     int (*fn)(const char *name, const char *uuid, const char *unused, void *arg),
+		     void *arg);
+
 /* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */
 int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
 		 json_t *detail);

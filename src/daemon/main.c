@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "daemon/api.h"
 #include "daemon/db.h"
+#include "daemon/disks.h"
 #include "daemon/events.h"
 #include "daemon/http.h"
 #include "daemon/nics.h"
@@ -37,6 +38,7 @@ struct opts {
 	const char *vmm;
 	const char *vmm_user;
 	const char *run_dir;
+	const char *disk_dir;
 	unsigned threads;
 	bool foreground;
 	enum log_level level;
@@ -47,7 +49,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: berthd [--foreground] [--state-dir DIR] [--socket PATH] [--group NAME]\n"
 		"              [--threads N] [--log-level LEVEL] [--vmm PATH] [--vmm-user NAME]\n"
-		"              [--run-dir DIR]\n"
+		"              [--run-dir DIR] [--disk-dir DIR]\n"
 		"\n"
 		"berth's host daemon: the VM inventory and the REST API (docs/berthd.md).\n"
 		"\n"
@@ -65,6 +67,8 @@ static void usage(FILE *f)
 		"                    default: as root (a warning is logged)\n"
 		"  --run-dir DIR     the VMs' control and console sockets (default: vms/ next to\n"
 		"                    --socket)\n"
+		"  --disk-dir DIR    the pool of managed disk images (default: disks/ in the\n"
+		"                    state directory)\n"
 		"  --log-level L     error, warn, info (default) or debug\n"
 		"  -h, --help        this text\n"
 		"  -V, --version     the version\n"
@@ -76,13 +80,19 @@ static void usage(FILE *f)
 /* 0 run, 1 exit 0 (help, version), -EINVAL usage error (message printed). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-	    {"foreground", no_argument, NULL, 'f'},    {"state-dir", required_argument, NULL, 'd'},
-	    {"socket", required_argument, NULL, 's'},  {"group", required_argument, NULL, 'g'},
-	    {"threads", required_argument, NULL, 't'}, {"log-level", required_argument, NULL, 'l'},
-	    {"vmm", required_argument, NULL, 'm'},     {"vmm-user", required_argument, NULL, 'u'},
-	    {"run-dir", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"foreground", no_argument, NULL, 'f'},
+						 {"state-dir", required_argument, NULL, 'd'},
+						 {"socket", required_argument, NULL, 's'},
+						 {"group", required_argument, NULL, 'g'},
+						 {"threads", required_argument, NULL, 't'},
+						 {"log-level", required_argument, NULL, 'l'},
+						 {"vmm", required_argument, NULL, 'm'},
+						 {"vmm-user", required_argument, NULL, 'u'},
+						 {"run-dir", required_argument, NULL, 'r'},
+						 {"disk-dir", required_argument, NULL, 'D'},
+						 {"help", no_argument, NULL, 'h'},
+						 {"version", no_argument, NULL, 'V'},
+						 {NULL, 0, NULL, 0}};
 	uint64_t n;
 	int c;
 
@@ -126,6 +136,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'r':
 			o->run_dir = optarg;
 			break;
+		case 'D':
+			o->disk_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -145,10 +158,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return -EINVAL;
 	}
 	if (!*o->state_dir || !*o->socket_path || !*o->group || (o->vmm && !*o->vmm) ||
-	    (o->vmm_user && !*o->vmm_user) || (o->run_dir && !*o->run_dir)) {
-		log_err(NULL,
-			"--state-dir, --socket, --group, --vmm, --vmm-user and --run-dir must "
-			"not be empty");
+	    (o->vmm_user && !*o->vmm_user) || (o->run_dir && !*o->run_dir) ||
+	    (o->disk_dir && !*o->disk_dir)) {
+		log_err(NULL, "--state-dir, --socket, --group, --vmm, --vmm-user, --run-dir and "
+			      "--disk-dir must not be empty");
 		return -EINVAL;
 	}
 	return 0;
@@ -249,7 +262,9 @@ int main(int argc, char **argv)
 	struct vmctl *vmctl = NULL;
 	struct ops *ops = NULL;
 	struct vmm_user user = {0};
-	char dbpath[4096], err[512], vmm[4096], run_dir[4096], state_dir[4096], path[4096];
+	static struct disk_pool pool;
+	char dbpath[4096], err[512] = "path too long", vmm[4096], disk_dir[4096], run_dir[4096],
+			   state_dir[4096], path[4096];
 	bool vmctl_busy = false;
 	sigset_t stop;
 	int lock_fd = -1, sig, ret;
@@ -302,6 +317,17 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
+	if ((o.disk_dir
+		 ? snprintf(path, sizeof(path), "%s", o.disk_dir) < 0
+		 : (size_t)snprintf(path, sizeof(path), "%s/disks", state_dir) >= sizeof(path)) ||
+	    absolute(path, disk_dir, sizeof(disk_dir)) ||
+	    disks_pool_init(&pool, disk_dir, &user, err, sizeof(err))) {
+		log_err(NULL, "--disk-dir: %s", err);
+		ret = 1;
+		goto out;
+	}
+	ctx.disks = &pool;
+	log_info("disks", "disk pool %s", pool.dir);
 	struct vmctl_opts vo = {
 	    .state_dir = state_dir, .run_dir = run_dir, .vmm_path = vmm, .user = &user};
 	if (ops_new(&ops) || vmctl_new(ctx.db, ops, &vo, &vmctl)) {

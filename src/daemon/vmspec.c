@@ -226,11 +226,14 @@ static int check_serial(json_t *v, const char *field, json_t **out, struct spec_
 	return 0;
 }
 
+/* A disk is a plain image `path` (the administrator's file) or a managed `disk` (a name or UUID
+ * of berthd's disks; disks_resolve fills in its path and format and stores its UUID). */
 static int check_disk(json_t *d, size_t i, json_t *disks, struct spec_error *err)
 {
-	static const char *const keys[] = {"path", "format", "readonly", "cache", "serial", NULL};
+	static const char *const keys[] = {"path",   "format", "readonly", "cache",
+					   "serial", "disk",   NULL};
 	char pre[32], field[64];
-	const char *path, *format = "auto", *cache = "none";
+	const char *path = NULL, *format = "auto", *cache = "none", *disk = NULL;
 	bool readonly = false;
 	json_t *f, *serial = json_null();
 
@@ -239,16 +242,27 @@ static int check_disk(json_t *d, size_t i, json_t *disks, struct spec_error *err
 		return spec_fail(err, "invalid-argument", pre, "%s: must be an object", pre);
 	if (check_keys(d, pre, keys, err))
 		return -EINVAL;
+	snprintf(field, sizeof(field), "%s.disk", pre);
+	if ((f = opt(d, "disk"))) {
+		if (get_string(f, field, 255, &disk, err))
+			return -EINVAL;
+		if (!vmspec_name_valid(disk) && !vmspec_is_uuid(disk))
+			return spec_fail(err, "invalid-argument", field,
+					 "%s: not a disk name or UUID", field);
+	}
 	snprintf(field, sizeof(field), "%s.path", pre);
-	if (!(f = opt(d, "path")))
-		return spec_fail(err, "invalid-argument", field, "%s: required", field);
-	if (get_path(f, field, true, &path, err))
+	if (!(f = opt(d, "path")) && !disk)
+		return spec_fail(err, "invalid-argument", field,
+				 "%s: required (or disks[%zu].disk: a managed disk)", field, i);
+	if (f && get_path(f, field, true, &path, err))
 		return -EINVAL;
-	for (size_t j = 0; j < json_array_size(disks); j++)
-		if (!strcmp(path,
-			    json_string_value(json_object_get(json_array_get(disks, j), "path"))))
+	for (size_t j = 0; path && j < json_array_size(disks); j++) {
+		const char *other =
+		    json_string_value(json_object_get(json_array_get(disks, j), "path"));
+		if (other && !strcmp(path, other))
 			return spec_fail(err, "invalid-argument", field,
 					 "%s: the same file as disks[%zu].path", field, j);
+	}
 	snprintf(field, sizeof(field), "%s.format", pre);
 	if ((f = opt(d, "format")) && get_enum(f, field, DISK_FORMATS, &format, err))
 		return -EINVAL;
@@ -261,8 +275,10 @@ static int check_disk(json_t *d, size_t i, json_t *disks, struct spec_error *err
 	snprintf(field, sizeof(field), "%s.serial", pre);
 	if ((f = opt(d, "serial")) && check_serial(f, field, &serial, err))
 		return -EINVAL;
-	json_t *o = json_pack("{s:s, s:s, s:b, s:s, s:o}", "path", path, "format", format,
+	json_t *o = json_pack("{s:s*, s:s, s:b, s:s, s:o}", "path", path, "format", format,
 			      "readonly", readonly, "cache", cache, "serial", serial);
+	if (o && disk && json_object_set_new(o, "disk", json_string(disk)))
+		return oom(err);
 	return !o || json_array_append_new(disks, o) ? oom(err) : 0;
 }
 

@@ -3,6 +3,7 @@ authorisation by SO_PEERCRED, crash safety of the inventory, schema versions, th
 Every response is checked against the OpenAPI document (berthdutil.Berthd.request)."""
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -55,7 +56,9 @@ def test_openapi_document_is_served(berthd):
     assert set(doc["paths"]) == {V + "/openapi.json", V + "/host", V + "/vms", V + "/vms/{id}",
                                  V + "/operations", V + "/operations/{id}", V + "/host/stop-vms",
                                  V + "/switches", V + "/switches/{id}", "/metrics",
-                                 V + "/events"} | {
+                                 V + "/events", V + "/disks", V + "/disks/{id}",
+                                 V + "/disks/{id}/resize", V + "/vms/{id}/disks",
+                                 V + "/vms/{id}/disks/{disk}"} | {
         V + "/vms/{id}/" + a for a in ("start", "shutdown", "turn-off", "restart", "pause",
                                        "resume", "save", "console")}
 
@@ -80,7 +83,7 @@ def test_openapi_document_is_sound(berthd):
                 if int(status) >= 400:
                     assert resp["content"]["application/json"]["schema"] == \
                         to_json_schema({"$ref": "#/components/schemas/Error"}, doc)
-            path = template.replace("{id}", "no-such-vm")
+            path = template.replace("{id}", "no-such-vm").replace("{disk}", "0")
             if "text/event-stream" in op["responses"].get("200", {}).get("content", {}):
                 path += "?since=never"  # refused at once: a stream would not end
             r = berthd.request(method.upper(), path, {} if "requestBody" in op else None)
@@ -88,9 +91,10 @@ def test_openapi_document_is_sound(berthd):
             if r.status == 404:
                 assert "{id}" in template, r
                 want = ("no operation" if "operations" in template else
-                        "no switch" if "switches" in template else "no VM")
+                        "no switch" if "switches" in template else
+                        "no disk" if template.startswith(V + "/disks") else "no VM")
                 assert want in r.error["message"], r
-    assert ops == 24
+    assert ops == 31
 
 
 def test_the_schema_check_catches_mismatches(berthd):
@@ -405,14 +409,17 @@ def test_routing_errors(berthd):
     assert r.status == 400 and r.error["code"] == "invalid-argument", r
 
 
-def test_delete_disks_is_refused_until_disks_are_managed(berthd):
+def test_delete_disks_query(berthd):
+    """delete_disks is true or false; true deletes only managed disks (test_berthd_disks.py), so a
+    VM with a plain path disk keeps its file."""
     berthd.post(V + "/vms", spec())
-    r = berthd.delete(V + "/vms/web1?delete_disks=true")
-    assert r.status == 400 and r.error["code"] == "not-supported", r
-    assert r.error["field"] == "delete_disks"
     r = berthd.delete(V + "/vms/web1?delete_disks=yes")
     assert r.status == 400 and r.error["code"] == "invalid-argument", r
+    assert r.error["field"] == "delete_disks"
     assert berthd.get(V + "/vms/web1").status == 200
+    assert berthd.delete(V + "/vms/web1?delete_disks=true").status == 204
+    assert events(berthd)[-1][2]["deleted_disks"] == []
+    berthd.post(V + "/vms", spec())
     assert berthd.delete(V + "/vms/web1?delete_disks=false").status == 204
 
 
@@ -560,7 +567,10 @@ def test_schema_and_pragmas(berthd):
     berthd.post(V + "/vms", spec())
     db = sqlite3.connect(os.path.join(berthd.state, "berth.db"))
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    # the newest migration this berthd knows (its log says which)
+    known = int(re.search(r"schema version (\d+)\)", berthd.log_text()).group(1))
+    assert known >= 4 and db.execute("SELECT version FROM schema_version").fetchall() == [(known,)]
+    assert db.execute("SELECT count(*) FROM disks").fetchone() == (0,)
     name, config, gen, state = db.execute(
         "SELECT name, config, generation, state FROM vms").fetchone()
     assert name == "web1" and gen == 1 and state == "off"

@@ -31,7 +31,7 @@ VERBS = {
     ("vm", "show"): [],
     ("vm", "set"): SPEC_OPTS + ["--name", "--force", "--no-initrd", "--no-disks",
                                 "--no-console-ports", "--no-nics", "--no-rng"],
-    ("vm", "delete"): ["--yes"],
+    ("vm", "delete"): ["--yes", "--delete-disks"],
     ("vm", "start"): ["--no-wait"],
     ("vm", "stop"): ["--timeout", "--turn-off", "--no-wait"],
     ("vm", "turn-off"): ["--no-wait"],
@@ -44,6 +44,13 @@ VERBS = {
     ("switch", "list"): [],
     ("switch", "show"): [],
     ("switch", "delete"): ["--yes"],
+    ("disk", "create"): ["--size", "--format", "--backing"],
+    ("disk", "list"): [],
+    ("disk", "show"): [],
+    ("disk", "resize"): ["--size"],
+    ("disk", "delete"): ["--yes"],
+    ("disk", "attach"): ["--readonly", "--serial", "--cache"],
+    ("disk", "detach"): [],
 }
 
 
@@ -612,7 +619,7 @@ def test_help_for_every_noun_and_verb():
         # --help wins over missing or wrong arguments, and nothing is contacted
         r = run(noun, verb, "--help", "x", "y", sock="/nonexistent")
         assert r.rc == 0, r
-    for noun in ("vm", "host", "switch"):
+    for noun in ("vm", "host", "switch", "disk"):
         for args in [(noun, "--help"), ("help", noun)]:
             r = run(*args)
             assert r.rc == 0 and r.out.startswith(f"usage: berth {noun} VERB"), r
@@ -659,7 +666,7 @@ def complete(words, env=None):
 def test_bash_completion(berthd, tmp_path):
     p = subprocess.run(["bash", "-n", COMPLETION], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert complete(["berth", ""]) == ["host", "vm", "switch", "help"]
+    assert complete(["berth", ""]) == ["host", "vm", "switch", "disk", "help"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
     assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",
@@ -671,6 +678,10 @@ def test_bash_completion(berthd, tmp_path):
     assert "--no-wait" in complete(["berth", "vm", "save", "web1", "--"])
     assert complete(["berth", "help", "vm", "d"]) == ["delete"]
     assert complete(["berth", "host", ""]) == ["show"]
+    assert complete(["berth", "disk", ""]) == ["create", "list", "show", "resize", "delete",
+                                               "attach", "detach"]
+    assert complete(["berth", "disk", "create", "d", "--format", ""]) == ["qcow2", "raw"]
+    assert complete(["berth", "vm", "delete", "x", "--d"]) == ["--delete-disks"]
     assert complete(["berth", "vm", "create", "--c"]) == ["--cpu-template", "--cmdline", "--console-port"]
     assert "--force" in complete(["berth", "vm", "set", "web1", "--"])
     assert "--json" in complete(["berth", "vm", "list", "--"])
