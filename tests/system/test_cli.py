@@ -665,7 +665,10 @@ def complete(words, env=None):
 def test_bash_completion(berthd, tmp_path):
     p = subprocess.run(["bash", "-n", COMPLETION], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert complete(["berth", ""]) == ["host", "vm", "switch", "help"]
+    assert complete(["berth", ""]) == ["host", "vm", "switch", "token", "help"]
+    assert complete(["berth", "token", ""]) == ["create", "list", "delete"]
+    assert complete(["berth", "token", "create", "ci", "--role", ""]) == ["viewer", "operator", "admin"]
+    assert complete(["berth", "--ca"]) == ["--cacert"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
     assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",
@@ -677,7 +680,8 @@ def test_bash_completion(berthd, tmp_path):
     assert "--no-wait" in complete(["berth", "vm", "save", "web1", "--"])
     assert complete(["berth", "help", "vm", "d"]) == ["delete"]
     assert complete(["berth", "host", ""]) == ["show"]
-    assert complete(["berth", "vm", "create", "--c"]) == ["--cpu-template", "--cmdline", "--console-port"]
+    assert complete(["berth", "vm", "create", "--c"]) == ["--cpu-template", "--cmdline", "--console-port",
+                                                          "--cacert"]
     assert "--force" in complete(["berth", "vm", "set", "web1", "--"])
     assert "--json" in complete(["berth", "vm", "list", "--"])
     assert complete(["berth", "vm", "create", "x", "--auto-stop", ""]) == ["save", "turn-off", "shut-down"]
