@@ -386,7 +386,6 @@ static enum MHD_Result answer(struct listener *l, struct MHD_Connection *c, stru
 	struct ucred cred = {.pid = 0, .uid = (uid_t)-1};
 	char address[INET6_ADDRSTRLEN + 16];
 	enum MHD_Result ret;
-	bool known;
 
 	if (st->waiting) { /* resumed: the operation has finished (or berthd stops) */
 		api_op_answer(s->ctx, st->wait_op, st->op_created, &resp);
@@ -419,18 +418,18 @@ static enum MHD_Result answer(struct listener *l, struct MHD_Connection *c, stru
 	if (!q.obj)
 		return MHD_NO;
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, &q);
-	known = authenticate(l, c, &req, &who, &resp);
-	if (!known)
-		; /* 401: nothing else is looked at */
-	else if (req.role == ROLE_NONE)
-		api_dispatch(&req, &resp); /* 403 before anything else is looked at */
-	else if (st->too_large)
+	/* a 401 (authenticate) or 403 (the dispatch, ROLE_NONE) before anything else is looked at
+	 */
+	bool known = authenticate(l, c, &req, &who, &resp);
+	if (known && req.role == ROLE_NONE)
+		api_dispatch(&req, &resp);
+	else if (known && st->too_large)
 		api_error(&resp, 413, "payload-too-large", NULL,
 			  "the request body is larger than %d bytes", API_BODY_MAX);
-	else if (q.dup)
+	else if (known && q.dup)
 		api_error(&resp, 400, "invalid-argument", q.dup, "query parameter '%s' given twice",
 			  q.dup);
-	else
+	else if (known)
 		api_dispatch(&req, &resp);
 	if (l->tcp)
 		log_debug("http", "%s %s from %s token %s -> %u", method, url, address,

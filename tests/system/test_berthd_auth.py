@@ -392,6 +392,16 @@ def test_cli_remote_lifecycle_and_console(tmp_path, pki, run_dir):
         assert r.rc == 0 and r.out == "VM far1: running (booted)\n", r
         r = cli(d, "vm", "list", token=viewer)
         assert r.rc == 0 and re.search(r"^far1\s+running\b", r.out, re.M), r
+        # the start's state changes name who asked
+        db = sqlite3.connect(f"{d.state}/berth.db")
+        try:
+            states = [json.loads(x) for (x,) in db.execute(
+                "SELECT detail FROM events WHERE kind = 'vm-state' ORDER BY id")]
+        finally:
+            db.close()
+        assert [s["state"] for s in states] == ["starting", "running"], states
+        for s in states:
+            assert s["actor"]["token"]["name"] == "o" and s["actor"]["role"] == "operator", s
         # the console over HTTPS: the guest's ticks come through TLS and the upgraded stream
         p = subprocess.Popen([BERTH, "--host", d.url, "--token", operator, "--cacert", d.cert,
                               "vm", "console", "far1"], stdin=subprocess.PIPE,
@@ -399,6 +409,16 @@ def test_cli_remote_lifecycle_and_console(tmp_path, pki, run_dir):
         seen, deadline = b"", time.monotonic() + 20
         while len(TICK.findall(seen)) < 3:
             assert time.monotonic() < deadline, seen[-400:]
+            seen += os.read(p.stdout.fileno(), 4096)
+        p.kill()
+        p.wait(timeout=10)
+        # stdin at its end at once: berth says so (TLS close_notify) and goes on showing output
+        p = subprocess.Popen([BERTH, "--host", d.url, "--token", operator, "--cacert", d.cert,
+                              "vm", "console", "far1"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen, deadline = b"", time.monotonic() + 20
+        while len(TICK.findall(seen)) < 3:
+            assert time.monotonic() < deadline and p.poll() is None, (seen[-400:], p.poll())
             seen += os.read(p.stdout.fileno(), 4096)
         p.kill()
         p.wait(timeout=10)
