@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import re
+import select
 import shutil
 import socket
 import sqlite3
@@ -324,6 +325,12 @@ def test_event_stream_over_tls(tls_daemon):
         assert time.monotonic() < deadline, seen
         seen += r.fp.readline()
     assert b"event: token-created" in seen
+    # berthd stops promptly with the stream open, and the stream ends
+    t0 = time.monotonic()
+    assert d.stop() == 0, d.log_text()
+    assert time.monotonic() - t0 < 10
+    while r.fp.readline():
+        pass
     conn.close()
 
 
@@ -378,6 +385,40 @@ def test_cli_token_verbs_and_errors(tls_daemon):
     one_error_line(cli(d, "token", "create", "x", token=admin), 2)  # --role is required
 
 
+def remote_console(d, token, name, stdin=subprocess.PIPE, ticks=1):
+    """berth vm console over HTTPS, once it has shown ticks; a console still held by a client
+    that just went away (busy, exit 4) is retried while berthd notices the close."""
+    deadline = time.monotonic() + 20
+    while True:
+        p = subprocess.Popen([BERTH, "--host", d.url, "--token", token, "--cacert", d.cert,
+                              "vm", "console", name], stdin=stdin, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        seen = b""
+        while len(TICK.findall(seen)) < ticks:
+            assert time.monotonic() < deadline, (seen[-400:], p.poll())
+            if not select.select([p.stdout], [], [], 1)[0]:
+                continue
+            chunk = os.read(p.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+        if len(TICK.findall(seen)) >= ticks:
+            return p
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=10) == 4 and "in use by another client" in err, err
+        end(p)
+        time.sleep(0.2)
+
+
+def end(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait(timeout=10)
+    for f in (p.stdout, p.stderr, p.stdin):
+        if f:
+            f.close()
+
+
 @needs_kvm
 def test_cli_remote_lifecycle_and_console(tmp_path, pki, run_dir):
     d = TlsBerthd(tmp_path, pki, run_dir=run_dir).start()
@@ -403,35 +444,24 @@ def test_cli_remote_lifecycle_and_console(tmp_path, pki, run_dir):
         for s in states:
             assert s["actor"]["token"]["name"] == "o" and s["actor"]["role"] == "operator", s
         # the console over HTTPS: the guest's ticks come through TLS and the upgraded stream
-        p = subprocess.Popen([BERTH, "--host", d.url, "--token", operator, "--cacert", d.cert,
-                              "vm", "console", "far1"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        seen, deadline = b"", time.monotonic() + 20
-        while len(TICK.findall(seen)) < 3:
-            assert time.monotonic() < deadline, seen[-400:]
-            seen += os.read(p.stdout.fileno(), 4096)
-        p.kill()
-        p.wait(timeout=10)
+        p = remote_console(d, operator, "far1", ticks=3)
+        end(p)
         # stdin at its end at once: berth says so (TLS close_notify) and goes on showing output
-        p = subprocess.Popen([BERTH, "--host", d.url, "--token", operator, "--cacert", d.cert,
-                              "vm", "console", "far1"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        seen, deadline = b"", time.monotonic() + 20
-        while len(TICK.findall(seen)) < 3:
-            assert time.monotonic() < deadline and p.poll() is None, (seen[-400:], p.poll())
-            seen += os.read(p.stdout.fileno(), 4096)
-        p.kill()
-        p.wait(timeout=10)
+        p = remote_console(d, operator, "far1", stdin=subprocess.DEVNULL, ticks=3)
+        assert p.poll() is None
+        end(p)
         # a viewer watches too
-        p = subprocess.Popen([BERTH, "--host", d.url, "--token", viewer, "--cacert", d.cert,
-                              "vm", "console", "far1"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        seen, deadline = b"", time.monotonic() + 20
-        while not TICK.findall(seen):
-            assert time.monotonic() < deadline, seen[-400:]
-            seen += os.read(p.stdout.fileno(), 4096)
-        p.kill()
-        p.wait(timeout=10)
+        p = remote_console(d, viewer, "far1")
+        end(p)
+        # berthd stops promptly with a console attached over TLS; the client sees the end
+        p = remote_console(d, operator, "far1")
+        t0 = time.monotonic()
+        assert d.stop() == 0, d.log_text()
+        assert time.monotonic() - t0 < 10
+        assert p.wait(timeout=10) == 0
+        end(p)
+        d.start()  # the VM ran on; the new berthd reattaches it
+        assert vm(d, "far1")["state"] == "running"
         r = cli(d, "vm", "stop", "far1", "--turn-off", token=operator)
         assert r.rc == 0 and "off" in r.out, r
         assert vm(d, "far1")["state"] == "off"
