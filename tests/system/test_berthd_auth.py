@@ -23,7 +23,7 @@ import pytest
 
 from berthdutil import BERTHD, Berthd, Response
 from conftest import kvm_usable
-from test_berthd_lifecycle import GUEST, TICK, V, create, daemon, run_dir, vm, wait_state  # noqa: F401
+from test_berthd_lifecycle import GUEST, TICK, V, run_dir, vm  # noqa: F401 (run_dir: a fixture)
 from test_cli import BERTH, Run, one_error_line
 
 TOKEN_RE = re.compile(r"^berth_([0-9]+)_[A-Za-z0-9_-]{43}$")
