@@ -418,8 +418,7 @@ static enum MHD_Result answer(struct listener *l, struct MHD_Connection *c, stru
 	if (!q.obj)
 		return MHD_NO;
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, &q);
-	/* a 401 (authenticate) or 403 (the dispatch, ROLE_NONE) before anything else is looked at
-	 */
+	/* 401 (authenticate) or 403 (the dispatch of ROLE_NONE) before anything else is checked */
 	bool known = authenticate(l, c, &req, &who, &resp);
 	if (known && req.role == ROLE_NONE)
 		api_dispatch(&req, &resp);
