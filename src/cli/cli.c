@@ -13,7 +13,10 @@ const struct cli_opt cli_global_opts[] = {
     {"socket", OPT_ARG | OPT_FILE, "PATH", NULL,
      "berthd's unix socket (default $BERTH_SOCKET, else " BERTH_DEFAULT_SOCKET ")"},
     {"host", OPT_ARG, "URL", NULL, "a remote berthd, e.g. https://host:8443 (default $BERTH_HOST)"},
-    {"token", OPT_ARG, "TOKEN", NULL, "bearer token for --host (default $BERTH_TOKEN)"},
+    {"token", OPT_ARG, "TOKEN", NULL, "API token for --host (default $BERTH_TOKEN)"},
+    {"cacert", OPT_ARG | OPT_FILE, "FILE", NULL,
+     "trust this CA or self-signed certificate for https:// (default $BERTH_CACERT, else the "
+     "system's CAs)"},
     {"help", 0, NULL, NULL, "show help and exit"},
     {NULL, 0, NULL, NULL, NULL},
 };
@@ -106,6 +109,10 @@ int cli_global_opt(struct cli *c, const struct cli_opt *o, const char *val)
 		c->host_given = true;
 	} else if (strcmp(o->name, "token") == 0) {
 		c->conn.token = val;
+	} else if (strcmp(o->name, "cacert") == 0) {
+		if (!*val)
+			return cli_usage(NULL, NULL, "--cacert: empty path");
+		c->conn.cacert = val;
 	}
 	return EXIT_OK;
 }
@@ -224,6 +231,11 @@ static int transport_error(struct cli *c, int err)
 				"permission denied on berthd's socket %s: use root or a member of "
 				"berthd's group (berth)",
 				target);
+	case EKEYREJECTED:
+		return cli_fail(EXIT_UNREACHABLE,
+				"no trusted TLS connection to berthd at %s: %s (a self-signed "
+				"certificate needs --cacert FILE or $BERTH_CACERT)",
+				target, why);
 	case EPROTO:
 	case EFBIG:
 		return cli_fail(EXIT_ERROR, "bad answer from berthd at %s: %s", target, why);
@@ -248,6 +260,7 @@ static int exit_for_status(long status)
 {
 	switch (status) {
 	case 401:
+		return EXIT_UNAUTHENTICATED;
 	case 403:
 		return EXIT_DENIED;
 	case 404:
@@ -268,6 +281,9 @@ int cli_report(const struct response *r, const char *hint)
 	const char *field = json_string_value(json_object_get(e, "field"));
 	char first[200] = "";
 
+	if (r->status == 401 && !hint)
+		hint = " (berthd wants a valid API token: pass --token TOKEN or set $BERTH_TOKEN; "
+		       "an admin makes one with 'berth token create NAME --role ROLE')";
 	if (!msg && r->raw)
 		sscanf(r->raw, "%199[^\r\n]", first);
 	if (!msg)

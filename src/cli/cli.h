@@ -12,12 +12,13 @@
 /* Stable exit codes (docs/cli.md, berth(1)). */
 enum cli_exit {
 	EXIT_OK = 0,
-	EXIT_ERROR = 1,	      /* an API error not listed below, or a local failure */
-	EXIT_USAGE = 2,	      /* bad command line: nothing was sent */
-	EXIT_NOT_FOUND = 3,   /* HTTP 404 */
-	EXIT_CONFLICT = 4,    /* HTTP 409 or 412: someone else got there first */
-	EXIT_UNREACHABLE = 5, /* could not connect to berthd */
-	EXIT_DENIED = 6,      /* HTTP 401 or 403, or no permission on the socket */
+	EXIT_ERROR = 1,		  /* an API error not listed below, or a local failure */
+	EXIT_USAGE = 2,		  /* bad command line: nothing was sent */
+	EXIT_NOT_FOUND = 3,	  /* HTTP 404 */
+	EXIT_CONFLICT = 4,	  /* HTTP 409 or 412: someone else got there first */
+	EXIT_UNREACHABLE = 5,	  /* could not connect to berthd */
+	EXIT_DENIED = 6,	  /* HTTP 403, or no permission on the socket */
+	EXIT_UNAUTHENTICATED = 7, /* HTTP 401: no token, or an unknown, deleted or expired one */
 };
 
 #define OPT_ARG 0x1    /* takes a value */
@@ -82,6 +83,8 @@ extern const struct cli_verb cli_host_verbs[];
 extern const struct cli_verb cli_vm_verbs[];
 extern const struct cli_verb cli_switch_verbs[];
 extern const struct cli_verb cli_disk_verbs[];
+
+extern const struct cli_verb cli_token_verbs[];
 extern const struct cli_noun cli_nouns[];
 extern const struct cli_opt cli_global_opts[];
 

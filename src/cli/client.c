@@ -158,6 +158,12 @@ static int map_curl_error(struct client *c, CURLcode rc, const struct sink *s)
 		}
 		snprintf(c->msg, sizeof(c->msg), "out of memory");
 		return -ENOMEM;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+		snprintf(c->msg, sizeof(c->msg), "%s", detail);
+		return -EKEYREJECTED;
 	case CURLE_URL_MALFORMAT:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		snprintf(c->msg, sizeof(c->msg), "%s", detail);
@@ -227,6 +233,8 @@ int client_request(struct client *c, const char *method, const char *path, const
 	curl_easy_setopt(k, CURLOPT_URL, url);
 	if (!c->o.host)
 		curl_easy_setopt(k, CURLOPT_UNIX_SOCKET_PATH, c->target);
+	if (c->o.cacert)
+		curl_easy_setopt(k, CURLOPT_CAINFO, c->o.cacert);
 	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);

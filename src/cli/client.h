@@ -12,6 +12,8 @@ struct client_opts {
 	const char *socket_path; /* used when host is NULL */
 	const char *host;	 /* base URL (http[s]://host[:port]) for a remote berthd */
 	const char *token;	 /* sent as "Authorization: Bearer <token>" when set */
+	const char *cacert;	 /* PEM file of the CA (or self-signed certificate) to trust for
+				  * https://; NULL: the system's */
 };
 
 struct response {

@@ -17,13 +17,15 @@ const struct cli_noun cli_nouns[] = {
     {"vm", "virtual machines", cli_vm_verbs},
     {"switch", "virtual switches (Linux bridges berthd manages)", cli_switch_verbs},
     {"disk", "managed disk images in berthd's pool", cli_disk_verbs},
+    {"token", "API tokens for remote callers (admin)", cli_token_verbs},
     {NULL, NULL, NULL},
 };
 
 static const char exit_text[] =
     "Exit status: 0 success; 1 an error from berthd or another failure; 2 bad usage (nothing\n"
     "was sent); 3 not found; 4 conflict (the name is taken, or the VM changed since it was\n"
-    "read); 5 cannot reach berthd; 6 permission denied.\n";
+    "read); 5 cannot reach berthd; 6 permission denied; 7 not authenticated (no token, or\n"
+    "an unknown or expired one).\n";
 
 static const struct cli_noun *find_noun(const char *name)
 {
@@ -62,13 +64,14 @@ static void synopsis(char *buf, size_t len, const struct cli_noun *n, const stru
 static void help_main(FILE *f)
 {
 	char syn[128];
-	fprintf(f,
-		"usage: berth [--socket PATH | --host URL [--token TOKEN]] [--json] NOUN VERB "
-		"[ARGS]\n"
-		"       berth help [NOUN [VERB]]\n"
-		"       berth --version\n\n"
-		"Manage berth's virtual machines through berthd, the host daemon (man berth).\n\n"
-		"Commands:\n");
+	fprintf(
+	    f,
+	    "usage: berth [--socket PATH | --host URL [--token TOKEN] [--cacert FILE]] [--json]\n"
+	    "             NOUN VERB [ARGS]\n"
+	    "       berth help [NOUN [VERB]]\n"
+	    "       berth --version\n\n"
+	    "Manage berth's virtual machines through berthd, the host daemon (man berth).\n\n"
+	    "Commands:\n");
 	for (const struct cli_noun *n = cli_nouns; n->noun; n++)
 		for (const struct cli_verb *v = n->verbs; v->verb; v++) {
 			synopsis(syn, sizeof(syn), n, v);
@@ -335,6 +338,8 @@ int main(int argc, char **argv)
 		c.conn.host = env;
 	if ((env = getenv("BERTH_TOKEN")) && *env)
 		c.conn.token = env;
+	if ((env = getenv("BERTH_CACERT")) && *env)
+		c.conn.cacert = env;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "berth: error: cannot initialise libcurl\n");
 		return EXIT_ERROR;

@@ -42,7 +42,7 @@ static const struct route ROUTES[] = {
      {"delete_disks", NULL}},
 #define ACTION(name)                                                                               \
 	{                                                                                          \
-		"POST", API_PREFIX "/vms/{id}/" name, api_vm_action, ROLE_ADMIN, BODY_OPT_JSON,    \
+		"POST", API_PREFIX "/vms/{id}/" name, api_vm_action, ROLE_OPERATOR, BODY_OPT_JSON, \
 		{                                                                                  \
 			"wait", NULL                                                               \
 		}                                                                                  \
@@ -72,12 +72,16 @@ static const struct route ROUTES[] = {
      ROLE_OPERATOR,
      BODY_NONE,
      {NULL}},
+    {"GET", API_PREFIX "/tokens", api_tokens_list, ROLE_ADMIN, BODY_NONE, {NULL}},
+    {"POST", API_PREFIX "/tokens", api_tokens_create, ROLE_ADMIN, BODY_JSON, {NULL}},
+    {"GET", API_PREFIX "/tokens/{id}", api_tokens_get, ROLE_ADMIN, BODY_NONE, {NULL}},
+    {"DELETE", API_PREFIX "/tokens/{id}", api_tokens_delete, ROLE_ADMIN, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/operations", api_ops_list, ROLE_VIEWER, BODY_NONE, {NULL}},
     {"GET", API_PREFIX "/operations/{id}", api_ops_get, ROLE_VIEWER, BODY_NONE, {"wait", NULL}},
     {"POST",
      API_PREFIX "/host/stop-vms",
      api_host_stop_vms,
-     ROLE_ADMIN,
+     ROLE_OPERATOR,
      BODY_OPT_JSON,
      {"wait", NULL}},
 };
@@ -144,8 +148,18 @@ int api_uuid_v4(char out[37])
 
 json_t *api_actor(const struct api_req *req)
 {
-	return json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)req->uid, "pid",
-			 (json_int_t)req->pid, "role", api_role_name(req->role));
+	json_t *a = json_pack("{s:s}", "role", api_role_name(req->role));
+	if (a && !req->address) {
+		json_object_set_new(a, "uid", json_integer((json_int_t)req->uid));
+		json_object_set_new(a, "pid", json_integer((json_int_t)req->pid));
+	}
+	if (a && req->address)
+		json_object_set_new(a, "address", json_string(req->address));
+	if (a && req->token_name)
+		json_object_set_new(a, "token",
+				    json_pack("{s:I, s:s}", "id", (json_int_t)req->token_id, "name",
+					      req->token_name));
+	return a;
 }
 
 /* "application/json" or another accepted type, with optional parameters ("; charset=utf-8"). */
@@ -230,7 +244,7 @@ void api_dispatch(struct api_req *req, struct api_resp *resp)
 	resp->allow[0] = '\0';
 	if (req->role == ROLE_NONE) {
 		api_error(resp, 403, "forbidden", NULL,
-			  "access denied: uid %u is neither root nor in berthd's group",
+			  "access denied: uid %u is neither root nor in one of berthd's groups",
 			  (unsigned)req->uid);
 		return;
 	}

@@ -19,6 +19,8 @@
 enum api_role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
 
 const char *api_role_name(enum api_role r);
+/* "viewer", "operator", "admin" (or ROLE_NONE). */
+enum api_role api_role_parse(const char *s);
 
 struct db;
 struct disk_pool;
@@ -50,8 +52,11 @@ struct api_req {
 	const char *method;
 	const char *path;
 	enum api_role role;
-	uid_t uid; /* the peer, for the audit log */
+	uid_t uid; /* the peer on the unix socket, for the audit log; (uid_t)-1 over TCP */
 	pid_t pid;
+	const char *token_name; /* the bearer token the caller acts with, NULL if none */
+	int64_t token_id;
+	const char *address;	   /* the TCP peer ("192.0.2.1:40000"), NULL on the unix socket */
 	const char *content_type;  /* NULL if absent */
 	const char *if_match;	   /* NULL if absent */
 	const char *last_event_id; /* the Last-Event-ID header, NULL if absent */
@@ -84,6 +89,8 @@ struct api_resp {
 	/* an event stream of the events after stream_after: the HTTP layer serves it */
 	bool stream;
 	int64_t stream_after;
+	/* 401: the WWW-Authenticate challenge */
+	const char *www_authenticate;
 	/* 101: the HTTP layer switches the connection to a relay of this console (owned) */
 	struct console_conn *console;
 };
@@ -103,7 +110,8 @@ void api_now(char buf[32]);
 /* A random (version 4) UUID, lower case. -EIO without randomness. */
 int api_uuid_v4(char out[37]);
 
-/* The audit "actor" of a request: {"uid", "pid", "role"}. */
+/* The audit "actor" of a request: {"role"} with "uid" and "pid" (unix socket), "address" (TCP)
+ * and "token": {"id", "name"} (a bearer token). */
 json_t *api_actor(const struct api_req *req);
 
 /* The answer about an operation: 202 (created, unfinished) or 200, with Location if created;
@@ -138,5 +146,26 @@ void api_disks_delete(struct api_req *req, struct api_resp *resp);
 void api_disks_resize(struct api_req *req, struct api_resp *resp);
 void api_vm_disk_attach(struct api_req *req, struct api_resp *resp);
 void api_vm_disk_detach(struct api_req *req, struct api_resp *resp);
+
+/* api_tokens.c */
+void api_tokens_create(struct api_req *req, struct api_resp *resp);
+void api_tokens_list(struct api_req *req, struct api_resp *resp);
+void api_tokens_get(struct api_req *req, struct api_resp *resp);
+void api_tokens_delete(struct api_req *req, struct api_resp *resp);
+
+/* Who a bearer token says the caller is. */
+struct api_caller {
+	enum api_role role;
+	int64_t token_id;
+	char token_name[64];
+};
+
+/*
+ * Check an Authorization header ("Bearer berth_<id>_<secret>"): 0 with who filled (and the
+ * token's last use noted); -EACCES if it is missing, malformed, unknown, deleted or expired (why
+ * says which, for the 401's message); -EIO if the inventory failed.
+ */
+int api_token_check(struct api_ctx *ctx, const char *authorization, struct api_caller *who,
+		    const char **why);
 
 #endif

@@ -105,8 +105,11 @@ void api_vm_action(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 404, "not-found", NULL, "no such action: %s", name);
 		return;
 	}
-	if (vmctl_action(req->ctx->vmctl, req->params.v[0], (enum vm_action)a, timeout_s, "api", op,
-			 &e)) {
+	json_t *actor = api_actor(req);
+	int ret = vmctl_action(req->ctx->vmctl, req->params.v[0], (enum vm_action)a, timeout_s,
+			       "api", actor, op, &e);
+	json_decref(actor);
+	if (ret) {
 		refused(resp, &e);
 		return;
 	}
@@ -123,7 +126,10 @@ void api_host_stop_vms(struct api_req *req, struct api_resp *resp)
 	if (!lifecycle_available(req, resp) || get_wait(req, resp, &wait) ||
 	    get_timeout(req, resp, true, &timeout_s))
 		return;
-	if (vmctl_host_stop(req->ctx->vmctl, timeout_s, op, &e)) {
+	json_t *actor = api_actor(req);
+	int ret = vmctl_host_stop(req->ctx->vmctl, timeout_s, actor, op, &e);
+	json_decref(actor);
+	if (ret) {
 		refused(resp, &e);
 		return;
 	}

@@ -67,6 +67,16 @@ static const char *const MIGRATIONS[] = {
     " created TEXT NOT NULL,"
     " generation INTEGER NOT NULL CHECK (generation >= 1)"
     ") STRICT;",
+    /* API tokens for remote callers: only a SHA-256 of each secret is kept */
+    "CREATE TABLE tokens ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT NOT NULL UNIQUE,"
+    " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
+    " hash TEXT NOT NULL CHECK (length(hash) = 64),"
+    " created TEXT NOT NULL,"
+    " last_used TEXT,"
+    " expires TEXT"
+    ") STRICT;",
 };
 
 int db_schema_version_known(void)

@@ -136,6 +136,29 @@ int db_disk_children(struct db *db, const char *uuid,
 		     int (*fn)(const char *name, const char *uuid, const char *unused, void *arg),
 		     void *arg);
 
+/* One row of the tokens table (db_token.c). Strings owned (db_token_clear frees them). */
+struct db_token {
+	int64_t id;
+	char *name;
+	char *role; /* "viewer", "operator", "admin" */
+	char *hash; /* SHA-256 of the secret, 64 hex digits */
+	char *created;
+	char *last_used; /* NULL: never */
+	char *expires;	 /* NULL: never */
+};
+
+void db_token_clear(struct db_token *t);
+/* By id (a decimal number), else by name. -ENOENT. */
+int db_token_find(struct db *db, const char *id, struct db_token *out);
+/* By numeric id only. -ENOENT. */
+int db_token_get(struct db *db, int64_t id, struct db_token *out);
+/* All tokens ordered by name; fn for each (a non-zero return stops and is returned). */
+int db_token_list(struct db *db, int (*fn)(const struct db_token *t, void *arg), void *arg);
+/* Insert name, role, hash, created, expires; t->id is set. -EEXIST if the name is taken. */
+int db_token_insert(struct db *db, struct db_token *t);
+int db_token_delete(struct db *db, int64_t id);
+int db_token_touch(struct db *db, int64_t id, const char *ts);
+
 /* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */
 int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
 		 json_t *detail);

@@ -1,10 +1,14 @@
 /* berthd's HTTP server: libmicrohttpd on a unix socket berthd binds, peers authorised by
- * SO_PEERCRED. */
+ * SO_PEERCRED (or a bearer token), and HTTPS on TCP for bearer tokens only. */
 #include "daemon/http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,16 +33,34 @@
  * declared length beyond it is answered at once and the connection closed. */
 #define DRAIN_MAX (16 * API_BODY_MAX)
 #define STALE_PROBES 40 /* 50 ms apart: a socket still answering after 2 s belongs to a berthd */
+#define PEM_MAX (1024 * 1024)
+/* TLS 1.2 and 1.3 only, GnuTLS's default ciphers and groups otherwise */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define CHALLENGE "Bearer realm=\"berthd\""
+#define CHALLENGE_INVALID "Bearer realm=\"berthd\", error=\"invalid_token\""
+
+/* One libmicrohttpd daemon: the unix socket or HTTPS on TCP; both serve the same routes. */
+struct listener {
+	struct http_server *s;
+	struct MHD_Daemon *mhd;
+	int lfd;
+	bool tcp; /* callers are known by their bearer token alone */
+};
 
 struct http_server {
 	struct api_ctx *ctx;
-	struct MHD_Daemon *mhd;
+	struct listener local, remote;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int lfd;
-	bool have_group;
-	gid_t gid;
-	atomic_int inflight; /* requests between their first callback and completion */
-	atomic_bool stopping; /* new connections are refused */
+	/* the unix socket's groups: members get the role (the highest of their groups) */
+	struct {
+		gid_t gid;
+		enum api_role role;
+	} groups[HTTP_ROLE_GROUPS_MAX + 1];
+	unsigned n_groups;
+	bool have_group;	  /* --group exists: groups[0], the socket file's group */
+	char *tls_cert, *tls_key; /* PEM, kept while libmicrohttpd runs */
+	atomic_int inflight;	  /* requests between their first callback and completion */
+	atomic_bool stopping;	  /* new connections are refused */
 	struct console_relays *consoles;
 };
 
@@ -70,7 +92,7 @@ static void close_upgraded(void *urh)
 static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra,
 		       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
-	struct http_server *s = cls;
+	struct http_server *s = ((struct listener *)cls)->s;
 	struct req_state *st = con_cls;
 	struct console_conn *cc = st ? st->console : NULL;
 	int ret;
@@ -90,10 +112,10 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
 }
 
 /* Answer 101 and hand the connection to a console relay (on_upgrade). */
-static enum MHD_Result send_upgrade(struct http_server *s, struct MHD_Connection *c,
+static enum MHD_Result send_upgrade(struct listener *l, struct MHD_Connection *c,
 				    struct req_state *st, struct api_resp *r)
 {
-	struct MHD_Response *mr = MHD_create_response_for_upgrade(on_upgrade, s);
+	struct MHD_Response *mr = MHD_create_response_for_upgrade(on_upgrade, l);
 	enum MHD_Result ret;
 
 	if (!mr)
@@ -136,7 +158,8 @@ static bool user_in_group(uid_t uid, gid_t gid)
 	return false;
 }
 
-/* root, or a member of the group (the peer's gid, or the user's primary/supplementary groups). */
+/* admin for root, else the highest role of the groups the peer is in (its gid, or the user's
+ * primary and supplementary groups). */
 static enum api_role peer_role(struct http_server *s, struct MHD_Connection *c, struct ucred *cred)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -152,9 +175,60 @@ static enum api_role peer_role(struct http_server *s, struct MHD_Connection *c, 
 	}
 	if (cred->uid == 0)
 		return ROLE_ADMIN;
-	if (s->have_group && (cred->gid == s->gid || user_in_group(cred->uid, s->gid)))
-		return ROLE_ADMIN;
-	return ROLE_NONE;
+	enum api_role role = ROLE_NONE;
+	for (unsigned i = 0; i < s->n_groups; i++)
+		if (s->groups[i].role > role &&
+		    (cred->gid == s->groups[i].gid || user_in_group(cred->uid, s->groups[i].gid)))
+			role = s->groups[i].role;
+	return role;
+}
+
+/* The TCP peer as "192.0.2.1:40000" or "[2001:db8::1]:40000". */
+static void peer_address(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char host[INET6_ADDRSTRLEN], port[8];
+	snprintf(buf, len, "unknown");
+	if (!ci || !ci->client_addr)
+		return;
+	socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							      : sizeof(struct sockaddr_in);
+	if (getnameinfo(ci->client_addr, sl, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV))
+		return;
+	snprintf(buf, len, ci->client_addr->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
+		 port);
+}
+
+/*
+ * Who the caller is: over TCP only a bearer token says so; on the unix socket the peer's
+ * credentials, unless it sends a token, which it then acts with. false with resp a 401 (or 500).
+ */
+static bool authenticate(struct listener *l, struct MHD_Connection *c, struct api_req *req,
+			 struct api_caller *who, struct api_resp *resp)
+{
+	const char *authz =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *why;
+	int ret;
+
+	if (!l->tcp && !authz)
+		return true;
+	if ((ret = api_token_check(l->s->ctx, authz, who, &why)) == -EACCES) {
+		api_error(resp, 401, "unauthenticated", NULL, "%s%s", why,
+			  authz ? "" : ": berthd's TCP listener needs an API token");
+		resp->www_authenticate = authz ? CHALLENGE_INVALID : CHALLENGE;
+		return false;
+	}
+	if (ret) {
+		api_error(resp, 500, "internal", NULL, "checking the token: %s", strerror(-ret));
+		return false;
+	}
+	req->role = who->role;
+	req->token_id = who->token_id;
+	req->token_name = who->token_name;
+	return true;
 }
 
 struct query_acc {
@@ -287,6 +361,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *r)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
 	if (r->location[0])
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION, r->location);
+	if (r->www_authenticate)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
 	ret = MHD_queue_response(c, r->status, mr);
 	MHD_destroy_response(mr);
 	return ret;
@@ -299,13 +375,16 @@ static void count(struct http_server *s, unsigned status)
 }
 
 /* The request is complete (or refused early): authorise, route, run, answer. */
-static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, struct req_state *st,
+static enum MHD_Result answer(struct listener *l, struct MHD_Connection *c, struct req_state *st,
 			      const char *url, const char *method)
 {
+	struct http_server *s = l->s;
 	struct api_resp resp = {0};
 	struct api_req req = {0};
 	struct query_acc q = {0};
-	struct ucred cred;
+	struct api_caller who = {0};
+	struct ucred cred = {.pid = 0, .uid = (uid_t)-1};
+	char address[INET6_ADDRSTRLEN + 16];
 	enum MHD_Result ret;
 
 	if (st->waiting) { /* resumed: the operation has finished (or berthd stops) */
@@ -318,7 +397,12 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 	req.ctx = s->ctx;
 	req.method = method;
 	req.path = url;
-	req.role = peer_role(s, c, &cred);
+	if (l->tcp) {
+		peer_address(c, address, sizeof(address));
+		req.address = address;
+	} else {
+		req.role = peer_role(s, c, &cred);
+	}
 	req.uid = cred.uid;
 	req.pid = cred.pid;
 	req.content_type =
@@ -334,17 +418,25 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 	if (!q.obj)
 		return MHD_NO;
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, &q);
-	if (req.role == ROLE_NONE)
-		api_dispatch(&req, &resp); /* 403 before anything else is looked at */
-	else if (st->too_large)
+	/* 401 (authenticate) or 403 (the dispatch of ROLE_NONE) before anything else is checked */
+	bool known = authenticate(l, c, &req, &who, &resp);
+	if (known && req.role == ROLE_NONE)
+		api_dispatch(&req, &resp);
+	else if (known && st->too_large)
 		api_error(&resp, 413, "payload-too-large", NULL,
 			  "the request body is larger than %d bytes", API_BODY_MAX);
-	else if (q.dup)
+	else if (known && q.dup)
 		api_error(&resp, 400, "invalid-argument", q.dup, "query parameter '%s' given twice",
 			  q.dup);
-	else
+	else if (known)
 		api_dispatch(&req, &resp);
-	log_debug("http", "%s %s uid %u -> %u", method, url, (unsigned)cred.uid, resp.status);
+	if (l->tcp)
+		log_debug("http", "%s %s from %s token %s -> %u", method, url, address,
+			  req.token_name ? req.token_name : "none", resp.status);
+	else
+		log_debug("http", "%s %s uid %u%s%s -> %u", method, url, (unsigned)cred.uid,
+			  req.token_name ? " token " : "", req.token_name ? req.token_name : "",
+			  resp.status);
 	if (resp.wait_op[0] && s->ctx->ops) {
 		/* suspended first, so the resume can never come before it */
 		st->waiting = true;
@@ -364,7 +456,7 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
 		return ret;
 	}
 	count(s, resp.status);
-	ret = resp.console ? send_upgrade(s, c, st, &resp) : send_resp(c, &resp);
+	ret = resp.console ? send_upgrade(l, c, st, &resp) : send_resp(c, &resp);
 	api_resp_free(&resp);
 	json_decref(q.obj);
 	return ret;
@@ -374,7 +466,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
 {
-	struct http_server *s = cls;
+	struct listener *l = cls;
+	struct http_server *s = l->s;
 	struct req_state *st = *con_cls;
 	(void)version;
 
@@ -389,7 +482,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (cl && !parse_u64(cl, &n) && n > API_BODY_MAX) {
 			st->too_large = true; /* read and drop it, then answer 413 */
 			if (n > DRAIN_MAX)    /* not worth reading: answer now, then close */
-				return answer(s, c, st, url, method);
+				return answer(l, c, st, url, method);
 		}
 		return MHD_YES;
 	}
@@ -417,13 +510,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		st->body = b;
 		return MHD_YES;
 	}
-	return answer(s, c, st, url, method);
+	return answer(l, c, st, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	struct http_server *s = cls;
+	struct http_server *s = ((struct listener *)cls)->s;
 	struct req_state *st = *con_cls;
 	(void)c;
 	(void)toe;
@@ -487,11 +580,47 @@ static int clear_stale_socket(const char *path)
 	return ret;
 }
 
-static int make_socket(struct http_server *s, const char *group)
+/* The gid of a group by name; -ENOENT if there is none. */
+static int group_gid(const char *name, gid_t *gid)
+{
+	struct group gr, *gres = NULL;
+	char buf[4096];
+	if (getgrnam_r(name, &gr, buf, sizeof(buf), &gres) || !gres)
+		return -ENOENT;
+	*gid = gr.gr_gid;
+	return 0;
+}
+
+/* The unix socket's groups: --group (admin; may be missing) and the role groups (must exist). */
+static int resolve_groups(struct http_server *s, const struct http_opts *o)
+{
+	gid_t gid;
+	if (!group_gid(o->group, &gid)) {
+		s->groups[s->n_groups].gid = gid;
+		s->groups[s->n_groups++].role = ROLE_ADMIN;
+		s->have_group = true;
+	} else {
+		log_warn("http", "group '%s' does not exist: only root may use the API as admin",
+			 o->group);
+	}
+	for (unsigned i = 0; i < o->n_role_groups && i < HTTP_ROLE_GROUPS_MAX; i++) {
+		if (group_gid(o->role_groups[i].group, &gid)) {
+			log_err("http", "--role-group %s=%s: no such group",
+				api_role_name(o->role_groups[i].role), o->role_groups[i].group);
+			return -ENOENT;
+		}
+		s->groups[s->n_groups].gid = gid;
+		s->groups[s->n_groups++].role = o->role_groups[i].role;
+		log_info("http", "members of group %s are %ss on %s", o->role_groups[i].group,
+			 api_role_name(o->role_groups[i].role), s->path);
+	}
+	return 0;
+}
+
+static int make_socket(struct http_server *s, const struct http_opts *o)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct group gr, *gres = NULL;
-	char buf[4096], dir[sizeof(s->path)];
+	char dir[sizeof(s->path)];
 	int ret;
 
 	snprintf(dir, sizeof(dir), "%s", s->path);
@@ -504,31 +633,32 @@ static int make_socket(struct http_server *s, const char *group)
 			return ret;
 		}
 	}
-	if ((ret = clear_stale_socket(s->path)))
+	if ((ret = clear_stale_socket(s->path)) || (ret = resolve_groups(s, o)))
 		return ret;
-	if (getgrnam_r(group, &gr, buf, sizeof(buf), &gres) == 0 && gres) {
-		s->have_group = true;
-		s->gid = gr.gr_gid;
-	} else {
-		log_warn("http", "group '%s' does not exist: only root may use the API", group);
-	}
 	memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
-	if ((s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((s->local.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -errno;
 	/* the socket file is born 0660: nobody else can connect before it belongs to the group */
 	mode_t old = umask(0117);
-	ret = bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
+	ret = bind(s->local.lfd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
 	umask(old);
 	if (ret) {
 		log_err("http", "bind %s: %s", s->path, strerror(-ret));
 		return ret;
 	}
-	if (s->have_group && chown(s->path, (uid_t)-1, s->gid)) {
+	if (s->have_group && chown(s->path, (uid_t)-1, s->groups[0].gid)) {
 		ret = -errno;
-		log_err("http", "chown %s to group %s: %s", s->path, group, strerror(errno));
+		log_err("http", "chown %s to group %s: %s", s->path, o->group, strerror(errno));
 		return ret;
 	}
-	if (listen(s->lfd, 64)) {
+	/* members of role groups must reach the socket too: everyone may connect, and whoever is
+	 * in none of the groups is refused by the credentials (403) */
+	if (o->n_role_groups && chmod(s->path, 0666)) {
+		ret = -errno;
+		log_err("http", "chmod %s: %s", s->path, strerror(errno));
+		return ret;
+	}
+	if (listen(s->local.lfd, 64)) {
 		ret = -errno;
 		log_err("http", "listen %s: %s", s->path, strerror(errno));
 		return ret;
@@ -536,13 +666,189 @@ static int make_socket(struct http_server *s, const char *group)
 	return 0;
 }
 
+int http_parse_listen(const char *str, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *h = str;
+	uint64_t port;
+	size_t n;
+
+	memset(ss, 0, sizeof(*ss));
+	if (str[0] == '[') {
+		const char *rb = strchr(str, ']');
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		h = str + 1;
+		n = (size_t)(rb - h);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(str, ':');
+		if (!colon || strchr(str, ':') != colon)
+			return -EINVAL;
+		n = (size_t)(colon - str);
+	}
+	if (!n || n >= sizeof(host) || parse_u64(colon + 1, &port) || port < 1 || port > 65535)
+		return -EINVAL;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (str[0] != '[' && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (str[0] == '[' && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* A PEM file into memory (NUL-terminated, at most PEM_MAX). -errno, logged. */
+static int read_pem(const char *what, const char *path, char **out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	size_t len = 0;
+	char *buf = NULL;
+	struct stat sb;
+
+	if (fd < 0 || fstat(fd, &sb)) {
+		ret = -errno;
+		log_err("http", "%s %s: %s", what, path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size <= 0 || sb.st_size > PEM_MAX) {
+		log_err("http", "%s %s: not a PEM file of at most %d bytes", what, path, PEM_MAX);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (!strcmp(what, "--tls-key") && (sb.st_mode & 0077))
+		log_warn("http",
+			 "--tls-key %s can be read by others than its owner (mode %04o): "
+			 "chmod 600 it",
+			 path, (unsigned)(sb.st_mode & 07777));
+	if (!(buf = malloc((size_t)sb.st_size + 1))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while (len < (size_t)sb.st_size) {
+		ssize_t r = read(fd, buf + len, (size_t)sb.st_size - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			ret = r ? -errno : -EIO;
+			log_err("http", "%s %s: %s", what, path, strerror(-ret));
+			goto out;
+		}
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	buf = NULL;
+out:
+	if (buf) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int tcp_socket(const char *listen_addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, ret;
+
+	if (http_parse_listen(listen_addr, &ss, &len)) {
+		log_err("http", "--listen %s: not ADDR:PORT (127.0.0.1:8443, [::1]:8443)",
+			listen_addr);
+		return -EINVAL;
+	}
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 64)) {
+		ret = -errno;
+		log_err("http", "--listen %s: %s", listen_addr, strerror(errno));
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
 /* Accept policy: once berthd is stopping, connections still in the backlog are closed at once. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
 {
-	struct http_server *s = cls;
+	struct http_server *s = ((struct listener *)cls)->s;
 	(void)addr;
 	(void)len;
 	return atomic_load(&s->stopping) ? MHD_NO : MHD_YES;
+}
+
+static struct MHD_Daemon *start_mhd(struct listener *l, const struct http_opts *o)
+{
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
+	struct MHD_OptionItem tls[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, l->s->tls_cert},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, l->s->tls_key},
+	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	if (l->tcp)
+		flags |= MHD_USE_TLS;
+	else
+		tls[0].option = MHD_OPTION_END;
+	return MHD_start_daemon(
+	    flags, 0, on_accept, l, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, l->lfd, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)(o->threads ? o->threads : 1), MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+}
+
+static void free_pems(struct http_server *s)
+{
+	if (s->tls_key) {
+		explicit_bzero(s->tls_key, strlen(s->tls_key));
+		free(s->tls_key);
+	}
+	free(s->tls_cert);
+	s->tls_key = s->tls_cert = NULL;
+}
+
+/* HTTPS on TCP. */
+static int start_remote(struct http_server *s, const struct http_opts *o)
+{
+	int ret;
+
+	if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+		log_err("http", "--listen: this libmicrohttpd was built without TLS");
+		return -ENOTSUP;
+	}
+	if ((ret = read_pem("--tls-cert", o->tls_cert, &s->tls_cert)) ||
+	    (ret = read_pem("--tls-key", o->tls_key, &s->tls_key)))
+		return ret;
+	if ((s->remote.lfd = tcp_socket(o->listen)) < 0)
+		return s->remote.lfd;
+	if (!(s->remote.mhd = start_mhd(&s->remote, o))) {
+		log_err("http",
+			"HTTPS on %s did not start: are --tls-cert %s and --tls-key %s a "
+			"PEM certificate and its private key?",
+			o->listen, o->tls_cert, o->tls_key);
+		return -EINVAL;
+	}
+	log_info("http", "serving the API over HTTPS on %s (bearer tokens, TLS 1.2 and 1.3)",
+		 o->listen);
+	return 0;
 }
 
 int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_server **out)
@@ -553,7 +859,8 @@ int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_serve
 	if (!s)
 		return -ENOMEM;
 	s->ctx = ctx;
-	s->lfd = -1;
+	s->local = (struct listener){.s = s, .lfd = -1};
+	s->remote = (struct listener){.s = s, .lfd = -1, .tcp = true};
 	if (strlen(o->socket_path) >= sizeof(s->path)) {
 		log_err("http", "socket path %s: longer than %zu bytes", o->socket_path,
 			sizeof(s->path) - 1);
@@ -561,29 +868,30 @@ int http_start(struct api_ctx *ctx, const struct http_opts *o, struct http_serve
 		goto fail;
 	}
 	snprintf(s->path, sizeof(s->path), "%s", o->socket_path);
-	if ((ret = console_relays_new(&s->consoles)) || (ret = make_socket(s, o->group)))
+	if ((ret = console_relays_new(&s->consoles)) || (ret = make_socket(s, o)))
 		goto fail;
-	s->mhd = MHD_start_daemon(
-	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-		MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE,
-	    0, on_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, s->lfd, MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned)(o->threads ? o->threads : 1), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
-	if (!s->mhd) {
+	if (!(s->local.mhd = start_mhd(&s->local, o))) {
 		log_err("http", "libmicrohttpd did not start on %s", s->path);
 		ret = -EIO;
 		goto fail;
 	}
+	if (o->listen && (ret = start_remote(s, o)))
+		goto fail;
 	log_info("http", "serving the API on %s (%u threads)", s->path, o->threads);
 	*out = s;
 	return 0;
 fail:
-	if (s->lfd >= 0) {
-		close(s->lfd);
+	if (s->remote.mhd)
+		MHD_stop_daemon(s->remote.mhd);
+	else if (s->remote.lfd >= 0)
+		close(s->remote.lfd);
+	if (s->local.mhd)
+		MHD_stop_daemon(s->local.mhd);
+	else if (s->local.lfd >= 0)
+		close(s->local.lfd);
+	if (s->local.lfd >= 0)
 		unlink(s->path);
-	}
+	free_pems(s);
 	console_relays_free(s->consoles);
 	free(s);
 	return ret;
@@ -597,9 +905,10 @@ void http_stop(struct http_server *s)
 	if (!s)
 		return;
 	/* Not MHD_quiesce_daemon: with a thread pool it removes the listening socket from each
-	 * worker's epoll set while that worker may be doing the same, and libmicrohttpd 0.9.75 aborts
-	 * when it loses that race. The socket's path goes, so nobody new can connect, and whatever
-	 * is still in the backlog is refused by on_accept; MHD_stop_daemon closes the socket. */
+	 * worker's epoll set while that worker may be doing the same, and libmicrohttpd 0.9.75
+	 * aborts when it loses that race. The socket's path goes, so nobody new can connect, and
+	 * whatever is still in the backlog (of the TCP socket too) is refused by on_accept;
+	 * MHD_stop_daemon closes the sockets. */
 	atomic_store(&s->stopping, true);
 	unlink(s->path);
 	/* consoles never end by themselves; upgraded connections must be closed before the stop */
@@ -611,7 +920,10 @@ void http_stop(struct http_server *s)
 	if (atomic_load(&s->inflight) > 0)
 		log_warn("http", "%d requests still running after %d ms: stopping anyway",
 			 atomic_load(&s->inflight), DRAIN_TIMEOUT_MS);
-	MHD_stop_daemon(s->mhd);
+	if (s->remote.mhd)
+		MHD_stop_daemon(s->remote.mhd);
+	MHD_stop_daemon(s->local.mhd);
+	free_pems(s);
 	if (relays_done)
 		console_relays_free(s->consoles);
 	free(s);

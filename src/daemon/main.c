@@ -1,4 +1,4 @@
-/* berthd: the host daemon — inventory (SQLite) and the REST API on a unix socket. */
+/* berthd: the host daemon — inventory (SQLite) and the REST API on a unix socket and HTTPS. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -39,6 +39,9 @@ struct opts {
 	const char *vmm_user;
 	const char *run_dir;
 	const char *disk_dir;
+	const char *listen, *tls_cert, *tls_key;
+	struct http_role_group role_groups[HTTP_ROLE_GROUPS_MAX];
+	unsigned n_role_groups;
 	unsigned threads;
 	bool foreground;
 	enum log_level level;
@@ -49,7 +52,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: berthd [--foreground] [--state-dir DIR] [--socket PATH] [--group NAME]\n"
 		"              [--threads N] [--log-level LEVEL] [--vmm PATH] [--vmm-user NAME]\n"
-		"              [--run-dir DIR] [--disk-dir DIR]\n"
+		"              [--run-dir DIR] [--disk-dir DIR] [--role-group ROLE=GROUP]...\n"
+		"              [--listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
 		"\n"
 		"berth's host daemon: the VM inventory and the REST API (docs/berthd.md).\n"
 		"\n"
@@ -58,8 +62,16 @@ static void usage(FILE *f)
 		"                    carry syslog priorities for the systemd journal (\"<6>...\")\n"
 		"  --state-dir DIR   inventory directory, holds berth.db (default /var/lib/berth)\n"
 		"  --socket PATH     the API's unix socket (default /run/berth/berthd.sock)\n"
-		"  --group NAME      members of this group may use the API, as may root\n"
+		"  --group NAME      members of this group may use the API as admins, as may root\n"
 		"                    (default berth)\n"
+		"  --role-group ROLE=GROUP\n"
+		"                    members of GROUP get ROLE (viewer, operator or admin) on the\n"
+		"                    unix socket, which then is 0666 (others get 403); repeatable\n"
+		"  --listen ADDR:PORT  also serve the API over HTTPS on TCP (127.0.0.1:8443,\n"
+		"                    [::]:8443) for holders of API tokens; needs --tls-cert and\n"
+		"                    --tls-key (berthd never serves plain HTTP on TCP)\n"
+		"  --tls-cert FILE   the server's certificate (PEM; its chain may follow)\n"
+		"  --tls-key FILE    its private key (PEM, mode 0600)\n"
 		"  --threads N       HTTP worker threads, 1..64 (default 4)\n"
 		"  --vmm PATH        the berth-vmm to run VMs with (default: berth-vmm next to\n"
 		"                    berthd's own executable)\n"
@@ -92,7 +104,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 						 {"disk-dir", required_argument, NULL, 'D'},
 						 {"help", no_argument, NULL, 'h'},
 						 {"version", no_argument, NULL, 'V'},
+						 {"listen", required_argument, NULL, 'L'},
+						 {"tls-cert", required_argument, NULL, 'C'},
+						 {"tls-key", required_argument, NULL, 'K'},
+						 {"role-group", required_argument, NULL, 'R'},
 						 {NULL, 0, NULL, 0}};
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char *eq;
 	uint64_t n;
 	int c;
 
@@ -139,6 +158,43 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'D':
 			o->disk_dir = optarg;
 			break;
+		case 'L':
+			if (http_parse_listen(optarg, &ss, &sl)) {
+				log_err(NULL,
+					"--listen '%s': must be ADDR:PORT, like 127.0.0.1:8443, "
+					"0.0.0.0:8443 or [::1]:8443",
+					optarg);
+				return -EINVAL;
+			}
+			o->listen = optarg;
+			break;
+		case 'C':
+			o->tls_cert = optarg;
+			break;
+		case 'K':
+			o->tls_key = optarg;
+			break;
+		case 'R':
+			eq = strchr(optarg, '=');
+			if (eq)
+				*eq = '\0';
+			enum api_role role = api_role_parse(optarg);
+			if (eq)
+				*eq = '=';
+			if (!eq || role == ROLE_NONE || !eq[1]) {
+				log_err(NULL,
+					"--role-group '%s': must be ROLE=GROUP with ROLE viewer, "
+					"operator or admin",
+					optarg);
+				return -EINVAL;
+			}
+			if (o->n_role_groups == HTTP_ROLE_GROUPS_MAX) {
+				log_err(NULL, "--role-group: at most %d", HTTP_ROLE_GROUPS_MAX);
+				return -EINVAL;
+			}
+			o->role_groups[o->n_role_groups].role = role;
+			o->role_groups[o->n_role_groups++].group = eq + 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -155,6 +211,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc) {
 		log_err(NULL, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (o->listen && (!o->tls_cert || !o->tls_key)) {
+		log_err(NULL,
+			"--listen %s needs --tls-cert and --tls-key: berthd serves the API on "
+			"TCP only over HTTPS, never as plain HTTP",
+			o->listen);
+		return -EINVAL;
+	}
+	if (!o->listen && (o->tls_cert || o->tls_key)) {
+		log_err(NULL, "--tls-cert and --tls-key go with --listen ADDR:PORT");
 		return -EINVAL;
 	}
 	if (!*o->state_dir || !*o->socket_path || !*o->group || (o->vmm && !*o->vmm) ||
@@ -346,8 +413,14 @@ int main(int argc, char **argv)
 	vswitch_restore(ctx.db); /* bridges, addresses, uplinks as the inventory says */
 	vmctl_reattach(vmctl);
 	nics_reattach(ctx.db); /* running VMs' TAPs back on their (maybe recreated) bridges */
-	struct http_opts ho = {
-	    .socket_path = o.socket_path, .group = o.group, .threads = o.threads};
+	struct http_opts ho = {.socket_path = o.socket_path,
+			       .group = o.group,
+			       .threads = o.threads,
+			       .n_role_groups = o.n_role_groups,
+			       .listen = o.listen,
+			       .tls_cert = o.tls_cert,
+			       .tls_key = o.tls_key};
+	memcpy(ho.role_groups, o.role_groups, sizeof(ho.role_groups));
 	if (http_start(&ctx, &ho, &http)) {
 		ret = 1;
 		goto out;

@@ -111,6 +111,8 @@ int vc_set_state(struct vmctl *vc, struct vmrt *rt, const char *state, const cha
 		return -ENOMEM;
 	if (extra)
 		json_object_update(d, extra);
+	if (rt->op[0] && rt->actor)
+		json_object_set(d, "actor", rt->actor);
 	api_now(now);
 	if ((ret = db_begin(vc->db, true)))
 		goto out;
@@ -208,7 +210,8 @@ static void allowed_text(enum vm_action a, char *buf, size_t len)
 
 /* Claim the VM for an action and start it. Lock held. */
 static int claim(struct vmctl *vc, const char *id, enum vm_action a, int timeout_s,
-		 const char *origin, char op_id[OP_ID_LEN + 1], struct vmctl_err *e)
+		 const char *origin, const json_t *actor, char op_id[OP_ID_LEN + 1],
+		 struct vmctl_err *e)
 {
 	struct db_vm vm = {0};
 	struct action_job *job = NULL;
@@ -251,9 +254,13 @@ static int claim(struct vmctl *vc, const char *id, enum vm_action a, int timeout
 		goto out;
 	}
 	memcpy(rt->op, job->op, sizeof(rt->op));
+	json_decref(rt->actor);
+	rt->actor = actor ? json_deep_copy(actor) : NULL;
 	if ((ret = start_thread(vc, action_thread, job))) {
 		ops_fail(vc->ops, job->op, "internal", "cannot start a thread: %s", strerror(-ret));
 		rt->op[0] = '\0';
+		json_decref(rt->actor);
+		rt->actor = NULL;
 		refuse(e, 500, "internal", "cannot start a thread");
 		goto out;
 	}
@@ -269,10 +276,11 @@ out:
 }
 
 int vmctl_action(struct vmctl *vc, const char *id, enum vm_action a, int timeout_s,
-		 const char *origin, char op_id[OP_ID_LEN + 1], struct vmctl_err *e)
+		 const char *origin, const json_t *actor, char op_id[OP_ID_LEN + 1],
+		 struct vmctl_err *e)
 {
 	pthread_mutex_lock(&vc->lock);
-	int ret = claim(vc, id, a, timeout_s, origin, op_id, e);
+	int ret = claim(vc, id, a, timeout_s, origin, actor, op_id, e);
 	pthread_mutex_unlock(&vc->lock);
 	return ret;
 }
@@ -372,6 +380,7 @@ void vmctl_forget(struct vmctl *vc, const char *uuid)
 		if (strcmp(rt->uuid, uuid) || rt->phase != PH_NONE)
 			continue;
 		*pp = rt->next;
+		json_decref(rt->actor);
 		free(rt);
 		break;
 	}
@@ -588,7 +597,7 @@ void vmctl_autostart(struct vmctl *vc)
 		if (!go || !allowed(ACT_START, r->state))
 			continue;
 		log_info(TAG, "VM %s: automatic start (%s)", r->vm.name, r->auto_start);
-		if (vmctl_action(vc, r->uuid, ACT_START, 0, "auto-start", op, &e))
+		if (vmctl_action(vc, r->uuid, ACT_START, 0, "auto-start", NULL, op, &e))
 			log_warn(TAG, "VM %s: automatic start refused: %s", r->vm.name, e.msg);
 	}
 	rows_free(&rs);
@@ -597,6 +606,7 @@ void vmctl_autostart(struct vmctl *vc)
 struct host_job {
 	struct vmctl *vc;
 	int timeout_s;
+	json_t *actor;
 	char op[OP_ID_LEN + 1];
 };
 
@@ -636,7 +646,7 @@ static void *host_stop_thread(void *arg)
 			a = ACT_TURN_OFF; /* a paused guest cannot hear the power button */
 		if (strcmp(state, "running") && strcmp(state, "paused"))
 			continue;
-		if (claim(vc, r->uuid, a, job->timeout_s, "host-stop", ops[n].op, &e)) {
+		if (claim(vc, r->uuid, a, job->timeout_s, "host-stop", job->actor, ops[n].op, &e)) {
 			log_warn(TAG, "VM %s: automatic stop refused: %s", r->vm.name, e.msg);
 			failed++;
 			continue;
@@ -672,11 +682,13 @@ out:
 	vc->threads--;
 	pthread_cond_broadcast(&vc->cond);
 	pthread_mutex_unlock(&vc->lock);
+	json_decref(job->actor);
 	free(job);
 	return NULL;
 }
 
-int vmctl_host_stop(struct vmctl *vc, int timeout_s, char op_id[OP_ID_LEN + 1], struct vmctl_err *e)
+int vmctl_host_stop(struct vmctl *vc, int timeout_s, const json_t *actor, char op_id[OP_ID_LEN + 1],
+		    struct vmctl_err *e)
 {
 	struct host_job *job = calloc(1, sizeof(*job));
 	int ret;
@@ -684,7 +696,9 @@ int vmctl_host_stop(struct vmctl *vc, int timeout_s, char op_id[OP_ID_LEN + 1], 
 		return refuse(e, 500, "internal", "out of memory");
 	job->vc = vc;
 	job->timeout_s = timeout_s;
+	job->actor = actor ? json_deep_copy(actor) : NULL;
 	if (ops_create(vc->ops, "host-stop-vms", NULL, job->op)) {
+		json_decref(job->actor);
 		free(job);
 		return refuse(e, 500, "internal", "cannot create an operation");
 	}
@@ -694,6 +708,7 @@ int vmctl_host_stop(struct vmctl *vc, int timeout_s, char op_id[OP_ID_LEN + 1], 
 	pthread_mutex_unlock(&vc->lock);
 	if (ret) {
 		ops_fail(vc->ops, job->op, "internal", "cannot start: %s", strerror(-ret));
+		json_decref(job->actor);
 		free(job);
 	}
 	return 0;
@@ -804,6 +819,7 @@ void vmctl_free(struct vmctl *vc)
 		if (vc->vms->pidfd >= 0)
 			close(vc->vms->pidfd);
 		proto_rx_reset(&vc->vms->rx);
+		json_decref(vc->vms->actor);
 		free(vc->vms);
 		vc->vms = n;
 	}

@@ -2,6 +2,7 @@
 #ifndef BERTH_DAEMON_VMCTL_H
 #define BERTH_DAEMON_VMCTL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "daemon/ops.h"
@@ -53,13 +54,16 @@ struct vmctl_err {
 /*
  * Check that the VM (name or UUID) may take the action in its state and that no other action
  * runs on it, then run the action as an operation in its own thread; op_id names it. timeout_s
- * is the shutdown grace period. origin is "api" or "auto-start". -errno with e filled.
+ * is the shutdown grace period. origin is "api" or "auto-start"; actor (NULL: none; copied) is
+ * written into the operation's vm-state events. -errno with e filled.
  */
 int vmctl_action(struct vmctl *vc, const char *id, enum vm_action a, int timeout_s,
-		 const char *origin, char op_id[OP_ID_LEN + 1], struct vmctl_err *e);
+		 const char *origin, const json_t *actor, char op_id[OP_ID_LEN + 1],
+		 struct vmctl_err *e);
 
-/* Apply every active VM's automatic stop action (the host shuts down), as one operation. */
-int vmctl_host_stop(struct vmctl *vc, int timeout_s, char op_id[OP_ID_LEN + 1],
+/* Apply every active VM's automatic stop action (the host shuts down), as one operation; actor
+ * as for vmctl_action. */
+int vmctl_host_stop(struct vmctl *vc, int timeout_s, const json_t *actor, char op_id[OP_ID_LEN + 1],
 		    struct vmctl_err *e);
 
 /*

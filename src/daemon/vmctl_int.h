@@ -32,6 +32,7 @@ struct vmrt {
 	char uuid[DB_UUID_LEN + 1];
 	char name[64];
 	char op[OP_ID_LEN + 1]; /* the operation running on it, "" if none */
+	json_t *actor;		/* who asked for it (its vm-state events name them), or NULL */
 	bool held;		/* PATCH or DELETE in progress */
 	char state[16];		/* as in the inventory */
 	char reason[48];

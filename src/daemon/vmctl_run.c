@@ -464,6 +464,8 @@ void run_action(struct action_job *job)
 	snprintf(state, sizeof(state), "%s", job->rt->state);
 	snprintf(reason_now, sizeof(reason_now), "%s", job->rt->reason);
 	job->rt->op[0] = '\0';
+	json_decref(job->rt->actor);
+	job->rt->actor = NULL;
 	pthread_cond_broadcast(&vc->cond);
 	pthread_mutex_unlock(&vc->lock);
 	if (ret == -ECANCELED)

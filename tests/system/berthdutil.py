@@ -78,7 +78,7 @@ class OpenApi:
     def response(self, method, path, status):
         template, op = self.operation(method, path)
         if template is None:  # refused before routing, or no such resource: an error body
-            assert status in (403, 404), f"{path} is not in the OpenAPI document, yet HTTP {status}"
+            assert status in (401, 403, 404), f"{path} is not in the OpenAPI document, yet HTTP {status}"
             return {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         if op is None:
             assert status == 405, f"{method} {path}: not in the document, yet HTTP {status}"

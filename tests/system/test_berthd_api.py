@@ -2,6 +2,7 @@
 authorisation by SO_PEERCRED, crash safety of the inventory, schema versions, the audit log.
 Every response is checked against the OpenAPI document (berthdutil.Berthd.request)."""
 import json
+import re
 import os
 import re
 import signal
@@ -58,7 +59,7 @@ def test_openapi_document_is_served(berthd):
                                  V + "/switches", V + "/switches/{id}", "/metrics",
                                  V + "/events", V + "/disks", V + "/disks/{id}",
                                  V + "/disks/{id}/resize", V + "/vms/{id}/disks",
-                                 V + "/vms/{id}/disks/{disk}"} | {
+                                 V + "/vms/{id}/disks/{disk}", V + "/tokens", V + "/tokens/{id}"} | {
         V + "/vms/{id}/" + a for a in ("start", "shutdown", "turn-off", "restart", "pause",
                                        "resume", "save", "console")}
 
@@ -92,9 +93,10 @@ def test_openapi_document_is_sound(berthd):
                 assert "{id}" in template, r
                 want = ("no operation" if "operations" in template else
                         "no switch" if "switches" in template else
-                        "no disk" if template.startswith(V + "/disks") else "no VM")
+                        "no disk" if template.startswith(V + "/disks") else
+                        "no token" if "tokens" in template else "no VM")
                 assert want in r.error["message"], r
-    assert ops == 31
+    assert ops == 35
 
 
 def test_the_schema_check_catches_mismatches(berthd):

@@ -23,7 +23,7 @@ KERNEL = "/var/lib/berth/kernels/vmlinuz"
 
 SPEC_OPTS = ["--vcpus", "--memory", "--cpu-template", "--kernel", "--initrd", "--cmdline", "--disk",
              "--console-port", "--nic", "--rng", "--auto-start", "--auto-stop", "--notes", "--from-json"]
-GLOBAL_OPTS = ["--json", "--socket", "--host", "--token", "--help"]
+GLOBAL_OPTS = ["--json", "--socket", "--host", "--token", "--cacert", "--help"]
 VERBS = {
     ("host", "show"): [],
     ("vm", "create"): SPEC_OPTS,
@@ -51,6 +51,9 @@ VERBS = {
     ("disk", "delete"): ["--yes"],
     ("disk", "attach"): ["--readonly", "--serial", "--cache"],
     ("disk", "detach"): [],
+    ("token", "create"): ["--role", "--expires-days"],
+    ("token", "list"): [],
+    ("token", "delete"): [],
 }
 
 
@@ -538,8 +541,9 @@ def test_remote_host_sends_the_bearer_token():
         assert FakeRemote.seen == [("GET", V + "/vms", "Bearer s3cret")]
         r = run("vm", "list", env={"BERTH_HOST": url, "BERTH_TOKEN": "s3cret"})
         assert r.rc == 0, r
-        line = one_error_line(run("--host", url, "vm", "list"), 6)  # no token: 401
-        assert line == "berth: error: a valid token is needed", line
+        line = one_error_line(run("--host", url, "vm", "list"), 7)  # no token: 401
+        assert line.startswith("berth: error: a valid token is needed (berthd wants a valid API "
+                               "token: pass --token TOKEN or set $BERTH_TOKEN"), line
         assert FakeRemote.seen[-1] == ("GET", V + "/vms", None)
     finally:
         srv.shutdown()
@@ -585,8 +589,10 @@ def test_console_over_a_remote_http_host():
     finally:
         srv.shutdown()
         srv.server_close()
-    line = one_error_line(run("--host", "https://127.0.0.1:9", "vm", "console", "web1"), 1)
-    assert "only the local socket and http:// URLs" in line, line
+    line = one_error_line(run("--host", "ftp://127.0.0.1:9", "vm", "console", "web1"), 1)
+    assert "only the local socket, http:// and https:// URLs" in line, line
+    line = one_error_line(run("--host", "https://127.0.0.1:9", "vm", "console", "web1"), 5)
+    assert "cannot reach berthd at https://127.0.0.1:9" in line, line
     # an IPv6 literal in brackets
     class V6(http.server.ThreadingHTTPServer):
         address_family = socket.AF_INET6
@@ -619,7 +625,7 @@ def test_help_for_every_noun_and_verb():
         # --help wins over missing or wrong arguments, and nothing is contacted
         r = run(noun, verb, "--help", "x", "y", sock="/nonexistent")
         assert r.rc == 0, r
-    for noun in ("vm", "host", "switch", "disk"):
+    for noun in ("vm", "host", "switch", "disk", "token"):
         for args in [(noun, "--help"), ("help", noun)]:
             r = run(*args)
             assert r.rc == 0 and r.out.startswith(f"usage: berth {noun} VERB"), r
@@ -641,7 +647,7 @@ def test_docs_cover_every_verb_and_option():
         for o in opts + GLOBAL_OPTS:
             assert o.replace("-", r"\-") in man, o
             assert f"`{o}" in md or f"{o} " in md, o
-    for code in range(7):
+    for code in range(8):
         assert re.search(rf"^\.B {code}\s*$|^\.IP {code}\b", man, re.M), code
         assert re.search(rf"^\| {code} \|", md, re.M), code
     p = subprocess.run(["groff", "-man", "-ww", "-z", MAN], capture_output=True, text=True)
@@ -666,7 +672,10 @@ def complete(words, env=None):
 def test_bash_completion(berthd, tmp_path):
     p = subprocess.run(["bash", "-n", COMPLETION], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert complete(["berth", ""]) == ["host", "vm", "switch", "disk", "help"]
+    assert complete(["berth", ""]) == ["host", "vm", "switch", "disk", "token", "help"]
+    assert complete(["berth", "token", ""]) == ["create", "list", "delete"]
+    assert complete(["berth", "token", "create", "ci", "--role", ""]) == ["viewer", "operator", "admin"]
+    assert complete(["berth", "--ca"]) == ["--cacert"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
     assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",
@@ -682,7 +691,8 @@ def test_bash_completion(berthd, tmp_path):
                                                "attach", "detach"]
     assert complete(["berth", "disk", "create", "d", "--format", ""]) == ["qcow2", "raw"]
     assert complete(["berth", "vm", "delete", "x", "--d"]) == ["--delete-disks"]
-    assert complete(["berth", "vm", "create", "--c"]) == ["--cpu-template", "--cmdline", "--console-port"]
+    assert complete(["berth", "vm", "create", "--c"]) == ["--cpu-template", "--cmdline", "--console-port",
+                                                          "--cacert"]
     assert "--force" in complete(["berth", "vm", "set", "web1", "--"])
     assert "--json" in complete(["berth", "vm", "list", "--"])
     assert complete(["berth", "vm", "create", "x", "--auto-stop", ""]) == ["save", "turn-off", "shut-down"]
