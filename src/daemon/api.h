@@ -129,4 +129,11 @@ void api_switches_list(struct api_req *req, struct api_resp *resp);
 void api_switches_get(struct api_req *req, struct api_resp *resp);
 void api_switches_delete(struct api_req *req, struct api_resp *resp);
 
+/* api_checkpoints.c */
+void api_ckpt_list(struct api_req *req, struct api_resp *resp);
+void api_ckpt_get(struct api_req *req, struct api_resp *resp);
+void api_ckpt_create(struct api_req *req, struct api_resp *resp);
+void api_ckpt_apply(struct api_req *req, struct api_resp *resp);
+void api_ckpt_delete(struct api_req *req, struct api_resp *resp);
+
 #endif
