@@ -16,6 +16,7 @@ const struct cli_noun cli_nouns[] = {
     {"host", "the host berthd runs on", cli_host_verbs},
     {"vm", "virtual machines", cli_vm_verbs},
     {"switch", "virtual switches (Linux bridges berthd manages)", cli_switch_verbs},
+    {"checkpoint", "checkpoints of VMs (take, list, apply, delete)", cli_checkpoint_verbs},
     {NULL, NULL, NULL},
 };
 

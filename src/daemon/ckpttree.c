@@ -1,4 +1,5 @@
-/* berthd's read-only view of a VM's checkpoint tree (berth-vmm's DIR/tree.json, see checkpoints.md). */
+/* berthd's read-only view of a VM's checkpoint tree (berth-vmm's DIR/tree.json, see
+ * checkpoints.md). */
 #include "daemon/ckpttree.h"
 
 #include <errno.h>
@@ -37,7 +38,8 @@ static bool hidden(const json_t *n)
 
 static const char *top_layer(const json_t *n, size_t k)
 {
-	return json_string_value(json_array_get(json_array_get(json_object_get(n, "layers"), k), 0));
+	return json_string_value(
+	    json_array_get(json_array_get(json_object_get(n, "layers"), k), 0));
 }
 
 __attribute__((format(printf, 3, 4))) static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -79,8 +81,9 @@ static int check(const json_t *t, const char *path, char *err, size_t errlen)
 		json_t *layers = json_object_get(n, "layers");
 		if (!json_is_object(n) || (strcmp(key, NOW) && (num < 1 || num >= next || *end)))
 			return bad(err, errlen, "%s: bad node id '%s'", path, key);
-		if (strcmp(key, NOW) && (!json_is_string(json_object_get(n, "name")) ||
-					 !json_is_integer(json_object_get(n, "created_ms"))))
+		if (strcmp(key, NOW) && !hidden(n) &&
+		    (!json_is_string(json_object_get(n, "name")) ||
+		     !json_is_integer(json_object_get(n, "created_ms"))))
 			return bad(err, errlen, "%s: node '%s' has no name or created_ms", path,
 				   key);
 		if (json_object_get(n, "parent") && !json_is_null(json_object_get(n, "parent")) &&
@@ -160,13 +163,13 @@ json_t *ckpt_tree_list(const json_t *t)
 		json_t *tops = json_array();
 		for (size_t k = 0; k < nd; k++)
 			json_array_append_new(tops, json_string(top_layer(n, k)));
-		json_array_append_new(
-		    arr, json_pack("{s:s,s:O,s:o,s:O,s:b,s:b,s:o}", "id", key, "name",
-				   json_object_get(n, "name"), "parent",
-				   p ? json_string(p) : json_null(), "created_ms",
-				   json_object_get(n, "created_ms"), "state",
-				   json_is_true(json_object_get(n, "state")), "current",
-				   cur && !strcmp(cur, key), "disks", tops));
+		json_array_append_new(arr, json_pack("{s:s,s:O,s:o,s:O,s:b,s:b,s:o}", "id", key,
+						     "name", json_object_get(n, "name"), "parent",
+						     p ? json_string(p) : json_null(), "created_ms",
+						     json_object_get(n, "created_ms"), "state",
+						     json_is_true(json_object_get(n, "state")),
+						     "current", cur && !strcmp(cur, key), "disks",
+						     tops));
 	}
 	return arr ? json_pack("{s:o,s:o}", "checkpoints", arr, "current",
 			       cur ? json_string(cur) : json_null())
@@ -185,9 +188,10 @@ const char *ckpt_tree_current(const json_t *t, size_t k, const char **format)
 	if (!top || !base)
 		return NULL;
 	/* every layer berth made is qcow2; the disk's own file has its own format */
-	*format = !strcmp(top, base) ? json_string_value(json_object_get(
-					   json_array_get(json_object_get(t, "disks"), k), "format"))
-				     : "qcow2";
+	*format = !strcmp(top, base)
+		      ? json_string_value(json_object_get(
+			    json_array_get(json_object_get(t, "disks"), k), "format"))
+		      : "qcow2";
 	return top;
 }
 
@@ -208,13 +212,13 @@ json_t *ckpt_api_list(const json_t *list)
 	{
 		char created[32];
 		iso_ms(json_integer_value(json_object_get(c, "created_ms")), created);
-		json_t *e = json_pack(
-		    "{s:O,s:O,s:O,s:s,s:s,s:b,s:O}", "id", json_object_get(c, "id"), "name",
-		    json_object_get(c, "name"), "parent", json_object_get(c, "parent"), "created",
-		    created, "kind",
-		    json_is_true(json_object_get(c, "state")) ? "standard" : "disk-only", "current",
-		    json_is_true(json_object_get(c, "current")), "disks",
-		    json_object_get(c, "disks"));
+		json_t *e =
+		    json_pack("{s:O,s:O,s:O,s:s,s:s,s:b,s:O}", "id", json_object_get(c, "id"),
+			      "name", json_object_get(c, "name"), "parent",
+			      json_object_get(c, "parent"), "created", created, "kind",
+			      json_is_true(json_object_get(c, "state")) ? "standard" : "disk-only",
+			      "current", json_is_true(json_object_get(c, "current")), "disks",
+			      json_object_get(c, "disks"));
 		if (!e || json_array_append_new(arr, e)) {
 			json_decref(arr);
 			return NULL;
@@ -255,13 +259,15 @@ int ckpt_tree_apply_cfg(json_t *cfg, const char *dir, char *err, size_t errlen)
 		const char *path = json_string_value(json_object_get(d, "path")), *fmt = NULL;
 		const char *base = ckpt_tree_base(tree, k), *cur = ckpt_tree_current(tree, k, &fmt);
 		char *abs = path ? realpath(path, NULL) : NULL;
-		bool same = base && (!strcmp(base, path ? path : "") || (abs && !strcmp(base, abs)));
+		bool same =
+		    base && (!strcmp(base, path ? path : "") || (abs && !strcmp(base, abs)));
 		free(abs);
 		if (!cur || !same) {
-			r = bad(err, errlen,
-				"the checkpoint tree in %s belongs to %s as writable disk %zu, but the "
-				"VM's disk is %s: restore the disk or delete the checkpoints",
-				dir, base ? base : "no disk", k, path ? path : "?");
+			r = bad(
+			    err, errlen,
+			    "the checkpoint tree in %s belongs to %s as writable disk %zu, but the "
+			    "VM's disk is %s: restore the disk or delete the checkpoints",
+			    dir, base ? base : "no disk", k, path ? path : "?");
 			goto out;
 		}
 		json_object_set_new(d, "path", json_string(cur));
@@ -270,8 +276,8 @@ int ckpt_tree_apply_cfg(json_t *cfg, const char *dir, char *err, size_t errlen)
 	}
 	if (k != ckpt_tree_ndisks(tree))
 		r = bad(err, errlen,
-			"the checkpoint tree in %s describes %zu writable disk(s), the VM has %zu", dir,
-			ckpt_tree_ndisks(tree), k);
+			"the checkpoint tree in %s describes %zu writable disk(s), the VM has %zu",
+			dir, ckpt_tree_ndisks(tree), k);
 out:
 	json_decref(tree);
 	return r;

@@ -1,4 +1,5 @@
-/* berthd's read-only view of a VM's checkpoint tree (berth-vmm's DIR/tree.json, see checkpoints.md). */
+/* berthd's read-only view of a VM's checkpoint tree (berth-vmm's DIR/tree.json, see
+ * checkpoints.md). */
 #ifndef BERTH_DAEMON_CKPTTREE_H
 #define BERTH_DAEMON_CKPTTREE_H
 

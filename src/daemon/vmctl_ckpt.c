@@ -19,10 +19,8 @@
 #define DELETE_TIMEOUT_MS 3600000 /* merging disk layers */
 #define SAVE_TIMEOUT_MS 300000
 
-static const char *const OP_KIND[] = {"checkpoint-create", "checkpoint-apply",
-				      "checkpoint-delete"};
-static const char *const VMM_CMD[] = {"checkpoint-create", "checkpoint-apply",
-				      "checkpoint-delete"};
+static const char *const OP_KIND[] = {"checkpoint-create", "checkpoint-apply", "checkpoint-delete"};
+static const char *const VMM_CMD[] = {"checkpoint-create", "checkpoint-apply", "checkpoint-delete"};
 static const char *const EVENT[] = {"checkpoint-created", "checkpoint-applied",
 				    "checkpoint-deleted"};
 
@@ -32,8 +30,8 @@ struct ckpt_job {
 	enum ckpt_op kind;
 	char arg[CKPT_NAME_MAX + 1]; /* the new name, or the checkpoint's id */
 	char target_name[CKPT_NAME_MAX + 1];
-	bool disk_only;	       /* create: no memory; apply: the checkpoint is disk-only */
-	char state[16];	       /* the VM's when accepted */
+	bool disk_only; /* create: no memory; apply: the checkpoint is disk-only */
+	char state[16]; /* the VM's when accepted */
 	char op[OP_ID_LEN + 1];
 	json_t *actor;
 	int pct_base, pct_span; /* how checkpoint-progress maps onto the operation's progress */
@@ -167,7 +165,8 @@ void vc_ckpt_reconcile(struct vmctl *vc)
 		json_t *list = NULL;
 		/* the tree file, also for a running VM: it is replaced atomically */
 		if (current_list(vc, u.v[i], "off", &list, err, sizeof(err))) {
-			log_warn(TAG, "VM %s: its checkpoint tree is not readable: %s", u.v[i], err);
+			log_warn(TAG, "VM %s: its checkpoint tree is not readable: %s", u.v[i],
+				 err);
 			continue;
 		}
 		pthread_mutex_lock(&vc->lock);
@@ -188,8 +187,8 @@ static void on_vmm_event(void *arg, const char *event, json_t *data)
 	json_int_t total = json_integer_value(json_object_get(data, "total_bytes"));
 	if (total > 0 && done >= 0 && done <= total)
 		ops_progress(job->vc->ops, job->op,
-			     job->pct_base + (int)((double)job->pct_span * (double)done /
-						   (double)total));
+			     job->pct_base +
+				 (int)((double)job->pct_span * (double)done / (double)total));
 }
 
 static json_t *vmm_args(const struct ckpt_job *job, bool vm_off)
@@ -345,8 +344,8 @@ static void *ckpt_thread(void *arg)
 	if (list) {
 		json_t *detail =
 		    r ? NULL
-		      : json_pack("{s:O, s:s, s:O, s:s}", "actor", job->actor, "operation",
-				  job->op, "checkpoint", entry, "vm_state", new_state);
+		      : json_pack("{s:O, s:s, s:O, s:s}", "actor", job->actor, "operation", job->op,
+				  "checkpoint", entry, "vm_state", new_state);
 		record(vc, rt->uuid, list, r ? NULL : EVENT[job->kind], detail);
 		json_decref(detail);
 	}
@@ -357,8 +356,7 @@ static void *ckpt_thread(void *arg)
 	pthread_mutex_unlock(&vc->lock);
 	if (r) {
 		log_warn(TAG, "VM %s: %s failed: %s", rt->name, OP_KIND[job->kind], err);
-		ops_fail(vc->ops, job->op, "action-failed", "%s",
-			 err[0] ? err : strerror(-r));
+		ops_fail(vc->ops, job->op, "action-failed", "%s", err[0] ? err : strerror(-r));
 	} else {
 		log_info(TAG, "VM %s: %s %s done", rt->name, OP_KIND[job->kind], job->arg);
 		ops_set_result(vc->ops, job->op, result);
@@ -450,10 +448,9 @@ int vmctl_ckpt_op(struct vmctl *vc, const char *id, enum ckpt_op kind, const cha
 	else if (!(rt = vc_rt(vc, &vm)))
 		ret = vc_refuse(e, 500, "internal", "out of memory");
 	else if (rt->op[0] || rt->held)
-		ret = vc_refuse(e, 409, "busy",
-				"VM '%s' is busy with %s%s: try again when it has ended", name,
-				rt->held ? "a change of its definition" : "operation ",
-				rt->held ? "" : rt->op);
+		ret = vc_refuse(
+		    e, 409, "busy", "VM '%s' is busy with %s%s: try again when it has ended", name,
+		    rt->held ? "a change of its definition" : "operation ", rt->held ? "" : rt->op);
 	else if (strcmp(rt->state, job->state))
 		ret = vc_refuse(e, 409, "busy", "VM '%s' went from %s to %s meanwhile: try again",
 				name, job->state, rt->state);
