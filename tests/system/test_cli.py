@@ -44,6 +44,11 @@ VERBS = {
     ("switch", "list"): [],
     ("switch", "show"): [],
     ("switch", "delete"): ["--yes"],
+    ("checkpoint", "create"): ["--disk-only"],
+    ("checkpoint", "list"): [],
+    ("checkpoint", "show"): [],
+    ("checkpoint", "apply"): [],
+    ("checkpoint", "delete"): [],
 }
 
 
@@ -612,7 +617,7 @@ def test_help_for_every_noun_and_verb():
         # --help wins over missing or wrong arguments, and nothing is contacted
         r = run(noun, verb, "--help", "x", "y", sock="/nonexistent")
         assert r.rc == 0, r
-    for noun in ("vm", "host", "switch"):
+    for noun in ("vm", "host", "switch", "checkpoint"):
         for args in [(noun, "--help"), ("help", noun)]:
             r = run(*args)
             assert r.rc == 0 and r.out.startswith(f"usage: berth {noun} VERB"), r
@@ -659,7 +664,9 @@ def complete(words, env=None):
 def test_bash_completion(berthd, tmp_path):
     p = subprocess.run(["bash", "-n", COMPLETION], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert complete(["berth", ""]) == ["host", "vm", "switch", "help"]
+    assert complete(["berth", ""]) == ["host", "vm", "switch", "checkpoint", "help"]
+    assert complete(["berth", "checkpoint", ""]) == ["create", "list", "show", "apply", "delete"]
+    assert complete(["berth", "checkpoint", "create", "w", "x", "--d"]) == ["--disk-only"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
     assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",
