@@ -98,8 +98,8 @@ int db_switch_users(struct db *db, const char *name, int (*fn)(const char *vm, v
 int db_nic_macs(struct db *db, const char *except_uuid,
 		int (*fn)(const char *vm, const char *mac, void *arg), void *arg);
 
-/* Replace the checkpoints of a VM (db_ckpt.c) with those of an API list (ckpt_api_list); NULL: none.
- * -ENOENT if the VM is gone. */
+/* Replace the checkpoints of a VM (db_ckpt.c) with those of an API list (ckpt_api_list); NULL:
+ * none. -ENOENT if the VM is gone. */
 int db_ckpt_replace(struct db *db, const char *vm_uuid, const json_t *api_list);
 
 /* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */

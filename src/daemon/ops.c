@@ -22,7 +22,7 @@ struct op {
 	char err_code[32];
 	char err_msg[512];
 	char created[32], finished[32];
-	json_t *result; /* what it made or did, NULL if nothing to say */
+	json_t *result;	 /* what it made or did, NULL if nothing to say */
 	struct op *next; /* newest first */
 };
 
@@ -242,8 +242,8 @@ static json_t *op_json(const struct op *o)
 		err = json_pack("{s:s, s:s}", "code", o->err_code, "message", o->err_msg);
 	json_t *j = json_pack("{s:s, s:s, s:o, s:s, s:i, s:o, s:s, s:o}", "id", o->id, "kind",
 			      o->kind, "vm", o->vm[0] ? json_string(o->vm) : json_null(), "state",
-			      OP_STATES[o->state], "progress", o->progress, "error", err,
-			      "created", o->created, "finished",
+			      OP_STATES[o->state], "progress", o->progress, "error", err, "created",
+			      o->created, "finished",
 			      o->finished[0] ? json_string(o->finished) : json_null());
 	if (j && o->result)
 		json_object_set_new(j, "result", json_deep_copy(o->result));

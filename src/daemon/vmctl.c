@@ -225,16 +225,16 @@ static int claim(struct vmctl *vc, const char *id, enum vm_action a, int timeout
 		goto out;
 	}
 	if (rt->op[0] || rt->held) {
-		ret =
-		    vc_refuse(e, 409, "busy", "VM '%s' is busy with %s%s: try again when it has ended",
-			   vm.name, rt->held ? "a change of its definition" : "operation ",
-			   rt->held ? "" : rt->op);
+		ret = vc_refuse(e, 409, "busy",
+				"VM '%s' is busy with %s%s: try again when it has ended", vm.name,
+				rt->held ? "a change of its definition" : "operation ",
+				rt->held ? "" : rt->op);
 		goto out;
 	}
 	if (!allowed(a, vm.state)) {
 		allowed_text(a, allowed_states, sizeof(allowed_states));
 		ret = vc_refuse(e, 409, "invalid-state", "VM '%s' is %s: %s needs it %s", vm.name,
-			     vm.state, ACTIONS[a], allowed_states);
+				vm.state, ACTIONS[a], allowed_states);
 		goto out;
 	}
 	if (!(job = calloc(1, sizeof(*job)))) {
@@ -295,13 +295,13 @@ int vmctl_console(struct vmctl *vc, const char *id, char path[108], char uuid[37
 		has_vmm |= !strcmp(vm.state, with_vmm[i]);
 	if (!has_vmm) {
 		ret = vc_refuse(e, 409, "invalid-state",
-			     "VM '%s' is %s: its console needs it running or paused", vm.name,
-			     vm.state);
+				"VM '%s' is %s: its console needs it running or paused", vm.name,
+				vm.state);
 		goto out;
 	}
 	if ((ret = vc_paths(vc, vm.uuid, &p))) {
 		ret = vc_refuse(e, 500, "internal", "console path of VM '%s': %s", vm.name,
-			     strerror(-ret));
+				strerror(-ret));
 		goto out;
 	}
 	snprintf(path, 108, "%s", p.console);
