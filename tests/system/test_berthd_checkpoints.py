@@ -451,3 +451,34 @@ def test_cli_verbs(daemon, tmp_path):
     r = berth(d, "checkpoint", "delete", "nope", "x")
     assert r.rc == 3, r
     berth(d, "vm", "turn-off", "cv")
+
+
+def test_disk_only_checkpoint_of_a_running_vm_applied_to_it_saved(daemon, tmp_path):
+    """A disk-only checkpoint taken while the VM runs, applied once it is saved: the saved state is
+    dropped and the VM is off on the checkpoint's disks, booting afresh at the next start."""
+    d = daemon()
+    make_vm(d, tmp_path, "ck6")
+    uuid = vm(d, "ck6")["uuid"]
+    act(d, "ck6", "start")
+    v = vm(d, "ck6")
+    wait_flushed(d, v, 256)
+    cp = ck_create(d, "ck6", "disks", disk_only=True)["result"]["checkpoint"]
+    assert cp["kind"] == "disk-only"
+    k = read_prefix(cp["disks"][0], tmp_path)
+    wait_flushed(d, v, k + 1000)
+    act(d, "ck6", "save")
+    saved = os.path.join(d.state, "vms", uuid, "saved")
+    assert os.path.isdir(saved)
+    w = StateWatch(d, "ck6")
+    op = ck_do(d, "ck6", "disks", "apply")
+    assert w.done() <= {"saved", "off"}
+    assert op["result"]["state"] == "off"
+    v = vm(d, "ck6")
+    assert v["state"] == "off" and v["state_reason"] == "checkpoint-applied"
+    assert not os.path.exists(saved)
+    tree = json.load(open(os.path.join(d.state, "vms", uuid, "checkpoints", "tree.json")))
+    assert read_prefix(tree["nodes"]["now"]["layers"][0][0], tmp_path) == k
+    act(d, "ck6", "start")  # boots: the writer starts again from its first chunk
+    got = wait_flushed(d, vm(d, "ck6"), 64)
+    assert got < k + 1000
+    act(d, "ck6", "turn-off")
