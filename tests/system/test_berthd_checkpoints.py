@@ -482,3 +482,26 @@ def test_disk_only_checkpoint_of_a_running_vm_applied_to_it_saved(daemon, tmp_pa
     got = wait_flushed(d, vm(d, "ck6"), 64)
     assert got < k + 1000
     act(d, "ck6", "turn-off")
+
+
+def test_delete_progress_follows_the_merge(daemon, tmp_path):
+    """The operation of a delete that merges 64 MiB reports the VMM's checkpoint-progress events
+    (every 16 MiB) as its progress while it runs."""
+    d = daemon()
+    make_vm(d, tmp_path, "ck7", "test=blk-fill pattern=5 chunk=65536 flush_every=16")
+    ck_create(d, "ck7", "x")
+    act(d, "ck7", "start")
+    wait_state(d, "ck7", "off", timeout=120)  # the writer filled the disk and powered off
+    r = d.delete(f"{V}/vms/ck7/checkpoints/x")
+    assert r.status == 202, r
+    seen = []
+    while True:
+        op = d.get(f"{V}/operations/{r.json['id']}").json
+        seen.append(op["progress"])
+        if op["finished"]:
+            break
+        time.sleep(0.005)
+    assert op["state"] == "succeeded", op
+    assert op["result"]["merged_bytes"] >= 48 << 20, op
+    assert seen == sorted(seen) and seen[-1] == 100, seen
+    assert any(20 < p < 80 for p in seen), str(seen)  # between the VMM's start and its end: the merge
