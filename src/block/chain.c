@@ -209,6 +209,16 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 				goto out;
 			p += c;
 			data += c;
+			/* a long run of data (a fully written image is one) reports as it goes */
+			if (prog && prog->fn && done + (p - off) >= next_report && p < off + run) {
+				if (prog->fn(prog->opaque, done + (p - off), total)) {
+					snprintf(msg, msglen, "'%s' into '%s': cancelled", top,
+						 base);
+					r = -ECANCELED;
+					goto out;
+				}
+				next_report = done + (p - off) + PROGRESS_EVERY;
+			}
 		}
 		if (st != BLK_ST_UNALLOC)
 			done += run;

@@ -85,6 +85,8 @@ extern const struct cli_verb cli_switch_verbs[];
 extern const struct cli_verb cli_disk_verbs[];
 
 extern const struct cli_verb cli_token_verbs[];
+
+extern const struct cli_verb cli_checkpoint_verbs[];
 extern const struct cli_noun cli_nouns[];
 extern const struct cli_opt cli_global_opts[];
 
@@ -129,5 +131,8 @@ bool cli_confirm(const char *question);
  * follow its operation) and the console (console.c). */
 int cli_vm_action(struct cli *c, const struct cli_verb *v, const struct cli_args *a);
 int cli_vm_console(struct cli *c, const struct cli_verb *v, const struct cli_args *a);
+/* Follow an operation (owned, replaced by its final version) until it has finished, with a
+ * progress line "what: running 40%" on stderr when that is a terminal. EXIT_* */
+int cli_op_follow(struct cli *c, const char *what, json_t **op);
 
 #endif

@@ -18,6 +18,7 @@ const struct cli_noun cli_nouns[] = {
     {"switch", "virtual switches (Linux bridges berthd manages)", cli_switch_verbs},
     {"disk", "managed disk images in berthd's pool", cli_disk_verbs},
     {"token", "API tokens for remote callers (admin)", cli_token_verbs},
+    {"checkpoint", "checkpoints of VMs (take, list, apply, delete)", cli_checkpoint_verbs},
     {NULL, NULL, NULL},
 };
 

@@ -60,8 +60,7 @@ static int fetch(struct cli *c, const char *id, bool wait, json_t **op)
 	return EXIT_OK;
 }
 
-/* Follow op (owned, replaced by its final version) until it has finished. */
-static int follow(struct cli *c, const char *what, json_t **op)
+int cli_op_follow(struct cli *c, const char *what, json_t **op)
 {
 	struct timespec pause = {0, POLL_MS * 1000000L};
 	bool tty = isatty(STDERR_FILENO);
@@ -163,7 +162,7 @@ int cli_vm_action(struct cli *c, const struct cli_verb *v, const struct cli_args
 		return EXIT_OK;
 	}
 	snprintf(what, sizeof(what), "%s %s", action, name);
-	if ((code = follow(c, what, &op)))
+	if ((code = cli_op_follow(c, what, &op)))
 		goto out;
 	if (c->json)
 		cli_print_json(op);

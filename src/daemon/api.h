@@ -168,4 +168,11 @@ struct api_caller {
 int api_token_check(struct api_ctx *ctx, const char *authorization, struct api_caller *who,
 		    const char **why);
 
+/* api_checkpoints.c */
+void api_ckpt_list(struct api_req *req, struct api_resp *resp);
+void api_ckpt_get(struct api_req *req, struct api_resp *resp);
+void api_ckpt_create(struct api_req *req, struct api_resp *resp);
+void api_ckpt_apply(struct api_req *req, struct api_resp *resp);
+void api_ckpt_delete(struct api_req *req, struct api_resp *resp);
+
 #endif

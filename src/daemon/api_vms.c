@@ -591,11 +591,14 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 500, "internal", NULL, "out of memory");
 		goto rollback;
 	}
-	if (delete_disks && req->ctx->state_dir &&
+	/* the layers of a VM's checkpoints hold what it wrote since the first one: deleting the VM
+	 * deletes its checkpoint tree, so it must be asked for with the disks */
+	if (!delete_disks && req->ctx->state_dir &&
 	    disks_vm_has_checkpoints(req->ctx->state_dir, req->ctx->run_dir, vm.uuid)) {
 		api_error(resp, 409, "has-checkpoints", "delete_disks",
-			  "VM '%s' has checkpoints whose disk layers lie on its disks: delete the "
-			  "checkpoints first, or delete the VM with delete_disks=false",
+			  "VM '%s' has checkpoints, whose disk layers hold what it wrote since the "
+			  "first one: delete the checkpoints first (that merges them into its disks), "
+			  "or delete the VM with its disks (delete_disks=true)",
 			  vm.name);
 		goto rollback;
 	}

@@ -36,6 +36,12 @@ int ctl_connect(const char *path, int *out)
 int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **result, char *err,
 	     size_t errlen)
 {
+	return ctl_call_ev(fd, cmd, args, timeout_ms, NULL, NULL, result, err, errlen);
+}
+
+int ctl_call_ev(int fd, const char *cmd, json_t *args, int timeout_ms, ctl_event_fn on_event,
+		void *arg, json_t **result, char *err, size_t errlen)
+{
 	static int next_id = 1;
 	int id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
 	int64_t deadline = mono_ms() + timeout_ms;
@@ -63,6 +69,9 @@ int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **res
 			close(fds[i]);
 		if (ret == PROTO_MESSAGE) {
 			json_t *jid = json_object_get(msg, "id");
+			const char *ev = json_string_value(json_object_get(msg, "event"));
+			if (ev && on_event)
+				on_event(arg, ev, json_object_get(msg, "data"));
 			if (json_object_get(msg, "event") || !json_is_integer(jid) ||
 			    json_integer_value(jid) != id) {
 				json_decref(msg);
@@ -105,7 +114,7 @@ out:
  * socket with unread data makes the VMM's next read fail with ECONNRESET (a warning in its log).
  * So say we are done, read until the VMM hangs up (briefly), then close.
  */
-static void hang_up(int fd)
+void ctl_close(int fd)
 {
 	int64_t deadline = mono_ms() + 1000;
 	uint8_t buf[4096];
@@ -136,7 +145,7 @@ int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_m
 	ret = ctl_call(fd, cmd, args, timeout_ms, result, err, errlen);
 	if (ret && ret != -EREMOTEIO)
 		snprintf(err, errlen, "%s on %s: %s", cmd, path, strerror(-ret));
-	hang_up(fd);
+	ctl_close(fd);
 	return ret;
 }
 

@@ -18,6 +18,14 @@ int ctl_connect(const char *path, int *fd);
 int ctl_call(int fd, const char *cmd, json_t *args, int timeout_ms, json_t **result, char *err,
 	     size_t errlen);
 
+/* ctl_call, with on_event(arg, name, data) called for each event that arrives meanwhile. */
+typedef void (*ctl_event_fn)(void *arg, const char *event, json_t *data);
+int ctl_call_ev(int fd, const char *cmd, json_t *args, int timeout_ms, ctl_event_fn on_event,
+		void *arg, json_t **result, char *err, size_t errlen);
+
+/* Close a command connection cleanly (shut down writing, read until the VMM hangs up, briefly). */
+void ctl_close(int fd);
+
 /* Connect, call, close. */
 int ctl_call_path(const char *path, const char *cmd, json_t *args, int timeout_ms, json_t **result,
 		  char *err, size_t errlen);

@@ -77,6 +77,17 @@ static const char *const MIGRATIONS[] = {
     " last_used TEXT,"
     " expires TEXT"
     ") STRICT;",
+    /* checkpoints: a mirror of each VM's checkpoint tree (berth-vmm's tree.json is the truth) */
+    "CREATE TABLE checkpoints ("
+    " vm TEXT NOT NULL REFERENCES vms (uuid) ON DELETE CASCADE,"
+    " id TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " parent TEXT,"
+    " created TEXT NOT NULL,"
+    " disk_only INTEGER NOT NULL CHECK (disk_only IN (0, 1)),"
+    " PRIMARY KEY (vm, id),"
+    " UNIQUE (vm, name)"
+    ") STRICT;",
 };
 
 int db_schema_version_known(void)

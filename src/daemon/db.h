@@ -159,6 +159,10 @@ int db_token_insert(struct db *db, struct db_token *t);
 int db_token_delete(struct db *db, int64_t id);
 int db_token_touch(struct db *db, int64_t id, const char *ts);
 
+/* Replace the checkpoints of a VM (db_ckpt.c) with those of an API list (ckpt_api_list); NULL:
+ * none. -ENOENT if the VM is gone. */
+int db_ckpt_replace(struct db *db, const char *vm_uuid, const json_t *api_list);
+
 /* Append an audit event (vm_uuid may be NULL; detail a JSON object, not stolen). */
 int db_event_add(struct db *db, const char *ts, const char *vm_uuid, const char *kind,
 		 json_t *detail);

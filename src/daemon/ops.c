@@ -22,6 +22,7 @@ struct op {
 	char err_code[32];
 	char err_msg[512];
 	char created[32], finished[32];
+	json_t *result;	 /* what it made or did, NULL if nothing to say */
 	struct op *next; /* newest first */
 };
 
@@ -64,6 +65,7 @@ void ops_free(struct ops *ops)
 	}
 	while (ops->head) {
 		struct op *n = ops->head->next;
+		json_decref(ops->head->result);
 		free(ops->head);
 		ops->head = n;
 	}
@@ -90,6 +92,7 @@ static void trim(struct ops *ops)
 		bool done = o->state == OP_SUCCEEDED || o->state == OP_FAILED;
 		if (done && ++seen > OPS_HISTORY) {
 			*pp = o->next;
+			json_decref(o->result);
 			free(o);
 			ops->finished_count--;
 			continue;
@@ -204,6 +207,19 @@ void ops_progress(struct ops *ops, const char *id, int percent)
 	set_state(ops, id, OP_RUNNING, percent, NULL, NULL);
 }
 
+void ops_set_result(struct ops *ops, const char *id, json_t *result)
+{
+	pthread_mutex_lock(&ops->lock);
+	struct op *o = find(ops, id);
+	if (o) {
+		json_decref(o->result);
+		o->result = result;
+		result = NULL;
+	}
+	pthread_mutex_unlock(&ops->lock);
+	json_decref(result);
+}
+
 void ops_succeed(struct ops *ops, const char *id)
 {
 	set_state(ops, id, OP_SUCCEEDED, 100, NULL, NULL);
@@ -224,11 +240,14 @@ static json_t *op_json(const struct op *o)
 	json_t *err = json_null();
 	if (o->state == OP_FAILED)
 		err = json_pack("{s:s, s:s}", "code", o->err_code, "message", o->err_msg);
-	return json_pack("{s:s, s:s, s:o, s:s, s:i, s:o, s:s, s:o}", "id", o->id, "kind", o->kind,
-			 "vm", o->vm[0] ? json_string(o->vm) : json_null(), "state",
-			 OP_STATES[o->state], "progress", o->progress, "error", err, "created",
-			 o->created, "finished",
-			 o->finished[0] ? json_string(o->finished) : json_null());
+	json_t *j = json_pack("{s:s, s:s, s:o, s:s, s:i, s:o, s:s, s:o}", "id", o->id, "kind",
+			      o->kind, "vm", o->vm[0] ? json_string(o->vm) : json_null(), "state",
+			      OP_STATES[o->state], "progress", o->progress, "error", err, "created",
+			      o->created, "finished",
+			      o->finished[0] ? json_string(o->finished) : json_null());
+	if (j && o->result)
+		json_object_set_new(j, "result", json_deep_copy(o->result));
+	return j;
 }
 
 json_t *ops_get(struct ops *ops, const char *id, bool wait, bool *finished)

@@ -18,6 +18,8 @@ int ops_create(struct ops *ops, const char *kind, const char *vm, char id[OP_ID_
 void ops_running(struct ops *ops, const char *id);
 void ops_progress(struct ops *ops, const char *id, int percent);
 void ops_succeed(struct ops *ops, const char *id);
+/* What the operation made or did ("result" in its JSON); result is stolen. */
+void ops_set_result(struct ops *ops, const char *id, json_t *result);
 __attribute__((format(printf, 4, 5))) void ops_fail(struct ops *ops, const char *id,
 						    const char *code, const char *fmt, ...);
 

@@ -137,7 +137,7 @@ out:
 }
 
 /* The inventory row of a VM by name or UUID (lock held). */
-static int find_row(struct vmctl *vc, const char *id, struct db_vm *vm)
+int vc_find_row(struct vmctl *vc, const char *id, struct db_vm *vm)
 {
 	int ret = db_begin(vc->db, false);
 	if (ret)
@@ -161,7 +161,7 @@ static void *action_thread(void *arg)
 }
 
 /* Run fn(job) in a detached thread counted in vc->threads. Lock held. */
-static int start_thread(struct vmctl *vc, void *(*fn)(void *), void *job)
+int vc_start_thread(struct vmctl *vc, void *(*fn)(void *), void *job)
 {
 	pthread_attr_t attr;
 	pthread_t t;
@@ -176,12 +176,12 @@ static int start_thread(struct vmctl *vc, void *(*fn)(void *), void *job)
 	return 0;
 }
 
-__attribute__((format(printf, 4, 5))) static int refuse(struct vmctl_err *e, unsigned status,
-							const char *code, const char *fmt, ...)
+int vc_refuse(struct vmctl_err *e, unsigned status, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 	e->status = status;
 	e->code = code;
+	e->field = NULL;
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
@@ -219,49 +219,49 @@ static int claim(struct vmctl *vc, const char *id, enum vm_action a, int timeout
 	int ret;
 
 	if (vc->stopping)
-		return refuse(e, 500, "internal", "berthd is stopping");
-	if ((ret = find_row(vc, id, &vm)))
+		return vc_refuse(e, 500, "internal", "berthd is stopping");
+	if ((ret = vc_find_row(vc, id, &vm)))
 		return ret == -ENOENT
-			   ? refuse(e, 404, "not-found", "no VM with the name or UUID '%s'", id)
-			   : refuse(e, 500, "internal", "inventory error: %s", strerror(-ret));
+			   ? vc_refuse(e, 404, "not-found", "no VM with the name or UUID '%s'", id)
+			   : vc_refuse(e, 500, "internal", "inventory error: %s", strerror(-ret));
 	struct vmrt *rt = vc_rt(vc, &vm);
 	if (!rt) {
-		ret = refuse(e, 500, "internal", "out of memory");
+		ret = vc_refuse(e, 500, "internal", "out of memory");
 		goto out;
 	}
 	if (rt->op[0] || rt->held) {
-		ret =
-		    refuse(e, 409, "busy", "VM '%s' is busy with %s%s: try again when it has ended",
-			   vm.name, rt->held ? "a change of its definition" : "operation ",
-			   rt->held ? "" : rt->op);
+		ret = vc_refuse(e, 409, "busy",
+				"VM '%s' is busy with %s%s: try again when it has ended", vm.name,
+				rt->held ? "a change of its definition" : "operation ",
+				rt->held ? "" : rt->op);
 		goto out;
 	}
 	if (!allowed(a, vm.state)) {
 		allowed_text(a, allowed_states, sizeof(allowed_states));
-		ret = refuse(e, 409, "invalid-state", "VM '%s' is %s: %s needs it %s", vm.name,
-			     vm.state, ACTIONS[a], allowed_states);
+		ret = vc_refuse(e, 409, "invalid-state", "VM '%s' is %s: %s needs it %s", vm.name,
+				vm.state, ACTIONS[a], allowed_states);
 		goto out;
 	}
 	if (!(job = calloc(1, sizeof(*job)))) {
-		ret = refuse(e, 500, "internal", "out of memory");
+		ret = vc_refuse(e, 500, "internal", "out of memory");
 		goto out;
 	}
 	*job = (struct action_job){.vc = vc, .rt = rt, .act = a, .timeout_s = timeout_s};
 	snprintf(job->origin, sizeof(job->origin), "%s", origin);
 	snprintf(job->prev_state, sizeof(job->prev_state), "%s", vm.state);
 	if (ops_create(vc->ops, ACTIONS[a], vm.uuid, job->op)) {
-		ret = refuse(e, 500, "internal", "cannot create an operation");
+		ret = vc_refuse(e, 500, "internal", "cannot create an operation");
 		goto out;
 	}
 	memcpy(rt->op, job->op, sizeof(rt->op));
 	json_decref(rt->actor);
 	rt->actor = actor ? json_deep_copy(actor) : NULL;
-	if ((ret = start_thread(vc, action_thread, job))) {
+	if ((ret = vc_start_thread(vc, action_thread, job))) {
 		ops_fail(vc->ops, job->op, "internal", "cannot start a thread: %s", strerror(-ret));
 		rt->op[0] = '\0';
 		json_decref(rt->actor);
 		rt->actor = NULL;
-		refuse(e, 500, "internal", "cannot start a thread");
+		vc_refuse(e, 500, "internal", "cannot start a thread");
 		goto out;
 	}
 	memcpy(op_id, job->op, OP_ID_LEN + 1);
@@ -295,23 +295,23 @@ int vmctl_console(struct vmctl *vc, const char *id, char path[108], char uuid[37
 	int ret;
 
 	pthread_mutex_lock(&vc->lock);
-	if ((ret = find_row(vc, id, &vm))) {
+	if ((ret = vc_find_row(vc, id, &vm))) {
 		ret = ret == -ENOENT
-			  ? refuse(e, 404, "not-found", "no VM with the name or UUID '%s'", id)
-			  : refuse(e, 500, "internal", "inventory error: %s", strerror(-ret));
+			  ? vc_refuse(e, 404, "not-found", "no VM with the name or UUID '%s'", id)
+			  : vc_refuse(e, 500, "internal", "inventory error: %s", strerror(-ret));
 		goto out;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(with_vmm); i++)
 		has_vmm |= !strcmp(vm.state, with_vmm[i]);
 	if (!has_vmm) {
-		ret = refuse(e, 409, "invalid-state",
-			     "VM '%s' is %s: its console needs it running or paused", vm.name,
-			     vm.state);
+		ret = vc_refuse(e, 409, "invalid-state",
+				"VM '%s' is %s: its console needs it running or paused", vm.name,
+				vm.state);
 		goto out;
 	}
 	if ((ret = vc_paths(vc, vm.uuid, &p))) {
-		ret = refuse(e, 500, "internal", "console path of VM '%s': %s", vm.name,
-			     strerror(-ret));
+		ret = vc_refuse(e, 500, "internal", "console path of VM '%s': %s", vm.name,
+				strerror(-ret));
 		goto out;
 	}
 	snprintf(path, 108, "%s", p.console);
@@ -390,16 +390,9 @@ void vmctl_forget(struct vmctl *vc, const char *uuid)
 	unlink(p.config);
 	unlink(p.log);
 	vc_rm_tree(p.saved);
-	/* berth-vmm keeps an empty tree (tree.json, layers/) for a VM without checkpoints; one with
-	 * checkpoints holds disk layers nobody may lose by accident */
-	char layers[VMMCFG_PATH_MAX + 16], tree[VMMCFG_PATH_MAX + 16];
-	snprintf(layers, sizeof(layers), "%s/layers", p.checkpoints);
-	snprintf(tree, sizeof(tree), "%s/tree.json", p.checkpoints);
-	if (!rmdir(layers) || errno == ENOENT)
-		unlink(tree);
-	if (rmdir(p.checkpoints) && errno != ENOENT)
-		log_warn(TAG, "VM %s deleted: its checkpoints directory %s is kept (%s)", uuid,
-			 p.checkpoints, strerror(errno));
+	/* the checkpoint tree (its states and disk layers) belongs to the VM and goes with it; the
+	 * disks' own files stay unless the caller deleted them */
+	vc_rm_tree(p.checkpoints);
 	if (rmdir(p.dir) && errno != ENOENT)
 		log_warn(TAG, "VM %s deleted: %s is kept (%s)", uuid, p.dir, strerror(errno));
 }
@@ -560,6 +553,20 @@ void vmctl_reattach(struct vmctl *vc)
 	}
 	for (size_t i = 0; i < rs.n; i++) {
 		struct row *r = &rs.v[i];
+		struct vm_paths p;
+		pid_t stray;
+		if (!is_active(r->state) && !vc_paths(vc, r->uuid, &p) &&
+		    (stray = proc_find_by_arg(p.control)) > 0) {
+			/* a maintenance VMM (checkpoints of a VM that is off) of a berthd that was
+			 * killed: it never ran the guest, and its work ended consistently */
+			int fd = pidfd_open_pid(stray);
+			log_warn(TAG, "VM %s is %s: ending its leftover VMM %d", r->vm.name,
+				 r->state, (int)stray);
+			if (fd >= 0) {
+				pidfd_kill(fd, SIGTERM);
+				close(fd);
+			}
+		}
 		if (!is_active(r->state))
 			continue;
 		r->vm.state = r->state;
@@ -577,6 +584,7 @@ void vmctl_reattach(struct vmctl *vc)
 	}
 	remove_strays(vc, &rs);
 	rows_free(&rs);
+	vc_ckpt_reconcile(vc);
 }
 
 void vmctl_autostart(struct vmctl *vc)
@@ -693,18 +701,18 @@ int vmctl_host_stop(struct vmctl *vc, int timeout_s, const json_t *actor, char o
 	struct host_job *job = calloc(1, sizeof(*job));
 	int ret;
 	if (!job)
-		return refuse(e, 500, "internal", "out of memory");
+		return vc_refuse(e, 500, "internal", "out of memory");
 	job->vc = vc;
 	job->timeout_s = timeout_s;
 	job->actor = actor ? json_deep_copy(actor) : NULL;
 	if (ops_create(vc->ops, "host-stop-vms", NULL, job->op)) {
 		json_decref(job->actor);
 		free(job);
-		return refuse(e, 500, "internal", "cannot create an operation");
+		return vc_refuse(e, 500, "internal", "cannot create an operation");
 	}
 	memcpy(op_id, job->op, OP_ID_LEN + 1);
 	pthread_mutex_lock(&vc->lock);
-	ret = vc->stopping ? -ECANCELED : start_thread(vc, host_stop_thread, job);
+	ret = vc->stopping ? -ECANCELED : vc_start_thread(vc, host_stop_thread, job);
 	pthread_mutex_unlock(&vc->lock);
 	if (ret) {
 		ops_fail(vc->ops, job->op, "internal", "cannot start: %s", strerror(-ret));

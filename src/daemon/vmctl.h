@@ -48,6 +48,7 @@ const char *vmctl_action_name(enum vm_action a);
 struct vmctl_err {
 	unsigned status;
 	const char *code;
+	const char *field; /* the offending request field, NULL if none */
 	char msg[256];
 };
 
@@ -73,6 +74,24 @@ int vmctl_host_stop(struct vmctl *vc, int timeout_s, const json_t *actor, char o
  */
 int vmctl_console(struct vmctl *vc, const char *id, char path[108], char uuid[37], char name[64],
 		  struct vmctl_err *e);
+
+/* Checkpoints (vmctl_ckpt.c), Hyper-V style: of a running or paused VM through its VMM, of a VM
+ * that is off or saved through a maintenance VMM started paused (the VM's state does not change
+ * meanwhile). */
+enum ckpt_op { CKPT_CREATE, CKPT_APPLY, CKPT_DELETE };
+
+/* The checkpoints of a VM (name or UUID) in the API's form (ckpt_api_list); uuid receives the
+ * VM's. -errno with e filled (404, 500 for a damaged tree). */
+int vmctl_ckpt_list(struct vmctl *vc, const char *id, json_t **list, char uuid[37],
+		    struct vmctl_err *e);
+/*
+ * Create (arg: the new name; disk_only), apply or delete (arg: a checkpoint id or name) as an
+ * operation; actor (borrowed) goes into the audit event. -errno with e filled: 404 not-found (the
+ * VM, or the checkpoint: field "checkpoint"), 409 conflict (name taken: field "name"), 409 busy,
+ * 409 invalid-state.
+ */
+int vmctl_ckpt_op(struct vmctl *vc, const char *id, enum ckpt_op kind, const char *arg,
+		  bool disk_only, json_t *actor, char op_id[OP_ID_LEN + 1], struct vmctl_err *e);
 
 /*
  * Keep actions off a VM while its definition changes (PATCH, DELETE): -EBUSY if an operation

@@ -119,4 +119,30 @@ void run_action(struct action_job *job);
 int vc_adopt(struct vmctl *vc, struct vmrt *rt, const char *db_state, int64_t db_pid,
 	     uint64_t db_start);
 
+/*
+ * A maintenance VMM: berth-vmm started with --start-paused for work on a VM that is off or saved
+ * (checkpoints), not supervised and not reported as the VM running. The caller holds the VM (an
+ * operation in rt->op) so nothing else starts it meanwhile.
+ */
+struct vc_maint {
+	pid_t pid;
+	int pidfd;
+	int fd; /* the control connection */
+};
+/* Start it (from the saved state if restore, else from the configuration on the tree's current
+ * images) and wait until it answers, paused. Lock not held. -errno with err. */
+int vc_spawn_paused(struct vmctl *vc, struct vmrt *rt, bool restore, struct vc_maint *m, char *err,
+		    size_t errlen);
+/* Close the connection (after a quit if quit) and wait for the VMM to exit, killing it if it does
+ * not. -ETIMEDOUT if it had to be killed. */
+int vc_maint_end(struct vc_maint *m, bool quit);
+
+/* vmctl.c, for vmctl_ckpt.c: the inventory row of a VM (lock held); a refusal; a counted thread. */
+int vc_find_row(struct vmctl *vc, const char *id, struct db_vm *vm);
+int vc_refuse(struct vmctl_err *e, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int vc_start_thread(struct vmctl *vc, void *(*fn)(void *), void *job);
+/* vmctl_ckpt.c: mirror every VM's checkpoint tree into the inventory (daemon start). */
+void vc_ckpt_reconcile(struct vmctl *vc);
+
 #endif

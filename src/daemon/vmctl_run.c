@@ -1,6 +1,8 @@
 /* The VM actions, each run by its operation's thread: start, shut down, turn off, save, ... */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/ckpttree.h"
 #include "daemon/ctlclient.h"
 #include "daemon/nics.h"
 #include "daemon/spawn.h"
@@ -188,6 +191,9 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 	}
 	spec = json_loads(vm.config, 0, NULL);
 	cfg = spec ? vmmcfg_build(spec, name, &p) : NULL;
+	/* a VM with checkpoints runs on the tree's current images, not its disks' own files */
+	if (cfg && !restore && (ret = ckpt_tree_apply_cfg(cfg, p.checkpoints, err, errlen)))
+		goto out_state;
 	cfg_text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
 	if (!cfg_text) {
 		ret = -ENOMEM;
@@ -555,4 +561,141 @@ fail:
 		close(pidfd);
 	}
 	return ret ? ret : -EIO;
+}
+
+int vc_spawn_paused(struct vmctl *vc, struct vmrt *rt, bool restore, struct vc_maint *m, char *err,
+		    size_t errlen)
+{
+	struct db_vm vm = {0};
+	struct vm_paths p;
+	json_t *spec = NULL, *cfg = NULL, *status = NULL;
+	char *cfg_text = NULL, *argv[VMMCFG_ARGV_MAX], name[64];
+	int ret, taps[VMSPEC_NICS_MAX] = {-1, -1, -1, -1}, ntaps = 0;
+	struct spawn sp;
+
+	m->pid = 0;
+	m->pidfd = m->fd = -1;
+	pthread_mutex_lock(&vc->lock);
+	ret = db_begin(vc->db, false);
+	if (!ret) {
+		ret = db_vm_find(vc->db, rt->uuid, &vm);
+		db_rollback(vc->db);
+	}
+	pthread_mutex_unlock(&vc->lock);
+	if (ret) {
+		errf(err, errlen, "inventory error: %s", strerror(-ret));
+		return ret;
+	}
+	snprintf(name, sizeof(name), "%s", vm.name);
+	if ((ret = vc_paths(vc, rt->uuid, &p))) {
+		errf(err, errlen, "the run directory's path is too long for unix sockets");
+		goto out;
+	}
+	spec = json_loads(vm.config, 0, NULL);
+	cfg = spec ? vmmcfg_build(spec, name, &p) : NULL;
+	if (cfg && !restore && (ret = ckpt_tree_apply_cfg(cfg, p.checkpoints, err, errlen)))
+		goto out;
+	cfg_text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
+	if (!cfg_text) {
+		ret = -ENOMEM;
+		errf(err, errlen, "cannot build the VMM configuration");
+		goto out;
+	}
+	if ((ret = prepare_files(vc, &p, cfg_text, err, errlen)))
+		goto out;
+	vmmcfg_argv(vc->vmm, &p, name, restore, argv);
+	for (int i = 0; i < VMMCFG_ARGV_MAX - 2; i++)
+		if (!argv[i]) {
+			argv[i] = "--start-paused";
+			argv[i + 1] = NULL;
+			break;
+		}
+	/* the VM's NICs exist as for a start (a restored VM needs its devices), but the guest does
+	 * not run */
+	if ((ntaps = nics_open(vc->db, rt->uuid, json_object_get(spec, "nics"), taps, err,
+			       errlen)) < 0) {
+		ret = ntaps;
+		ntaps = 0;
+		goto out;
+	}
+	ret = spawn_begin(argv, p.log, p.dir, &vc->user, taps, ntaps, &sp, err, errlen);
+	for (int i = 0; i < ntaps; i++)
+		close(taps[i]);
+	if (ret)
+		goto out;
+	m->pid = sp.pid;
+	if ((m->pidfd = pidfd_open_pid(sp.pid)) < 0) {
+		ret = m->pidfd;
+		spawn_abort(&sp);
+		errf(err, errlen, "cannot watch the VMM: %s", strerror(-ret));
+		goto out;
+	}
+	if ((ret = spawn_go(&sp, vc->vmm, err, errlen)))
+		goto out;
+	log_info(TAG, "VM %s: maintenance VMM %d started paused%s", name, (int)sp.pid,
+		 restore ? " from the saved state" : "");
+	int64_t deadline = vc_now_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		struct pollfd pfd = {.fd = m->pidfd, .events = POLLIN};
+		if (poll(&pfd, 1, 0) > 0) {
+			ret = -ECHILD;
+			sleep_ms(50);
+			char tail[400];
+			log_tail(p.log, 0, tail, sizeof(tail));
+			errf(err, errlen, "the VMM exited: %s", tail);
+			goto out;
+		}
+		if (!ctl_connect(p.control, &m->fd))
+			break;
+		if (vc_now_ms() > deadline) {
+			ret = -ETIMEDOUT;
+			errf(err, errlen, "the VMM's control socket %s did not answer within %d s",
+			     p.control, START_TIMEOUT_MS / 1000);
+			goto out;
+		}
+		sleep_ms(20);
+	}
+	if ((ret = ctl_call(m->fd, "query-status", NULL, CTL_TIMEOUT_MS, &status, err, errlen)))
+		goto out;
+	const char *st = json_string_value(json_object_get(status, "state"));
+	if (!st || strcmp(st, "paused")) {
+		ret = -EPROTO;
+		errf(err, errlen, "the VMM started %s, not paused", st ? st : "in no known state");
+	}
+out:
+	if (ret)
+		vc_maint_end(m, true);
+	json_decref(status);
+	json_decref(spec);
+	json_decref(cfg);
+	free(cfg_text);
+	db_vm_clear(&vm);
+	return ret;
+}
+
+int vc_maint_end(struct vc_maint *m, bool quit)
+{
+	json_t *res = NULL;
+	char cerr[256];
+	int ret = 0;
+
+	if (m->fd >= 0) {
+		if (quit)
+			ctl_call(m->fd, "quit", NULL, QUIT_WAIT_MS, &res, cerr, sizeof(cerr));
+		json_decref(res);
+		close(m->fd);
+		m->fd = -1;
+	}
+	if (m->pidfd >= 0) {
+		struct pollfd pfd = {.fd = m->pidfd, .events = POLLIN};
+		if (poll(&pfd, 1, QUIT_WAIT_MS * 2) <= 0) {
+			log_warn(TAG, "maintenance VMM %d did not exit: killing it", (int)m->pid);
+			pidfd_kill(m->pidfd, SIGKILL);
+			poll(&pfd, 1, QUIT_WAIT_MS);
+			ret = -ETIMEDOUT;
+		}
+		close(m->pidfd);
+		m->pidfd = -1;
+	}
+	return ret;
 }

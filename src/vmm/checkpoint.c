@@ -459,8 +459,8 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 static int gc(struct ckpt_store *s, const struct ckpt_hooks *h, const char *id, uint64_t *bytes,
 	      uint64_t *paused_us, char *msg, size_t msglen);
 
-int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, json_t **result,
-	       char *msg, size_t msglen)
+int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, bool fresh,
+	       json_t **result, char *msg, size_t msglen)
 {
 	const char *id = find(s, ref);
 	json_t *n = node(s, id);
@@ -468,7 +468,8 @@ int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref
 		snprintf(msg, msglen, "no checkpoint '%s'", ref);
 		return -ENOENT;
 	}
-	if (!json_is_true(json_object_get(n, "state"))) {
+	bool disks_only = !json_is_true(json_object_get(n, "state"));
+	if (disks_only && !fresh) {
 		snprintf(msg, msglen,
 			 "checkpoint '%s' holds disks only: apply it to a VM that is off "
 			 "(start the VM on a new overlay of its images)",
@@ -478,10 +479,10 @@ int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref
 	char dir[PATH_MAX], ov[VM_DISKS_MAX][PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s/%s", s->dir, id);
 	struct vmstate *st = NULL;
-	int r = vmstate_read(dir, &st, msg, msglen);
+	int r = disks_only ? 0 : vmstate_read(dir, &st, msg, msglen);
 	if (r)
 		return r;
-	if (st->ram_bytes != s->vm->mem.layout.ram_bytes) {
+	if (st && st->ram_bytes != s->vm->mem.layout.ram_bytes) {
 		snprintf(msg, msglen, "checkpoint '%s' has %llu bytes of RAM, the VM %llu", ref,
 			 (unsigned long long)st->ram_bytes,
 			 (unsigned long long)s->vm->mem.layout.ram_bytes);
@@ -517,9 +518,9 @@ int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref
 		if (!r)
 			vmstate_set_disk_path(vm, k, ov[k], BLK_FMT_QCOW2);
 	}
-	if (!r && (r = guest_mem_replace_file(&vm->mem, st->memory_path)))
+	if (!r && st && (r = guest_mem_replace_file(&vm->mem, st->memory_path)))
 		snprintf(msg, msglen, "'%s': %s", st->memory_path, strerror(-r));
-	if (!r)
+	if (!r && st)
 		r = vmstate_apply(vm, st, msg, msglen);
 	uint64_t paused_us = (mono_ns() - t0) / 1000;
 	vmstate_free(st);

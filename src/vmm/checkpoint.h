@@ -44,9 +44,11 @@ int ckpt_create(struct ckpt_store *s, const struct ckpt_hooks *h, const char *na
 		json_t **result, char *msg, size_t msglen);
 /* Revert the running VM to checkpoint ref (id or name): its memory, devices and disks; what the
  * VM did since its last checkpoint is discarded. *result: {id, name, paused_us}. A failure after
- * the VM's state was touched returns -EIO: the VM must stop. */
-int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, json_t **result,
-	       char *msg, size_t msglen);
+ * the VM's state was touched returns -EIO: the VM must stop. fresh: no vCPU of this VM has run
+ * yet (--start-paused, not restored), so a disk-only checkpoint applies too: only the disks
+ * switch, and the VM boots on them. */
+int ckpt_apply(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, bool fresh,
+	       json_t **result, char *msg, size_t msglen);
 /* Delete checkpoint ref; its disk layers merge into the neighbouring layer while the VM runs.
  * *result: {id, name, merged_bytes, paused_us}. */
 int ckpt_delete(struct ckpt_store *s, const struct ckpt_hooks *h, const char *ref, json_t **result,

@@ -513,6 +513,12 @@ static int set_rng(struct vm_config *c, const char *v, const char *what, struct 
 	return set_bool(&c->rng, v, what, err);
 }
 
+static int set_start_paused(struct vm_config *c, const char *v, const char *what,
+			    struct cfg_error *err)
+{
+	return set_bool(&c->start_paused, v, what, err);
+}
+
 static int set_control(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (strlen(v) > UNIX_PATH_MAX_LEN)
@@ -578,6 +584,8 @@ static const struct option_def options[] = {
     {"control", 0, "control", ARG_STR, set_control, "PATH",
      "serve the control socket (framed JSON: status, pause, power button, save, checkpoint, "
      "quit) on PATH"},
+    {"start-paused", 0, "start_paused", ARG_BOOL, set_start_paused, "",
+     "set the VM up but run no vCPU until the control socket's resume (with --restore too)"},
     {"checkpoint-dir", 0, "checkpoint_dir", ARG_STR, set_checkpoint_dir, "DIR",
      "keep this VM's checkpoint tree in DIR (created if missing): the control socket's "
      "checkpoint-create|list|apply|delete commands"},
@@ -896,6 +904,9 @@ int config_validate(const struct vm_config *c, struct cfg_error *err)
 	if (c->checkpoint_dir && !c->control)
 		return fail(err, "--checkpoint-dir (field 'checkpoint_dir'): needs --control, which "
 				 "serves the checkpoint commands");
+	if (c->start_paused && !c->control)
+		return fail(err, "--start-paused (field 'start_paused'): needs --control, whose "
+				 "resume lets the vCPUs run");
 	return 0;
 }
 
@@ -920,7 +931,8 @@ void config_usage(FILE *out)
 	    "                               cmdline, memory, cpus, cpu_template, boot, serial, "
 	    "serial2,\n"
 	    "                               on_reboot, timeout, rng, disks, nets, console_ports,\n"
-	    "                               control, name, log_level); flags override it\n"
+	    "                               control, start_paused, checkpoint_dir, name,\n"
+	    "                               log_level); flags override it\n"
 	    "      --restore DIR            start from a state saved by the control socket's save\n"
 	    "                               (its config.json; flags override it)\n"
 	    "      --check                  validate the configuration and the boot files, then "

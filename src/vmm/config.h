@@ -67,6 +67,7 @@ struct vm_config {
 	enum on_reboot on_reboot;
 	unsigned timeout_s; /* 0 = none */
 	bool rng;	    /* a virtio-rng device */
+	bool start_paused;  /* the vCPUs wait for the control socket's resume */
 	struct disk_cfg disks[VM_DISKS_MAX];
 	unsigned ndisks;
 	bool disks_from_flags; /* --disk given: it replaces the config file's disks */

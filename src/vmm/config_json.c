@@ -89,6 +89,8 @@ char *config_to_json(const struct vm_config *c)
 		json_object_set_new(o, "control", json_string(c->control));
 	if (c->checkpoint_dir)
 		json_object_set_new(o, "checkpoint_dir", json_string(c->checkpoint_dir));
+	if (c->start_paused)
+		json_object_set_new(o, "start_paused", json_true());
 	json_object_set_new(o, "log_level", json_string(levels[c->log_level]));
 	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);

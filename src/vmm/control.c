@@ -72,6 +72,7 @@ struct control {
 	unsigned ckpt_timeout_ms; /* the running checkpoint command's pause timeout */
 	struct ckpt_job job;
 	bool user_paused; /* a pause command holds one vm_pause_vcpus() */
+	bool fresh;	  /* started paused from the configuration, no vCPU has run yet */
 	unsigned next_no;
 	struct client clients[CONTROL_MAX_CLIENTS];
 };
@@ -203,6 +204,7 @@ static int cmd_resume(struct control *c, json_t **result, struct pending_event *
 	if (c->user_paused) {
 		vm_resume_vcpus(c->vm);
 		c->user_paused = false;
+		c->fresh = false;
 		log_info(TAG, "VM resumed");
 		ev->name = "resumed";
 	}
@@ -541,7 +543,7 @@ static int cmd_ckpt(struct control *c, struct client *cl, const struct control_r
 				sizeof(msg));
 		ev->name = "checkpoint-created";
 	} else {
-		r = ckpt_apply(c->ckpt, &h, name, result, msg, sizeof(msg));
+		r = ckpt_apply(c->ckpt, &h, name, c->fresh, result, msg, sizeof(msg));
 		ev->name = "checkpoint-applied";
 	}
 	if (r) {
@@ -822,6 +824,7 @@ int control_attach(struct control *c, struct vm *vm)
 	job_poll(c, true); /* a merge still running ends here (the VM is gone or new) */
 	c->vm = vm;
 	c->user_paused = false; /* a new VM run starts unpaused */
+	c->fresh = false;
 	ckpt_close(c->ckpt);
 	c->ckpt = NULL;
 	if (vm && c->cfg->checkpoint_dir) {
@@ -833,6 +836,14 @@ int control_attach(struct control *c, struct vm *vm)
 		}
 	}
 	return 0;
+}
+
+void control_hold_paused(struct control *c, bool fresh)
+{
+	if (!c)
+		return;
+	c->user_paused = true;
+	c->fresh = fresh;
 }
 
 void control_close(struct control *c)

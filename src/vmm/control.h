@@ -4,6 +4,7 @@
 #define BERTH_CONTROL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "vmm/vm.h"
 
@@ -28,6 +29,10 @@ int control_open(struct control **out, const char *path, struct evloop *loop,
 /* The VM that commands act on (NULL between runs); opens its checkpoint tree (--checkpoint-dir),
  * -errno (logged) if that fails. */
 int control_attach(struct control *c, struct vm *vm);
+/* --start-paused: the VM (attached, not started) holds a pause that resume releases, as if a
+ * client had paused it. fresh: it was not restored, so until that resume nothing of the guest
+ * has run and a disk-only checkpoint may be applied (its disks just switch). */
+void control_hold_paused(struct control *c, bool fresh);
 /* Send {"event": name, "data": data} to every client; data is stolen (NULL = {}). Main thread. */
 void control_event(struct control *c, const char *name, json_t *data);
 /* Drain pending output (at most CONTROL_DRAIN_MS), close every connection, remove the socket. */

@@ -30,6 +30,7 @@ struct runner {
 	struct vm *vm;		  /* the running VM, NULL between runs */
 	enum stop_reason pending; /* a stop that arrived while no VM ran */
 	struct control *ctl;	  /* --control, or NULL */
+	bool ran;		  /* a VM was started (a restart after a reboot is not paused) */
 };
 
 static void request_stop(struct runner *rn, enum stop_reason why)
@@ -127,6 +128,13 @@ static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 	}
 	if (rn->pending != STOP_NONE)
 		vm_request_stop(&vm, rn->pending);
+	if (cfg->start_paused && !rn->ran) {
+		vm_hold_paused(&vm);
+		control_hold_paused(rn->ctl, !saved);
+		log_info(NULL, "VM set up paused (--start-paused): it runs on the control socket's "
+			       "resume");
+	}
+	rn->ran = true;
 	if (vm_start(&vm) == 0) {
 		int r = evloop_run(loop);
 		if (r < 0) {

@@ -43,6 +43,10 @@ void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name); /* "vcpuN": benchmarks tell vCPU time apart */
 
+	/* a VM started paused parks before its first KVM_RUN */
+	if (__atomic_load_n(&vm->pause_req, __ATOMIC_SEQ_CST))
+		vcpu_park(v);
+
 	while (__atomic_load_n(&vm->stop_reason, __ATOMIC_SEQ_CST) == STOP_NONE) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

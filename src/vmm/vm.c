@@ -576,6 +576,14 @@ int vm_pause_vcpus(struct vm *vm, unsigned timeout_ms)
 	return r;
 }
 
+void vm_hold_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	vm->pause_depth++;
+	__atomic_store_n(&vm->pause_req, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
 void vm_resume_vcpus(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);

@@ -116,6 +116,9 @@ const char *stop_reason_name(enum stop_reason r);
  * vCPU thread; it blocks.
  */
 int vm_pause_vcpus(struct vm *vm, unsigned timeout_ms);
+/* Before vm_start: hold one pause from the start, so no vCPU runs a single instruction until
+ * the matching vm_resume_vcpus() (--start-paused). */
+void vm_hold_paused(struct vm *vm);
 /* Release one pause; the vCPUs run again when no pause is held. */
 void vm_resume_vcpus(struct vm *vm);
 /* True while at least one pause is held. */

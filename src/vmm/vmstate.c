@@ -217,8 +217,11 @@ static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msgle
 	if (!r && !(cfg = cfgtext ? json_loads(cfgtext, 0, NULL) : NULL))
 		r = -ENOMEM;
 	free(cfgtext);
-	if (!r)
+	if (!r) {
 		absolute_paths(cfg);
+		/* how this run started is not part of the VM: a restore runs unless asked */
+		json_object_del(cfg, "start_paused");
+	}
 	if (!r) {
 		json_t *doc = json_pack("{s:s,s:i,s:o}", "format", VMSTATE_FORMAT, "version",
 					VMSTATE_VERSION, "machine", json_incref(m));

@@ -61,7 +61,8 @@ def test_openapi_document_is_served(berthd):
                                  V + "/disks/{id}/resize", V + "/vms/{id}/disks",
                                  V + "/vms/{id}/disks/{disk}", V + "/tokens", V + "/tokens/{id}"} | {
         V + "/vms/{id}/" + a for a in ("start", "shutdown", "turn-off", "restart", "pause",
-                                       "resume", "save", "console")}
+                                       "resume", "save", "console", "checkpoints",
+                                       "checkpoints/{cp}", "checkpoints/{cp}/apply")}
 
 
 def test_openapi_document_is_sound(berthd):
@@ -96,7 +97,7 @@ def test_openapi_document_is_sound(berthd):
                         "no disk" if template.startswith(V + "/disks") else
                         "no token" if "tokens" in template else "no VM")
                 assert want in r.error["message"], r
-    assert ops == 35
+    assert ops == 40
 
 
 def test_the_schema_check_catches_mismatches(berthd):
@@ -573,6 +574,7 @@ def test_schema_and_pragmas(berthd):
     known = int(re.search(r"schema version (\d+)\)", berthd.log_text()).group(1))
     assert known >= 4 and db.execute("SELECT version FROM schema_version").fetchall() == [(known,)]
     assert db.execute("SELECT count(*) FROM disks").fetchone() == (0,)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'checkpoints'").fetchall()
     name, config, gen, state = db.execute(
         "SELECT name, config, generation, state FROM vms").fetchone()
     assert name == "web1" and gen == 1 and state == "off"

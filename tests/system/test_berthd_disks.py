@@ -334,7 +334,7 @@ def test_attach_boot_write_verify_resize_detach(daemon, tmp_path):
     err(d.post(V + "/disks/data/resize", {"size": 32 * MiB}), 409, "has-checkpoints")
     err(d.post(V + "/vms/w1/disks", {"disk": "base"}), 409, "has-checkpoints")
     err(d.delete(V + "/vms/w1/disks/data"), 409, "has-checkpoints")
-    err(d.delete(V + "/vms/w1?delete_disks=true"), 409, "has-checkpoints", "delete_disks")
+    err(d.delete(V + "/vms/w1"), 409, "has-checkpoints", "delete_disks")
     os.rmdir(os.path.join(layers, "n1"))
 
     gen = vm(d, "w1")["generation"]

@@ -54,6 +54,11 @@ VERBS = {
     ("token", "create"): ["--role", "--expires-days"],
     ("token", "list"): [],
     ("token", "delete"): [],
+    ("checkpoint", "create"): ["--disk-only"],
+    ("checkpoint", "list"): [],
+    ("checkpoint", "show"): [],
+    ("checkpoint", "apply"): [],
+    ("checkpoint", "delete"): [],
 }
 
 
@@ -625,7 +630,7 @@ def test_help_for_every_noun_and_verb():
         # --help wins over missing or wrong arguments, and nothing is contacted
         r = run(noun, verb, "--help", "x", "y", sock="/nonexistent")
         assert r.rc == 0, r
-    for noun in ("vm", "host", "switch", "disk", "token"):
+    for noun in ("vm", "host", "switch", "disk", "token", "checkpoint"):
         for args in [(noun, "--help"), ("help", noun)]:
             r = run(*args)
             assert r.rc == 0 and r.out.startswith(f"usage: berth {noun} VERB"), r
@@ -672,10 +677,12 @@ def complete(words, env=None):
 def test_bash_completion(berthd, tmp_path):
     p = subprocess.run(["bash", "-n", COMPLETION], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert complete(["berth", ""]) == ["host", "vm", "switch", "disk", "token", "help"]
+    assert complete(["berth", ""]) == ["host", "vm", "switch", "disk", "token", "checkpoint", "help"]
     assert complete(["berth", "token", ""]) == ["create", "list", "delete"]
     assert complete(["berth", "token", "create", "ci", "--role", ""]) == ["viewer", "operator", "admin"]
     assert complete(["berth", "--ca"]) == ["--cacert"]
+    assert complete(["berth", "checkpoint", ""]) == ["create", "list", "show", "apply", "delete"]
+    assert complete(["berth", "checkpoint", "create", "w", "x", "--d"]) == ["--disk-only"]
     assert complete(["berth", "v"]) == ["vm"]
     assert complete(["berth", "--json", "h"]) == ["host", "help"]
     assert complete(["berth", "vm", ""]) == ["create", "list", "show", "set", "delete", "start",

@@ -534,3 +534,68 @@ def test_control_in_config_and_flags(vmm, guest, tmp_path):
     assert r.rc == 2 and "field 'control'" in r.err, r
     h = run_vmm(["--help"], guest=False)
     assert "--control PATH" in h.out and "8 stopped by the control socket's quit" in h.out
+
+
+def test_start_paused_runs_nothing_until_resume(vmm_factory):
+    """--start-paused: the control socket answers with state paused and the ticker prints
+    nothing (not even its first tick) until resume; then the guest boots as usual."""
+    v = vmm_factory("test=ticker", ["--cpus", "2", "--start-paused"])
+    c = v.client()
+    r = c.call("query-status")
+    assert r["ok"] is True and r["result"]["state"] == "paused", r
+    time.sleep(1.5)  # 15 ticks if a vCPU ran
+    assert v.ticks() == [], f"the guest ran before resume\n{v.report()}"
+    assert "--start-paused" in v.stderr()
+    r = c.call("resume")
+    assert r["ok"] is True and r["result"] == {"state": "running"}, r
+    assert c.event("resumed")["data"] == {}
+    v.wait_for(TICK + "3", timeout=30)
+    assert v.ticks()[0] in (0, 1), v.ticks()[:3]  # from the very first tick
+    c.call("quit")
+    assert v.wait() == 8, v.report()
+
+
+def test_start_paused_needs_control(berth):
+    p = subprocess.run([VMM, "--kernel", GUEST, "--start-paused"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2, p
+    assert "--start-paused (field 'start_paused'): needs --control" in p.stderr, p.stderr
+
+
+def test_start_paused_with_restore(vmm_factory, sockdir):
+    """A saved VM restored with --start-paused stays where it was saved until resume, and a
+    state saved by such a VM does not start paused again."""
+    v = vmm_factory("test=ticker", [])
+    v.wait_for(TICK + "3")
+    c = v.client()
+    state = os.path.join(sockdir, "saved")
+    r = c.call("save", {"dir": state})
+    assert r["ok"] is True, r
+    assert v.wait() == 9, v.report()
+    last = v.ticks()[-1]
+    with open(os.path.join(state, "config.json")) as f:
+        assert "start_paused" not in json.load(f)
+    cmd = [VMM, "--restore", state, "--control", os.path.join(sockdir, "ctl.sock"),
+           "--timeout", "120", "--start-paused"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        c = Client(os.path.join(sockdir, "ctl.sock"))
+        assert c.call("query-status")["result"]["state"] == "paused"
+        time.sleep(1.0)
+        r = c.call("save", {"dir": os.path.join(sockdir, "saved2")})  # paused: saved whole
+        assert r["ok"] is True, r
+        assert p.wait(30) == 9
+        out = p.stdout.read().decode(errors="replace")
+        assert TICK not in out, f"the restored guest ran while paused: {out[-300:]}"
+        with open(os.path.join(sockdir, "saved2", "config.json")) as f:
+            assert "start_paused" not in json.load(f)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # the state saved while paused-at-start continues right after the first save's last tick
+    p = subprocess.run([VMM, "--restore", os.path.join(sockdir, "saved2"), "--timeout", "3"],
+                       capture_output=True, text=True, timeout=60)
+    ticks = [int(x[len(TICK):]) for x in p.stdout.splitlines() if x.startswith(TICK)]
+    assert ticks and ticks[0] == last + 1, (last, ticks[:3])
