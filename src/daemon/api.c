@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/console.h"
+#include "daemon/db.h"
 
 /* BODY_OPT_JSON: a JSON object or no body at all (an action without arguments). */
 enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_MERGE_PATCH, BODY_OPT_JSON };
@@ -111,6 +112,32 @@ const char *api_role_name(enum api_role r)
 {
 	static const char *const names[] = {"none", "viewer", "operator", "admin"};
 	return r < ARRAY_SIZE(names) ? names[r] : "none";
+}
+
+void api_db_failed(struct api_resp *resp, int err)
+{
+	api_error(resp, 500, "internal", NULL, "inventory error: %s", strerror(-err));
+}
+
+void api_respond_list(struct api_req *req, struct api_resp *resp, const char *key,
+		      int (*fill)(struct db *db, json_t *list))
+{
+	json_t *list = json_array();
+	int ret;
+	if (!list || (ret = db_begin(req->ctx->db, false))) {
+		api_db_failed(resp, list ? ret : -ENOMEM);
+		goto out;
+	}
+	ret = fill(req->ctx->db, list);
+	db_rollback(req->ctx->db);
+	if (ret) {
+		api_db_failed(resp, ret);
+		goto out;
+	}
+	resp->status = 200;
+	resp->body = json_pack("{s:O}", key, list);
+out:
+	json_decref(list);
 }
 
 void api_error(struct api_resp *resp, unsigned status, const char *code, const char *field,

@@ -104,6 +104,16 @@ __attribute__((format(printf, 5, 6))) void api_error(struct api_resp *resp, unsi
 						     const char *code, const char *field,
 						     const char *fmt, ...);
 
+/* 500 "internal": the inventory failed with err (a negative errno). */
+void api_db_failed(struct api_resp *resp, int err);
+
+/*
+ * Answer 200 {key: [...]}: fill appends the items to the array, in a read transaction of the
+ * inventory (a non-zero return is an inventory error).
+ */
+void api_respond_list(struct api_req *req, struct api_resp *resp, const char *key,
+		      int (*fill)(struct db *db, json_t *list));
+
 /* "2026-11-25T21:52:28.123Z" */
 void api_now(char buf[32]);
 

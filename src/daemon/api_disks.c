@@ -14,11 +14,6 @@
 #include "daemon/vmctl.h"
 #include "daemon/vmspec.h"
 
-static void db_failed(struct api_resp *resp, int err)
-{
-	api_error(resp, 500, "internal", NULL, "inventory error: %s", strerror(-err));
-}
-
 static int add_vm(const char *vm, const char *uuid, const char *state, void *arg)
 {
 	json_t *o = json_pack("{s:s, s:s, s:s}", "name", vm, "uuid", uuid, "state", state);
@@ -58,7 +53,7 @@ static void respond_disk(struct api_req *req, struct api_resp *resp, unsigned st
 {
 	int ret = disk_json(req->ctx->db, d, &resp->body);
 	if (ret) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	resp->status = status;
@@ -72,7 +67,7 @@ static int find_disk(struct api_req *req, struct api_resp *resp, struct db_disk 
 		api_error(resp, 404, "not-found", NULL, "no disk with the name or UUID '%s'",
 			  req->params.v[0]);
 	else if (ret)
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 	return ret;
 }
 
@@ -230,7 +225,7 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 	d.path = path;
 	d.created = now;
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	if ((ret = db_disk_find(db, name, &row)) != -ENOENT) {
@@ -238,7 +233,7 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 409, "conflict", "name", "a disk named '%s' already exists",
 				  name);
 		else
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if (backing) {
@@ -250,7 +245,7 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 				  backing);
 			goto rollback;
 		} else if (ret) {
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 			goto rollback;
 		}
 		if (!disks_in_pool(pool, below.path)) {
@@ -260,7 +255,7 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 			goto rollback;
 		}
 		if ((ret = db_disk_writers(db, below.uuid, add_name, &writers))) {
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 			goto rollback;
 		}
 		if (writers.n) {
@@ -296,12 +291,12 @@ void api_disks_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 409, "conflict", "name", "a disk named '%s' already exists",
 				  name);
 		else
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 		goto rollback;
 	}
 	respond_disk(req, resp, 201, &row);
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		unlink(path);
 		goto out;
 	}
@@ -332,24 +327,15 @@ static int list_one(const struct db_disk *d, void *arg)
 	return ret ? ret : json_array_append_new(l->list, o) ? -ENOMEM : 0;
 }
 
+static int list_all(struct db *db, json_t *list)
+{
+	struct list_ctx l = {db, list};
+	return db_disk_list(db, list_one, &l);
+}
+
 void api_disks_list(struct api_req *req, struct api_resp *resp)
 {
-	struct list_ctx l = {req->ctx->db, json_array()};
-	int ret;
-	if (!l.list || (ret = db_begin(l.db, false))) {
-		db_failed(resp, l.list ? ret : -ENOMEM);
-		goto out;
-	}
-	ret = db_disk_list(l.db, list_one, &l);
-	db_rollback(l.db);
-	if (ret) {
-		db_failed(resp, ret);
-		goto out;
-	}
-	resp->status = 200;
-	resp->body = json_pack("{s:O}", "disks", l.list);
-out:
-	json_decref(l.list);
+	api_respond_list(req, resp, "disks", list_all);
 }
 
 void api_disks_get(struct api_req *req, struct api_resp *resp)
@@ -357,7 +343,7 @@ void api_disks_get(struct api_req *req, struct api_resp *resp)
 	struct db_disk d = {0};
 	int ret = db_begin(req->ctx->db, false);
 	if (ret) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	if (!find_disk(req, resp, &d))
@@ -376,14 +362,14 @@ void api_disks_delete(struct api_req *req, struct api_resp *resp)
 	int ret;
 
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	if (find_disk(req, resp, &d) || !check_etag(req, resp, &d))
 		goto rollback;
 	if ((ret = db_disk_users(db, d.uuid, add_name, &vms)) ||
 	    (ret = db_disk_children(db, d.uuid, add_name, &kids))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if (vms.n) {
@@ -408,11 +394,11 @@ void api_disks_delete(struct api_req *req, struct api_resp *resp)
 	}
 	if ((ret = db_disk_delete(db, d.uuid)) ||
 	    (ret = db_event_add(db, now, NULL, "disk-deleted", detail))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if (unlink(d.path) && errno != ENOENT)
@@ -450,11 +436,11 @@ void api_disks_resize(struct api_req *req, struct api_resp *resp)
 		return;
 	/* the VMs using it are kept from starting while the image changes */
 	if ((ret = db_begin(db, false))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	if (!find_disk(req, resp, &d) && (ret = db_disk_users(db, d.uuid, add_name, &vms)))
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 	db_rollback(db);
 	if (resp->status)
 		goto out;
@@ -474,13 +460,13 @@ void api_disks_resize(struct api_req *req, struct api_resp *resp)
 		}
 	db_disk_clear(&d);
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if (find_disk(req, resp, &d) || !check_etag(req, resp, &d))
 		goto rollback;
 	if ((ret = db_disk_users(db, d.uuid, add_name, &again))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if (strcmp(again.list, vms.list)) {
@@ -524,7 +510,7 @@ void api_disks_resize(struct api_req *req, struct api_resp *resp)
 	if ((ret = db_disk_set_size(db, d.uuid, size)) ||
 	    (ret = db_event_add(db, now, NULL, "disk-resized", detail)) ||
 	    (ret = db_disk_find(db, d.uuid, &row))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	/* the image last: if it cannot grow, nothing is committed */
@@ -536,7 +522,7 @@ void api_disks_resize(struct api_req *req, struct api_resp *resp)
 	}
 	respond_disk(req, resp, 200, &row);
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	log_info("api", "disk %s resized from %llu to %llu bytes by uid %u", d.name,

@@ -48,11 +48,6 @@ static void respond_switch(struct api_resp *resp, unsigned status, const struct 
 	resp->etag = s->generation;
 }
 
-static void db_failed(struct api_resp *resp, int err)
-{
-	api_error(resp, 500, "internal", NULL, "inventory error: %s", strerror(-err));
-}
-
 /* A string member (absent or null: NULL); false with the response set if it is not a string. */
 static bool opt_string(json_t *body, const char *key, size_t max, const char **out,
 		       struct api_resp *resp)
@@ -180,7 +175,7 @@ void api_switches_create(struct api_req *req, struct api_resp *resp)
 		return;
 	}
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if ((ret = db_switch_find(db, s.name, &row)) != -ENOENT) {
@@ -188,7 +183,7 @@ void api_switches_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 409, "conflict", "name",
 				  "a switch named '%s' already exists", s.name);
 		else
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if (s.host_nic && (ret = db_switch_list(db, nic_taken, s.host_nic))) {
@@ -196,13 +191,13 @@ void api_switches_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 409, "conflict", "host_nic",
 				  "host_nic: %s is the uplink of another switch", s.host_nic);
 		else
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_switch_insert(db, &s)) ||
 	    (ret = db_event_add(db, now, NULL, "switch-created", detail)) ||
 	    (ret = db_switch_find(db, s.uuid, &row))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	/* the bridge before the commit: a switch is in the inventory only if it could be made */
@@ -215,7 +210,7 @@ void api_switches_create(struct api_req *req, struct api_resp *resp)
 	}
 	applied = true;
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		vswitch_remove(&s);
 		goto out;
 	}
@@ -243,24 +238,14 @@ static int list_one(const struct db_switch *s, void *arg)
 	return fill_nulls(o) || json_array_append_new(arg, o) ? -ENOMEM : 0;
 }
 
+static int list_all(struct db *db, json_t *list)
+{
+	return db_switch_list(db, list_one, list);
+}
+
 void api_switches_list(struct api_req *req, struct api_resp *resp)
 {
-	json_t *list = json_array();
-	int ret;
-	if (!list || (ret = db_begin(req->ctx->db, false))) {
-		db_failed(resp, list ? ret : -ENOMEM);
-		goto out;
-	}
-	ret = db_switch_list(req->ctx->db, list_one, list);
-	db_rollback(req->ctx->db);
-	if (ret) {
-		db_failed(resp, ret);
-		goto out;
-	}
-	resp->status = 200;
-	resp->body = json_pack("{s:O}", "switches", list);
-out:
-	json_decref(list);
+	api_respond_list(req, resp, "switches", list_all);
 }
 
 static int find_switch(struct api_req *req, struct api_resp *resp, struct db_switch *s)
@@ -270,7 +255,7 @@ static int find_switch(struct api_req *req, struct api_resp *resp, struct db_swi
 		api_error(resp, 404, "not-found", NULL, "no switch with the name or UUID '%s'",
 			  req->params.v[0]);
 	else if (ret)
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 	return ret;
 }
 
@@ -279,7 +264,7 @@ void api_switches_get(struct api_req *req, struct api_resp *resp)
 	struct db_switch s = {0};
 	int ret = db_begin(req->ctx->db, false);
 	if (ret) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	ret = find_switch(req, resp, &s);
@@ -313,7 +298,7 @@ void api_switches_delete(struct api_req *req, struct api_resp *resp)
 	int ret;
 
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	if (find_switch(req, resp, &s))
@@ -331,7 +316,7 @@ void api_switches_delete(struct api_req *req, struct api_resp *resp)
 			goto rollback;
 	}
 	if ((ret = db_switch_users(db, s.name, add_user, &u))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if (u.n) {
@@ -349,11 +334,11 @@ void api_switches_delete(struct api_req *req, struct api_resp *resp)
 	}
 	if ((ret = db_switch_delete(db, s.uuid)) ||
 	    (ret = db_event_add(db, now, NULL, "switch-deleted", detail))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if ((ret = vswitch_remove(&s)))

@@ -171,11 +171,6 @@ static int fill_nulls(json_t *o)
 	return 0;
 }
 
-static void db_failed(struct api_resp *resp, int err)
-{
-	api_error(resp, 500, "internal", NULL, "inventory error: %s", strerror(-err));
-}
-
 /* The POST body: name, role, expires_in_days. false with the response set. */
 static bool check_body(json_t *body, const char **name, const char **role, int *days,
 		       struct api_resp *resp)
@@ -262,7 +257,7 @@ void api_tokens_create(struct api_req *req, struct api_resp *resp)
 	t.created = now;
 	t.expires = days ? expires : NULL;
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if ((ret = db_token_insert(db, &t))) {
@@ -271,7 +266,7 @@ void api_tokens_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 409, "conflict", "name",
 				  "a token named '%s' already exists", name);
 		else
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 		goto out;
 	}
 	detail = json_pack("{s:o, s:I, s:s, s:s, s:s?}", "actor", api_actor(req), "id",
@@ -279,11 +274,11 @@ void api_tokens_create(struct api_req *req, struct api_resp *resp)
 	if (!detail || (ret = db_event_add(db, now, NULL, "token-created", detail)) ||
 	    (ret = db_token_get(db, t.id, &row))) {
 		db_rollback(db);
-		db_failed(resp, detail ? ret : -ENOMEM);
+		api_db_failed(resp, detail ? ret : -ENOMEM);
 		goto out;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	log_info("api", "token %s (id %lld, %s) created by %s", name, (long long)t.id, role,
@@ -311,24 +306,14 @@ static int list_one(const struct db_token *t, void *arg)
 	return fill_nulls(o) || json_array_append_new(arg, o) ? -ENOMEM : 0;
 }
 
+static int list_all(struct db *db, json_t *list)
+{
+	return db_token_list(db, list_one, list);
+}
+
 void api_tokens_list(struct api_req *req, struct api_resp *resp)
 {
-	json_t *list = json_array();
-	int ret;
-	if (!list || (ret = db_begin(req->ctx->db, false))) {
-		db_failed(resp, list ? ret : -ENOMEM);
-		goto out;
-	}
-	ret = db_token_list(req->ctx->db, list_one, list);
-	db_rollback(req->ctx->db);
-	if (ret) {
-		db_failed(resp, ret);
-		goto out;
-	}
-	resp->status = 200;
-	resp->body = json_pack("{s:O}", "tokens", list);
-out:
-	json_decref(list);
+	api_respond_list(req, resp, "tokens", list_all);
 }
 
 static int find_token(struct api_req *req, struct api_resp *resp, struct db_token *t)
@@ -338,7 +323,7 @@ static int find_token(struct api_req *req, struct api_resp *resp, struct db_toke
 		api_error(resp, 404, "not-found", NULL, "no token with the name or id '%s'",
 			  req->params.v[0]);
 	else if (ret)
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 	return ret;
 }
 
@@ -347,7 +332,7 @@ void api_tokens_get(struct api_req *req, struct api_resp *resp)
 	struct db_token t = {0};
 	int ret = db_begin(req->ctx->db, false);
 	if (ret) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	ret = find_token(req, resp, &t);
@@ -371,7 +356,7 @@ void api_tokens_delete(struct api_req *req, struct api_resp *resp)
 	int ret;
 
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	if (find_token(req, resp, &t))
@@ -385,11 +370,11 @@ void api_tokens_delete(struct api_req *req, struct api_resp *resp)
 	}
 	if ((ret = db_token_delete(db, t.id)) ||
 	    (ret = db_event_add(db, now, NULL, "token-deleted", detail))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	log_info("api", "token %s (id %lld) deleted", t.name, (long long)t.id);

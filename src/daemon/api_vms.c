@@ -88,11 +88,6 @@ static void respond_vm(struct api_resp *resp, unsigned status, const struct db_v
 	resp->etag = vm->generation;
 }
 
-static void db_failed(struct api_resp *resp, int err)
-{
-	api_error(resp, 500, "internal", NULL, "inventory error: %s", strerror(-err));
-}
-
 /* The config column: the normalized spec without its name. */
 static char *config_text(json_t *spec)
 {
@@ -139,7 +134,7 @@ void api_vms_create(struct api_req *req, struct api_resp *resp)
 	vm.name = (char *)json_string_value(json_object_get(spec, "name"));
 	vm.created = now;
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	/* the NICs' switches exist, their MACs settled (the pool) in the same transaction */
@@ -165,11 +160,11 @@ void api_vms_create(struct api_req *req, struct api_resp *resp)
 			api_error(resp, 409, "conflict", "name", "a VM named '%s' already exists",
 				  vm.name);
 		else
-			db_failed(resp, ret);
+			api_db_failed(resp, ret);
 		goto out;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	log_info("api", "VM %s (%s) created by uid %u", vm.name, vm.uuid, (unsigned)req->uid);
@@ -255,7 +250,7 @@ void api_vms_list(struct api_req *req, struct api_resp *resp)
 		return;
 	}
 	if (!(a.f = open_memstream(&text, &len))) {
-		db_failed(resp, -ENOMEM);
+		api_db_failed(resp, -ENOMEM);
 		return;
 	}
 	fputs("{\"vms\":[", a.f);
@@ -269,7 +264,7 @@ out:
 		ret = -ENOMEM;
 	if (ret) {
 		free(text);
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	resp->status = 200;
@@ -286,7 +281,7 @@ static int find_vm(struct api_req *req, struct api_resp *resp, struct db_vm *vm)
 		api_error(resp, 404, "not-found", NULL, "no VM with the name or UUID '%s'",
 			  req->params.v[0]);
 	else if (ret)
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 	return ret;
 }
 
@@ -316,7 +311,7 @@ void api_vms_get(struct api_req *req, struct api_resp *resp)
 	struct db_vm vm = {0};
 	int ret = db_begin(req->ctx->db, false);
 	if (ret) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	ret = find_vm(req, resp, &vm);
@@ -338,7 +333,7 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 
 	/* the UUID first, to keep actions off the VM while its definition changes */
 	if ((ret = db_begin(db, false))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	ret = find_vm(req, resp, &vm);
@@ -349,7 +344,7 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 	db_vm_clear(&vm);
 	held = req->ctx->vmctl && vmctl_hold(req->ctx->vmctl, uuid) == 0;
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
@@ -424,11 +419,11 @@ void api_vms_patch(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 409, "conflict", "name", "a VM named '%s' already exists", vm.name);
 		goto rollback;
 	} else if (ret) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if (!json_equal(json_object_get(spec, "disks"), json_object_get(cur, "disks")))
@@ -556,7 +551,7 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 		return;
 	}
 	if ((ret = db_begin(db, false))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return;
 	}
 	ret = find_vm(req, resp, &vm);
@@ -573,7 +568,7 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 	}
 	held = req->ctx->vmctl != NULL;
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
@@ -606,11 +601,11 @@ void api_vms_delete(struct api_req *req, struct api_resp *resp)
 	if ((ret = db_vm_delete(db, vm.uuid, vm.generation)) ||
 	    (delete_disks && (ret = drop_disks(db, spec, detail))) ||
 	    (ret = db_event_add(db, now, vm.uuid, "vm-deleted", detail))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	log_info("api", "VM %s (%s) deleted by uid %u%s", vm.name, vm.uuid, (unsigned)req->uid,
@@ -683,7 +678,7 @@ static int detach_index(struct api_req *req, struct api_resp *resp, json_t *disk
 	}
 	int ret = db_disk_find(req->ctx->db, ref, &d);
 	if (ret && ret != -ENOENT) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		return ret;
 	}
 	json_array_foreach(disks, i, item)
@@ -717,7 +712,7 @@ static void edit_disks(struct api_req *req, struct api_resp *resp, bool attach)
 	if (attach && !(item = attach_item(req, resp)))
 		return;
 	if ((ret = db_begin(db, false))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	ret = find_vm(req, resp, &vm);
@@ -734,7 +729,7 @@ static void edit_disks(struct api_req *req, struct api_resp *resp, bool attach)
 	}
 	held = req->ctx->vmctl != NULL;
 	if ((ret = db_begin(db, true))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	if (find_vm(req, resp, &vm) || check_if_match(req, resp, &vm))
@@ -794,11 +789,11 @@ static void edit_disks(struct api_req *req, struct api_resp *resp, bool attach)
 	    (ret = db_event_add(db, now, vm.uuid, attach ? "vm-disk-attached" : "vm-disk-detached",
 				detail)) ||
 	    (ret = db_vm_find(db, vm.uuid, &row))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto rollback;
 	}
 	if ((ret = db_commit(db))) {
-		db_failed(resp, ret);
+		api_db_failed(resp, ret);
 		goto out;
 	}
 	disks_reset_empty_tree(req->ctx->state_dir, req->ctx->run_dir, vm.uuid);
