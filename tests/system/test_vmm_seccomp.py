@@ -38,22 +38,23 @@ def workdir():
 
 
 def start_ticker(workdir, extra):
-    """A VMM whose guest prints a tick every 100 ms; returns once the guest runs."""
-    out = open(os.path.join(workdir, "out"), "w+")
-    err = open(os.path.join(workdir, "err"), "w+")
-    p = subprocess.Popen([VMM, "--kernel", GUEST, "--cmdline", "test=ticker", "--cpus", "2",
-                          "--memory", "128M", "--timeout", "60", *extra],
-                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    """A VMM whose guest prints a tick every 100 ms; returns once the guest runs. Its stdout and
+    stderr go to files (read by path: seeking a shared descriptor would move the VMM's offset)."""
+    out, err = os.path.join(workdir, "out"), os.path.join(workdir, "err")
+    with open(out, "w") as o, open(err, "w") as e:
+        p = subprocess.Popen([VMM, "--kernel", GUEST, "--cmdline", "test=ticker", "--cpus", "2",
+                              "--memory", "128M", "--timeout", "60", *extra],
+                             stdin=subprocess.DEVNULL, stdout=o, stderr=e)
     end = time.monotonic() + 30
-    while time.monotonic() < end and p.poll() is None:
-        out.seek(0)
-        if "berth-tick" in out.read():
-            break
+    while time.monotonic() < end and p.poll() is None and "berth-tick" not in read(out):
         time.sleep(0.05)
-    out.seek(0)
-    err.seek(0)
-    assert p.poll() is None, f"rc={p.returncode}\n{out.read()}\n{err.read()}"
-    return p, out, err
+    assert p.poll() is None, f"rc={p.returncode}\n{read(out)}\n{read(err)}"
+    return p, err
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
 
 
 def stop(p):
@@ -69,7 +70,7 @@ def test_filter_on_every_thread(berth, workdir):
     disk = os.path.join(workdir, "d.raw")
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
-    p, out, err = start_ticker(workdir, ["--disk", disk, "--rng"])
+    p, err = start_ticker(workdir, ["--disk", disk, "--rng"])
     try:
         st = thread_status(p.pid)
         # main, 2 vCPUs, one I/O thread per virtio device: all created before or after the
@@ -83,15 +84,14 @@ def test_filter_on_every_thread(berth, workdir):
         assert {"vcpu0", "vcpu1"} <= names, names
     finally:
         rc = stop(p)
-    err.seek(0)
-    e = err.read()
+    e = read(err)
     assert rc == 7, e  # SIGTERM: a clean stop, not a kill by the filter
     m = re.search(r"seccomp: kill mode, (\d+) rules loaded on all threads", e)
     assert m and int(m.group(1)) > 50, e
 
 
 def test_seccomp_off_loads_nothing(berth, workdir):
-    p, out, err = start_ticker(workdir, ["--seccomp", "off"])
+    p, err = start_ticker(workdir, ["--seccomp", "off"])
     try:
         st = thread_status(p.pid)
         assert len(st) >= 3, st
@@ -100,8 +100,7 @@ def test_seccomp_off_loads_nothing(berth, workdir):
             assert f["Seccomp_filters"] == "0", (tid, f.get("Name"))
     finally:
         rc = stop(p)
-    err.seek(0)
-    e = err.read()
+    e = read(err)
     assert rc == 7, e
     assert "seccomp: off (--seccomp off)" in e, e
 
