@@ -46,8 +46,8 @@ static const int always[] = {
 	SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(poll),
 	SCMP_SYS(ppoll), SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime), SCMP_SYS(accept4),
 	SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(shutdown),
-	/* io_uring: the disks' rings, and a copy ring per checkpoint commit */
-	SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
+	/* io_uring on the disks' rings (made at setup, restricted to readv/writev/fsync) */
+	SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
 	/* time, entropy (virtio-rng, MACs) */
 	SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres), SCMP_SYS(gettimeofday),
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(getrandom),
@@ -165,6 +165,11 @@ static void build(struct builder *b, const struct vmm_seccomp_needs *n)
 	for (size_t i = 0; i < ARRAY_SIZE(fcntl_cmds); i++)
 		allow_1(b, SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_cmds[i]));
 
+	/* A new ring: a checkpoint commit's copy ring, or the disks' rings of a re-created VM.
+	 * Rings are not filtered by seccomp; blk_ring_init restricts ours, but a process that
+	 * may create rings may create unrestricted ones. */
+	if (n->ring_setup)
+		allow(b, SCMP_SYS(io_uring_setup));
 	if (!n->rebuild)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(rebuild); i++)
@@ -192,6 +197,7 @@ void vmm_seccomp_needs(const struct vm_config *cfg, struct vmm_seccomp_needs *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->rebuild = cfg->on_reboot == ON_REBOOT_RESTART;
+	n->ring_setup = n->rebuild || cfg->checkpoint_dir;
 	if (!n->rebuild)
 		return;
 	n->unix_listen = cfg->nports > 0;

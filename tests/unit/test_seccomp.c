@@ -16,11 +16,13 @@
 #include <sys/ptrace.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/sched.h>
 
+#include "block/block.h"
 #include "vmm/seccomp.h"
 
 /* A call returns 0 when it did what an allowed call does, nonzero otherwise. */
@@ -273,18 +275,48 @@ static int do_getrandom_clock(void)
 	       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0;
 }
 
+static int do_ring_setup(void)
+{
+	struct io_uring ring;
+	int r = io_uring_queue_init(4, &ring, 0);
+	if (!r)
+		io_uring_queue_exit(&ring);
+	return r != 0;
+}
+
+static int do_blk_ring_setup(void)
+{
+	struct io_uring ring;
+	int r = blk_ring_init(&ring, 4, -1);
+	if (!r)
+		io_uring_queue_exit(&ring);
+	return r != 0;
+}
+
 static void forbidden_calls_kill(void **state)
 {
 	(void)state;
-	call_fn calls[] = {
-	    do_execve,	   do_socket_inet,   do_socket_unix,	 do_ptrace,
-	    do_mount,	   do_fork,	     do_unshare,	 do_clone_newns_thread,
-	    do_mmap_exec,  do_mprotect_exec, do_kill_parent,	 do_tgkill_other,
-	    do_setuid,	   do_ioctl_tiocsti, do_ioctl_create_vm, do_ioctl_high_bits,
-	    do_fcntl_setlk};
+#define CALL(fn)                                                                                   \
+	{                                                                                          \
+#fn, fn                                                                            \
+	}
+	static const struct {
+		const char *name;
+		call_fn fn;
+	} calls[] = {
+	    CALL(do_execve),	      CALL(do_socket_inet),
+	    CALL(do_socket_unix),     CALL(do_ptrace),
+	    CALL(do_mount),	      CALL(do_fork),
+	    CALL(do_unshare),	      CALL(do_clone_newns_thread),
+	    CALL(do_mmap_exec),	      CALL(do_mprotect_exec),
+	    CALL(do_kill_parent),     CALL(do_tgkill_other),
+	    CALL(do_setuid),	      CALL(do_ioctl_tiocsti),
+	    CALL(do_ioctl_create_vm), CALL(do_ioctl_high_bits),
+	    CALL(do_fcntl_setlk),     CALL(do_ring_setup),
+	};
 	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-		print_message("forbidden call %zu\n", i);
-		expect_killed(calls[i], &plain);
+		print_message("forbidden: %s\n", calls[i].name);
+		expect_killed(calls[i].fn, &plain);
 	}
 }
 
@@ -292,11 +324,16 @@ static void allowed_calls_work(void **state)
 {
 	(void)state;
 	assert_int_equal(pipe(test_pipe), 0);
-	call_fn calls[] = {do_pipe_rw, do_file_cycle, do_kvm_ioctl,   do_thread,
-			   do_clone3,  do_mmap_rw,    do_tgkill_self, do_getrandom_clock};
+	static const struct {
+		const char *name;
+		call_fn fn;
+	} calls[] = {
+	    CALL(do_pipe_rw), CALL(do_file_cycle), CALL(do_kvm_ioctl),	 CALL(do_thread),
+	    CALL(do_clone3),  CALL(do_mmap_rw),	   CALL(do_tgkill_self), CALL(do_getrandom_clock),
+	};
 	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-		print_message("allowed call %zu\n", i);
-		expect_allowed(calls[i], &plain);
+		print_message("allowed: %s\n", calls[i].name);
+		expect_allowed(calls[i].fn, &plain);
 	}
 	close(test_pipe[0]);
 	close(test_pipe[1]);
@@ -351,6 +388,81 @@ static void rebuild_needs_widen_only_what_they_say(void **state)
 	expect_killed(do_fork, &r);
 }
 
+/* One request on the ring; its completion's result. */
+static int ring_one(struct io_uring *ring, void (*prep)(struct io_uring_sqe *, void *), void *arg)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	assert_non_null(sqe);
+	prep(sqe, arg);
+	assert_int_equal(io_uring_submit(ring), 1);
+	assert_int_equal(io_uring_wait_cqe(ring, &cqe), 0);
+	int res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+static void prep_openat(struct io_uring_sqe *sqe, void *arg)
+{
+	(void)arg;
+	io_uring_prep_openat(sqe, AT_FDCWD, "/dev/null", O_RDONLY, 0);
+}
+
+static void prep_readv(struct io_uring_sqe *sqe, void *arg)
+{
+	static char buf[64];
+	static struct iovec iov = {buf, sizeof(buf)};
+	io_uring_prep_readv(sqe, *(int *)arg, &iov, 1, 0);
+}
+
+static void prep_socket(struct io_uring_sqe *sqe, void *arg)
+{
+	(void)arg;
+	/* IORING_OP_SOCKET, by hand: liburing 2.3 may lack its helper */
+	io_uring_prep_rw(IORING_OP_SOCKET, sqe, AF_INET, NULL, SOCK_STREAM, 0);
+}
+
+static void prep_readv_linked(struct io_uring_sqe *sqe, void *arg)
+{
+	prep_readv(sqe, arg);
+	io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
+}
+
+/* The rings the disks and checkpoint commits use do what the drivers ask and nothing else: a
+ * taken-over VMM cannot open files or sockets through them, behind seccomp's back. */
+static void blk_rings_are_restricted(void **state)
+{
+	(void)state;
+	struct io_uring ring;
+	int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(blk_ring_init(&ring, 8, -1), 0);
+	assert_int_equal(ring_one(&ring, prep_readv, &fd), 64);
+	assert_int_equal(ring_one(&ring, prep_openat, NULL), -EACCES);
+	assert_int_equal(ring_one(&ring, prep_socket, NULL), -EACCES);
+	assert_int_equal(ring_one(&ring, prep_readv_linked, &fd), -EACCES); /* no SQE flags */
+	int efd = eventfd(0, EFD_CLOEXEC);
+	assert_int_equal(io_uring_register_eventfd(&ring, efd), -EACCES); /* no registration */
+	io_uring_queue_exit(&ring);
+	close(efd);
+	/* an unrestricted ring would have opened it: the test can tell */
+	assert_int_equal(io_uring_queue_init(8, &ring, 0), 0);
+	int r = ring_one(&ring, prep_openat, NULL);
+	assert_true(r >= 0);
+	close(r);
+	io_uring_queue_exit(&ring);
+	close(fd);
+}
+
+static void ring_setup_only_when_needed(void **state)
+{
+	(void)state;
+	struct vmm_seccomp_needs n = {0};
+	expect_killed(do_blk_ring_setup, &n);
+	n.ring_setup = true;
+	expect_allowed(do_blk_ring_setup, &n);
+}
+
 static void needs_follow_the_config(void **state)
 {
 	(void)state;
@@ -362,10 +474,15 @@ static void needs_follow_the_config(void **state)
 	c.nics[0].kind = NIC_FD;
 	c.nics[1].kind = NIC_BRIDGE;
 	vmm_seccomp_needs(&c, &n);
+	assert_false(n.rebuild || n.ring_setup || n.unix_listen || n.tun_open || n.inet_ioctl);
+	c.checkpoint_dir = "/var/lib/berth/ckpt";
+	vmm_seccomp_needs(&c, &n);
+	assert_true(n.ring_setup); /* a checkpoint commit makes a copy ring */
 	assert_false(n.rebuild || n.unix_listen || n.tun_open || n.inet_ioctl);
+	c.checkpoint_dir = NULL;
 	c.on_reboot = ON_REBOOT_RESTART;
 	vmm_seccomp_needs(&c, &n);
-	assert_true(n.rebuild && n.unix_listen && n.tun_open && n.inet_ioctl);
+	assert_true(n.rebuild && n.ring_setup && n.unix_listen && n.tun_open && n.inet_ioctl);
 	c.nics[1].kind = NIC_FD;
 	c.nports = 0;
 	vmm_seccomp_needs(&c, &n);
@@ -383,6 +500,8 @@ int main(void)
 	    cmocka_unit_test(off_installs_nothing),
 	    cmocka_unit_test(rebuild_needs_widen_only_what_they_say),
 	    cmocka_unit_test(needs_follow_the_config),
+	    cmocka_unit_test(blk_rings_are_restricted),
+	    cmocka_unit_test(ring_setup_only_when_needed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
