@@ -9,8 +9,8 @@
 
 /* What the filter must allow beyond the run-time set every VMM needs. */
 struct vmm_seccomp_needs {
-	bool rebuild;	  /* --on-reboot=restart: vCPUs, memory and devices are created anew */
-	bool ring_setup;  /* new io_uring rings: rebuild, or checkpoint commits (--checkpoint-dir) */
+	bool rebuild;	 /* --on-reboot=restart: vCPUs, memory and devices are created anew */
+	bool ring_setup; /* new io_uring rings: rebuild, or checkpoint commits (--checkpoint-dir) */
 	bool unix_listen; /* with rebuild: console ports listen on new unix sockets */
 	bool tun_open;	  /* with rebuild: tap=/bridge= NICs open /dev/net/tun (TUNSETIFF) */
 	bool inet_ioctl;  /* with rebuild: bridge= NICs bring the TAP up, enslave it (SIOC*) */
