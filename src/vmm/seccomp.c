@@ -92,8 +92,8 @@ static const unsigned long ioctls_rebuild[] = {
 	TUNSETVNETHDRSZ,
 };
 
-static const unsigned long ioctls_tun[] = {TUNSETIFF};
-static const unsigned long ioctls_inet[] = {SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCBRADDIF, SIOCGIFINDEX};
+static const unsigned long ioctls_tun[] = {TUNSETIFF, SIOCGIFFLAGS, SIOCSIFFLAGS};
+static const unsigned long ioctls_bridge[] = {SIOCBRADDIF, SIOCGIFINDEX};
 // clang-format on
 
 /* fcntl commands: non-blocking TAPs and ptys, descriptor flags; F_DUPFD_CLOEXEC for fd= NICs. */
@@ -206,14 +206,16 @@ static void build(struct builder *b, const struct vmm_seccomp_needs *n)
 		allow(b, SCMP_SYS(bind));
 		allow(b, SCMP_SYS(listen));
 	}
-	if (n->tun_open)
+	/* a TAP made by name, brought up through an AF_INET datagram socket */
+	if (n->tun_open) {
 		allow_ioctls(b, ioctls_tun, ARRAY_SIZE(ioctls_tun));
-	if (n->inet_ioctl) {
-		/* if_nametoindex tries a unix datagram socket first */
 		allow_2(b, SCMP_SYS(socket), arg_eq(0, AF_INET), arg_masked(1, 0xf, SOCK_DGRAM));
+	}
+	/* ... and enslaved to a bridge (if_nametoindex asks a unix datagram socket) */
+	if (n->bridge_add) {
+		allow_ioctls(b, ioctls_bridge, ARRAY_SIZE(ioctls_bridge));
 		if (!n->unix_listen)
 			allow_1(b, SCMP_SYS(socket), arg_eq(0, AF_UNIX));
-		allow_ioctls(b, ioctls_inet, ARRAY_SIZE(ioctls_inet));
 	}
 }
 
@@ -227,7 +229,7 @@ void vmm_seccomp_needs(const struct vm_config *cfg, struct vmm_seccomp_needs *n)
 	n->unix_listen = cfg->nports > 0;
 	for (unsigned i = 0; i < cfg->nnics; i++) {
 		n->tun_open |= cfg->nics[i].kind != NIC_FD;
-		n->inet_ioctl |= cfg->nics[i].kind == NIC_BRIDGE;
+		n->bridge_add |= cfg->nics[i].kind == NIC_BRIDGE;
 	}
 }
 

@@ -12,8 +12,8 @@ struct vmm_seccomp_needs {
 	bool rebuild;	 /* --on-reboot=restart: vCPUs, memory and devices are created anew */
 	bool ring_setup; /* new io_uring rings: rebuild, or checkpoint commits (--checkpoint-dir) */
 	bool unix_listen; /* with rebuild: console ports listen on new unix sockets */
-	bool tun_open;	  /* with rebuild: tap=/bridge= NICs open /dev/net/tun (TUNSETIFF) */
-	bool inet_ioctl;  /* with rebuild: bridge= NICs bring the TAP up, enslave it (SIOC*) */
+	bool tun_open;	  /* with rebuild: tap=/bridge= NICs: TUNSETIFF, bring the TAP up */
+	bool bridge_add;  /* with rebuild: bridge= NICs: enslave the TAP (SIOCBRADDIF) */
 };
 
 /* Derive the needs from the configuration the VM runs with. */

@@ -150,3 +150,21 @@ def test_config_file_field(vmm, workdir):
     assert json.loads(r.out)["seccomp"] == "off"  # the flag overrides the file
     r = run_vmm(["--print-config"])
     assert json.loads(r.out)["seccomp"] == "kill"  # the default
+
+
+@pytest.mark.parametrize("nic", ["tap=tsc0", "bridge=brsc0"])
+def test_restart_recreates_tap_and_bridge_nics(berth, nic):
+    """tap=NAME and bridge=NAME NICs are created again after each guest reboot: TUNSETIFF, bringing
+    the TAP up and enslaving it (an AF_INET datagram socket, SIOC* ioctls) stay allowed for that.
+    Run in a network namespace of its own, where this test makes the bridge."""
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs unshare (util-linux) and ip (iproute2)")
+    script = ("mount -t sysfs sysfs /sys && ip link add brsc0 type bridge && ip link set brsc0 up"
+              " && exec " + " ".join([
+        VMM, "--kernel", GUEST, "--cmdline", "test=reboot-acpi", "--on-reboot", "restart",
+        "--net", nic, "--timeout", "8"]))
+    p = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, errors="replace", timeout=120)
+    assert p.returncode == 6, (p.returncode, p.stdout[-2000:], p.stderr[-3000:])
+    assert p.stdout.count("berth-guest: start") >= 2, p.stdout[-2000:]
+    assert "cannot bring it up" not in p.stderr, p.stderr  # a refused call would show here

@@ -16,6 +16,7 @@
 #include <sys/ptrace.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <net/if.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -231,6 +232,14 @@ static int do_ioctl_create_vm_ok(void)
 	return fd < 0 || ioctl(fd, KVM_CREATE_VM, 0) != -1 || errno != ENOTTY;
 }
 
+static int do_ioctl_siocgifflags(void)
+{
+	/* the allowed request on a descriptor that is not a socket: ENOTTY from the kernel */
+	struct ifreq ifr = {0};
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) != -1 || errno != ENOTTY;
+}
+
 static void *thread_main(void *arg)
 {
 	prctl(PR_SET_NAME, "probe");
@@ -380,9 +389,16 @@ static void rebuild_needs_widen_only_what_they_say(void **state)
 	expect_killed(do_socket_unix, &r); /* no console ports */
 	r.unix_listen = true;
 	expect_allowed(do_socket_unix, &r);
-	expect_killed(do_socket_inet_dgram, &r); /* no bridge= NIC */
-	r.inet_ioctl = true;
-	expect_allowed(do_socket_inet_dgram, &r);
+	expect_killed(do_socket_inet_dgram, &r); /* no tap= or bridge= NIC */
+	r.unix_listen = false;
+	r.bridge_add = true;
+	expect_allowed(do_socket_unix, &r); /* if_nametoindex */
+	r.tun_open = true;
+	expect_allowed(do_socket_inet_dgram, &r); /* bringing the TAP up */
+	expect_allowed(do_ioctl_siocgifflags, &r);
+	r.tun_open = false;
+	expect_killed(do_ioctl_siocgifflags, &r);
+	r.tun_open = true;
 	expect_killed(do_socket_inet, &r); /* stream sockets never */
 	expect_killed(do_execve, &r);
 	expect_killed(do_fork, &r);
@@ -474,20 +490,20 @@ static void needs_follow_the_config(void **state)
 	c.nics[0].kind = NIC_FD;
 	c.nics[1].kind = NIC_BRIDGE;
 	vmm_seccomp_needs(&c, &n);
-	assert_false(n.rebuild || n.ring_setup || n.unix_listen || n.tun_open || n.inet_ioctl);
+	assert_false(n.rebuild || n.ring_setup || n.unix_listen || n.tun_open || n.bridge_add);
 	c.checkpoint_dir = "/var/lib/berth/ckpt";
 	vmm_seccomp_needs(&c, &n);
 	assert_true(n.ring_setup); /* a checkpoint commit makes a copy ring */
-	assert_false(n.rebuild || n.unix_listen || n.tun_open || n.inet_ioctl);
+	assert_false(n.rebuild || n.unix_listen || n.tun_open || n.bridge_add);
 	c.checkpoint_dir = NULL;
 	c.on_reboot = ON_REBOOT_RESTART;
 	vmm_seccomp_needs(&c, &n);
-	assert_true(n.rebuild && n.ring_setup && n.unix_listen && n.tun_open && n.inet_ioctl);
+	assert_true(n.rebuild && n.ring_setup && n.unix_listen && n.tun_open && n.bridge_add);
 	c.nics[1].kind = NIC_FD;
 	c.nports = 0;
 	vmm_seccomp_needs(&c, &n);
 	assert_true(n.rebuild);
-	assert_false(n.unix_listen || n.tun_open || n.inet_ioctl);
+	assert_false(n.unix_listen || n.tun_open || n.bridge_add);
 }
 
 int main(void)
