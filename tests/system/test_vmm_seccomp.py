@@ -168,3 +168,27 @@ def test_restart_recreates_tap_and_bridge_nics(berth, nic):
     assert p.returncode == 6, (p.returncode, p.stdout[-2000:], p.stderr[-3000:])
     assert p.stdout.count("berth-guest: start") >= 2, p.stdout[-2000:]
     assert "cannot bring it up" not in p.stderr, p.stderr  # a refused call would show here
+
+
+# Run inside a fresh network namespace: make a TAP the way berthd does (IFF_TAP | IFF_NO_PI |
+# IFF_VNET_HDR) and hand its descriptor to the VMM as --net fd=N.
+TAP_EXEC = """
+import fcntl, os, struct, sys
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"tscfd0", 0x0002 | 0x1000 | 0x4000))  # TUNSETIFF
+os.set_inheritable(fd, True)
+os.execv(sys.argv[1], sys.argv[1:] + ["--net", "fd=%d" % fd])
+"""
+
+
+def test_restart_recreates_fd_nics(berth):
+    """berthd's NICs: an fd= TAP is adopted again (dup, TUNGETIFF, TUNSETVNETHDRSZ) after each
+    reboot."""
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare (util-linux)")
+    p = subprocess.run(["unshare", "--net", "/usr/bin/python3", "-c", TAP_EXEC, VMM, "--kernel",
+                        GUEST, "--cmdline", "test=reboot-acpi", "--on-reboot", "restart",
+                        "--timeout", "8"], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, errors="replace", timeout=120)
+    assert p.returncode == 6, (p.returncode, p.stdout[-2000:], p.stderr[-3000:])
+    assert p.stdout.count("berth-guest: start") >= 2, p.stdout[-2000:]
