@@ -1,7 +1,9 @@
 """berth-vmm's seccomp filter (--seccomp): loaded on every thread of a running VMM, off only when asked,
 bad values refused naming the option. That forbidden calls kill (or are trapped and named) and allowed ones
 work is proven by the unit test tests/unit/test_seccomp.c, which loads the very filter the VMM builds; the
-other VMM test files run with the filter on (kill is the default), so they prove the allow-list is enough."""
+other VMM test files run with the filter on (kill is the default), so they prove the allow-list is enough.
+The wider --on-reboot=restart profile is checked here by guests that reboot in a loop with disks, console
+ports and each kind of NIC (created again after every reboot, under the filter)."""
 
 import glob
 import json
