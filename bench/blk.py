@@ -80,9 +80,9 @@ def device_cpu(cpu, vcpu_pattern):
     return sum(v for k, v in cpu.items() if not re.match(vcpu_pattern, k))
 
 
-def berth(img, bench, qd, bs, secs):
+def berth(img, bench, qd, bs, secs, extra=()):
     cmd = [VMM, "--kernel", GUEST, "--memory", "512M", "--disk", f"{img},cache=none",
-           "--cmdline", f"bench={bench} qd={qd} bs={bs} secs={secs}"]
+           "--cmdline", f"bench={bench} qd={qd} bs={bs} secs={secs}", *extra]
     out, cpu = run_vm(cmd, secs + 60)
     return parse(out), device_cpu(cpu, r"vcpu\d+:")
 
@@ -116,12 +116,15 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--repeat", type=int, default=1,
                     help="interleaved runs per workload; the median of each is reported")
+    ap.add_argument("--vmm-arg", action="append", default=[],
+                    help="extra berth-vmm argument (repeatable), e.g. --vmm-arg=--seccomp=off")
+    ap.add_argument("--no-qemu", action="store_true", help="berth-vmm (and fio) only")
     a = ap.parse_args()
     if not os.path.exists(a.image) or os.path.getsize(a.image) != a.size_mib << 20:
         print(f"writing {a.size_mib} MiB of random data to {a.image} ...", flush=True)
         subprocess.run(["dd", "if=/dev/urandom", f"of={a.image}", "bs=1M", f"count={a.size_mib}",
                         "status=none"], check=True)
-    have_qemu = shutil.which("qemu-system-x86_64") is not None
+    have_qemu = shutil.which("qemu-system-x86_64") is not None and not a.no_qemu
     have_fio = shutil.which("fio") is not None
     for name, bench, qd, bs, rw in WORKLOADS:
         if a.only and name not in a.only.split(","):
@@ -129,7 +132,7 @@ def main():
         key = "iops" if bs == 4096 else "mbps"
         runs = []  # (berth value, berth CPU/IO, qemu value, qemu CPU/IO, fio value) per repeat
         for _ in range(max(1, a.repeat)):
-            b, bcpu = berth(a.image, bench, qd, bs, a.secs)
+            b, bcpu = berth(a.image, bench, qd, bs, a.secs, a.vmm_arg)
             q, qcpu = qemu(a.image, bench, qd, bs, a.secs) if have_qemu else (None, 0)
             f = fio(a.image, rw, qd, bs, a.secs) if have_fio else None
             runs.append((b[key] if b else 0,

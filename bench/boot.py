@@ -54,10 +54,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--memory", default="256M")
+    ap.add_argument("--vmm-arg", action="append", default=[],
+                    help="extra berth-vmm argument (repeatable), e.g. --vmm-arg=--seccomp=off")
+    ap.add_argument("--no-qemu", action="store_true", help="berth-vmm only")
     a = ap.parse_args()
     mem_mib = a.memory.rstrip("M")
-    cases = [("berth-vmm", [VMM, "--kernel", GUEST, "--memory", a.memory, "--cmdline", "test=poweroff"])]
-    if shutil.which("qemu-system-x86_64"):
+    cases = [("berth-vmm", [VMM, "--kernel", GUEST, "--memory", a.memory, "--cmdline", "test=poweroff", *a.vmm_arg])]
+    if shutil.which("qemu-system-x86_64") and not a.no_qemu:
         q = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "qemu64", "-m", mem_mib, "-nographic",
              "-no-reboot", "-nodefaults", "-serial", "stdio", "-kernel", GUEST, "-append", "test=poweroff"]
         cases.append(("qemu q35", q[:1] + ["-M", "q35"] + q[1:]))

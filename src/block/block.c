@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -29,6 +30,35 @@ int blk_format_parse(const char *s, enum blk_format *f)
 			return 0;
 		}
 	return -EINVAL;
+}
+
+/* liburing 2.3 declares io_uring_register_restrictions/io_uring_enable_rings but does not export
+ * them: call the kernel. */
+static int ring_register(struct io_uring *ring, unsigned op, const void *arg, unsigned n)
+{
+	return syscall(__NR_io_uring_register, ring->ring_fd, op, arg, n) < 0 ? -errno : 0;
+}
+
+int blk_ring_init(struct io_uring *ring, unsigned entries, int efd)
+{
+	static const unsigned char ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC};
+	struct io_uring_restriction res[sizeof(ops)];
+	memset(res, 0, sizeof(res));
+	for (unsigned i = 0; i < sizeof(ops); i++) {
+		res[i].opcode = IORING_RESTRICTION_SQE_OP;
+		res[i].sqe_op = ops[i];
+	}
+	/* Restrictions can only be registered on a ring created disabled. */
+	int r = io_uring_queue_init(entries, ring, IORING_SETUP_R_DISABLED);
+	if (r)
+		return r;
+	if ((efd >= 0 && (r = io_uring_register_eventfd(ring, efd))) ||
+	    (r = ring_register(ring, IORING_REGISTER_RESTRICTIONS, res, sizeof(ops))) ||
+	    (r = ring_register(ring, IORING_REGISTER_ENABLE_RINGS, NULL, 0))) {
+		io_uring_queue_exit(ring);
+		return r;
+	}
+	return 0;
 }
 
 struct io_uring_sqe *blk_get_sqe(struct io_uring *ring)

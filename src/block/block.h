@@ -125,6 +125,10 @@ static inline void blk_aio_complete(struct io_uring_cqe *cqe)
 
 /* An sqe, submitting what is queued first if the submission queue is full; NULL on failure. */
 struct io_uring_sqe *blk_get_sqe(struct io_uring *ring);
+/* A ring for the drivers (and eventfd efd, if >= 0, signalled on completions) that accepts only
+ * the operations they submit: readv, writev, fsync, without SQE flags; no other opcode (openat,
+ * socket, connect …) and, once enabled, no registration. -errno. */
+int blk_ring_init(struct io_uring *ring, unsigned entries, int efd);
 
 /* Synchronous helpers for metadata and copy-on-write (full transfers or -errno; EINTR retried,
  * a short transfer is -EIO). */

@@ -176,7 +176,7 @@ int blk_commit(const char *top, const char *base, const struct blk_progress *pro
 		r = -EINVAL;
 		goto out;
 	}
-	if ((r = io_uring_queue_init(2 * COPY_SLOTS, &cp.ring, 0))) {
+	if ((r = blk_ring_init(&cp.ring, 2 * COPY_SLOTS, -1))) {
 		snprintf(msg, msglen, "io_uring: %s", strerror(-r));
 		goto out;
 	}

@@ -541,6 +541,28 @@ static int set_log_level(struct vm_config *c, const char *v, const char *what,
 	return 0;
 }
 
+static const char *const seccomp_names[] = {
+    [VMM_SECCOMP_KILL] = "kill",
+    [VMM_SECCOMP_TRAP] = "trap",
+    [VMM_SECCOMP_LOG] = "log",
+    [VMM_SECCOMP_OFF] = "off",
+};
+
+const char *config_seccomp_name(enum vmm_seccomp_mode m)
+{
+	return (unsigned)m < ARRAY_SIZE(seccomp_names) ? seccomp_names[m] : "kill";
+}
+
+static int set_seccomp(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(seccomp_names); i++)
+		if (!strcmp(v, seccomp_names[i])) {
+			c->seccomp = (enum vmm_seccomp_mode)i;
+			return 0;
+		}
+	return fail(err, "%s '%s': must be kill, trap, log or off", what, v);
+}
+
 enum { ARG_NONE, ARG_STR, ARG_INT, ARG_BOOL };
 
 struct option_def {
@@ -592,6 +614,9 @@ static const struct option_def options[] = {
     {"name", 'n', "name", ARG_STR, set_name, "NAME", "VM name used in logs (default vm)"},
     {"log-level", 0, "log_level", ARG_STR, set_log_level, "LEVEL",
      "error, warn, info (default) or debug"},
+    {"seccomp", 0, "seccomp", ARG_STR, set_seccomp, "MODE",
+     "system calls outside the allow-list loaded after setup: kill the VMM (default), trap "
+     "(name the call on stderr, exit status 1), log (allow, kernel audit log) or off"},
 };
 
 void config_defaults(struct vm_config *c)
@@ -932,7 +957,7 @@ void config_usage(FILE *out)
 	    "serial2,\n"
 	    "                               on_reboot, timeout, rng, disks, nets, console_ports,\n"
 	    "                               control, start_paused, checkpoint_dir, name,\n"
-	    "                               log_level); flags override it\n"
+	    "                               log_level, seccomp); flags override it\n"
 	    "      --restore DIR            start from a state saved by the control socket's save\n"
 	    "                               (its config.json; flags override it)\n"
 	    "      --check                  validate the configuration and the boot files, then "

@@ -48,6 +48,8 @@ struct nic_cfg {
 enum boot_mode { BOOT_AUTO = 0, BOOT_LINUX, BOOT_PVH };
 enum serial_kind { SERIAL_NONE = 0, SERIAL_STDOUT, SERIAL_FILE, SERIAL_PTY, SERIAL_UNIX };
 enum on_reboot { ON_REBOOT_EXIT = 0, ON_REBOOT_RESTART };
+/* --seccomp: what a system call outside the allow-list does (see vmm/seccomp.h). */
+enum vmm_seccomp_mode { VMM_SECCOMP_KILL = 0, VMM_SECCOMP_TRAP, VMM_SECCOMP_LOG, VMM_SECCOMP_OFF };
 
 struct serial_cfg {
 	enum serial_kind kind;
@@ -81,6 +83,7 @@ struct vm_config {
 	char *checkpoint_dir; /* the checkpoint tree's directory (NULL: none) */
 	char *restore; /* --restore DIR: start from this saved state (NULL: boot) */
 	enum log_level log_level;
+	enum vmm_seccomp_mode seccomp;
 	bool check_only;
 	bool print_config;
 };
@@ -110,5 +113,7 @@ int config_validate(const struct vm_config *c, struct cfg_error *err);
 char *config_to_json(const struct vm_config *c);
 
 void config_usage(FILE *out);
+/* "kill", "trap", "log" or "off". */
+const char *config_seccomp_name(enum vmm_seccomp_mode m);
 
 #endif

@@ -48,6 +48,7 @@ char *config_to_json(const struct vm_config *c)
 	json_object_set_new(o, "on_reboot",
 			    json_string(c->on_reboot == ON_REBOOT_RESTART ? "restart" : "exit"));
 	json_object_set_new(o, "timeout", json_integer(c->timeout_s));
+	json_object_set_new(o, "seccomp", json_string(config_seccomp_name(c->seccomp)));
 	json_object_set_new(o, "rng", json_boolean(c->rng));
 	json_t *disks = json_array();
 	for (unsigned i = 0; i < c->ndisks; i++) {

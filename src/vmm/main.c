@@ -19,6 +19,7 @@
 #include "vmm/control.h"
 #include "vmm/exitcode.h"
 #include "vmm/layout.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
 
@@ -31,6 +32,7 @@ struct runner {
 	enum stop_reason pending; /* a stop that arrived while no VM ran */
 	struct control *ctl;	  /* --control, or NULL */
 	bool ran;		  /* a VM was started (a restart after a reboot is not paused) */
+	bool sandboxed;		  /* the seccomp filter is loaded (it stays for later runs) */
 };
 
 static void request_stop(struct runner *rn, enum stop_reason why)
@@ -103,6 +105,31 @@ static int exit_status_of(enum stop_reason r)
 	}
 }
 
+/* Load the seccomp filter once, after the first VM is set up and before its threads run. */
+static int sandbox(struct runner *rn, const struct vm_config *cfg)
+{
+	struct vmm_seccomp_needs n;
+	char msg[300];
+	if (rn->sandboxed)
+		return 0;
+	if (cfg->seccomp == VMM_SECCOMP_OFF) {
+		log_warn(NULL, "seccomp: off (--seccomp off): the VMM may make any system call");
+		rn->sandboxed = true;
+		return 0;
+	}
+	vmm_seccomp_needs(cfg, &n);
+	int r = vmm_seccomp_install(cfg->seccomp, &n, msg, sizeof(msg));
+	if (r < 0) {
+		log_err(NULL, "seccomp: %s", msg);
+		return r;
+	}
+	log_info(NULL, "seccomp: %s mode, %d rules loaded on all threads%s",
+		 config_seccomp_name(cfg->seccomp), r,
+		 n.rebuild ? " (VM re-creation allowed for --on-reboot=restart)" : "");
+	rn->sandboxed = true;
+	return 0;
+}
+
 /* Create the VM, load it (boot image or saved state) and run it until it stops; returns why. */
 static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 				 const struct vm_config *cfg, const struct mem_layout *layout,
@@ -135,7 +162,9 @@ static enum stop_reason run_once(struct runner *rn, struct kvm_host *host,
 			       "resume");
 	}
 	rn->ran = true;
-	if (vm_start(&vm) == 0) {
+	if (sandbox(rn, cfg))
+		vm_request_stop(&vm, STOP_VMM_ERROR);
+	else if (vm_start(&vm) == 0) {
 		int r = evloop_run(loop);
 		if (r < 0) {
 			log_err(NULL, "event loop failed: %s", strerror(-r));

@@ -593,16 +593,16 @@ int virtio_blk_create(struct vm *vm, const struct disk_cfg *cfg, unsigned nqueue
 		goto fail;
 	}
 	build_config(b);
-	if ((r = io_uring_queue_init(BLK_QUEUE_SIZE * b->nqueues, &b->ring, 0))) {
-		log_err("virtio-blk", "io_uring_queue_init: %s", strerror(-r));
+	b->cq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->cq_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if ((r = blk_ring_init(&b->ring, BLK_QUEUE_SIZE * b->nqueues, b->cq_fd))) {
+		log_err("virtio-blk", "io_uring: %s", strerror(-r));
 		goto fail;
 	}
 	b->ring_ok = true;
-	b->cq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (b->cq_fd < 0 || (r = io_uring_register_eventfd(&b->ring, b->cq_fd))) {
-		r = b->cq_fd < 0 ? -errno : r;
-		goto fail;
-	}
 	/* The ops table carries per-disk facts (queues, features), so each disk has its own. */
 	*ops = (struct virtio_device_ops){
 	    .name = "virtio-blk",

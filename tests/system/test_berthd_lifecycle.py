@@ -416,6 +416,11 @@ def test_a_vm_with_devices(daemon, run_dir):
     out = subprocess.run([VMM, "--config", os.path.join(d.state, "vms", v["uuid"], "config.json"),
                           "--print-config"], capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["disks"][0]["serial"] == "berth0", out
+    # berthd's VMMs run under the seccomp filter (kill mode, the default), every thread of them
+    pid = vm(d, "devs")["vmm_pid"]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            assert re.search(r"^Seccomp:\s+2$", f.read(), re.M), task
     act(d, "devs", "turn-off")
 
 
@@ -670,6 +675,7 @@ def test_vmms_run_as_an_unprivileged_user(daemon, vmm_user, run_dir):
     uids = re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()
     gids = re.search(r"^Gid:\s+(.*)$", status, re.M).group(1).split()
     assert set(uids) == {str(vmm_user.pw_uid)} and set(gids) == {str(vmm_user.pw_gid)}, status
+    assert re.search(r"^Seccomp:\s+2$", status, re.M), status  # the filter loads unprivileged too
     assert os.stat(os.path.join(d.state, "vms", v["uuid"])).st_uid == vmm_user.pw_uid
     assert os.stat(d.state).st_mode & 0o777 == 0o711
     assert os.stat(os.path.join(d.state, "berth.db")).st_mode & 0o777 == 0o600

@@ -751,14 +751,15 @@ static void test_golden_config(void **state)
 	(void)state;
 	struct vm_config c;
 	struct cfg_error err;
-	int r = PARSE(&c, &err, "--kernel", "/k/vmlinuz", "--initrd", "/k/rd", "--cmdline",
-		      "console=ttyS0 \"quoted\" \\ tab\t", "--memory", "1536", "--cpus", "12",
-		      "--cpu-template", "baseline", "--boot", "linux", "--serial", "file:/l/1",
-		      "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120",
-		      "--name", "golden", "--log-level", "debug", "--rng", "--disk",
-		      "/d/a.img,readonly,cache=none,serial=S1,format=qcow2", "--disk", "/d/b.img",
-		      "--console-port", "name=org.qemu.guest_agent.0,socket=/run/qga.sock", "--net",
-		      "bridge=br0,mac=02:00:00:aa:bb:cc");
+	int r =
+	    PARSE(&c, &err, "--kernel", "/k/vmlinuz", "--initrd", "/k/rd", "--cmdline",
+		  "console=ttyS0 \"quoted\" \\ tab\t", "--memory", "1536", "--cpus", "12",
+		  "--cpu-template", "baseline", "--boot", "linux", "--serial", "file:/l/1",
+		  "--serial2", "unix:/s/2", "--on-reboot", "restart", "--timeout", "120", "--name",
+		  "golden", "--log-level", "debug", "--seccomp", "trap", "--rng", "--disk",
+		  "/d/a.img,readonly,cache=none,serial=S1,format=qcow2", "--disk", "/d/b.img",
+		  "--console-port", "name=org.qemu.guest_agent.0,socket=/run/qga.sock", "--net",
+		  "bridge=br0,mac=02:00:00:aa:bb:cc");
 	assert_int_equal(r, CFG_RUN);
 	static const char golden[] =
 	    "{\n"
@@ -774,6 +775,7 @@ static void test_golden_config(void **state)
 	    "  \"serial2\": \"unix:/s/2\",\n"
 	    "  \"on_reboot\": \"restart\",\n"
 	    "  \"timeout\": 120,\n"
+	    "  \"seccomp\": \"trap\",\n"
 	    "  \"rng\": true,\n"
 	    "  \"disks\": [\n"
 	    "    {\n"
