@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """berthd API benchmark: with 1,000 VMs defined (through the API), GET /api/v1/vms latency (p50/p99)
-and `berth vm list` wall time; /metrics with 20 VMs running (busy tickers, then guests idle in
+and `berth vm list` wall time, on the unix socket and over HTTPS with a bearer token; /metrics with 20 VMs running (busy tickers, then guests idle in
 HLT); starting 20 VMs (test guest, 64 MiB, ticker) at once vs one after another. Waits for a quiet
 host (1-minute load below --max-load) and prints the load it measured at.
 
@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -120,8 +121,19 @@ def main():
     d = tempfile.mkdtemp(prefix="bapi", dir="/work/scratch" if os.path.isdir("/work/scratch") else None)
     sock, run = os.path.join(d, "b.sock"), os.path.join(d, "r")
     log = open(os.path.join(d, "berthd.log"), "wb")
+    # a self-signed certificate for the HTTPS listener on a free loopback port
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     p = subprocess.Popen([BERTHD, "--foreground", "--state-dir", os.path.join(d, "st"), "--socket",
-                          sock, "--run-dir", run], stdout=log, stderr=log)
+                          sock, "--run-dir", run, "--listen", f"127.0.0.1:{port}", "--tls-cert", cert,
+                          "--tls-key", key], stdout=log, stderr=log)
     try:
         for _ in range(200):
             if os.path.exists(sock):
@@ -153,6 +165,33 @@ def main():
             walls.append((time.monotonic() - t) * 1000)
         assert out.stdout.count(b"\n") >= a.vms
         print(f"berth vm list ({a.vms} VMs): median {statistics.median(walls):.1f} ms, "
+              f"max {max(walls):.1f} ms", flush=True)
+
+        # remote: HTTPS with a viewer token, a new TLS connection per request as a CLI makes
+        st, body = req(sock, "POST", V + "/tokens", {"name": "bench", "role": "viewer"})
+        assert st == 201, body
+        token = json.loads(body)["token"]
+        ctx = ssl.create_default_context(cafile=cert)
+        lat = []
+        for _ in range(a.gets):
+            t = time.monotonic()
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=120)
+            c.request("GET", V + "/vms", headers={"Authorization": f"Bearer {token}"})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            lat.append((time.monotonic() - t) * 1000)
+            assert r.status == 200 and len(json.loads(body)["vms"]) == a.vms
+        print(f"GET /api/v1/vms over HTTPS with a token ({a.vms} VMs): p50 {pct(lat, 50):.2f} ms, "
+              f"p99 {pct(lat, 99):.2f} ms, max {max(lat):.2f} ms", flush=True)
+        walls = []
+        for _ in range(10):
+            t = time.monotonic()
+            out = subprocess.run([BERTH, "--host", f"https://127.0.0.1:{port}", "--token", token,
+                                  "--cacert", cert, "vm", "list"], capture_output=True, check=True)
+            walls.append((time.monotonic() - t) * 1000)
+        assert out.stdout.count(b"\n") >= a.vms
+        print(f"berth --host https://... vm list ({a.vms} VMs): median {statistics.median(walls):.1f} ms, "
               f"max {max(walls):.1f} ms", flush=True)
 
         names = [f"vm{i:04d}" for i in range(a.starts)]
