@@ -4,7 +4,7 @@ root-owned 0600 files it could not open by name — a raw image, a qcow2 overlay
 outside any pool (the overlay names its base relatively), the kernel — writes and verifies them
 with the test guest (qemu-img/qemu-io read the result back as root), and checkpoints of such a VM
 (an overlay in the VM's own directory over the root-owned image, merged back into it on delete)
-work while it runs."""
+work while it runs, as do a restart and a save and restore."""
 import os
 import shutil
 import stat
@@ -117,10 +117,17 @@ def test_checkpoints_of_a_vm_on_a_root_only_disk(daemon, disk_user, run_dir, fil
     k = prefix_of(raw, PATTERN)
     assert k >= now + 256, (k, now)
     assert os.stat(raw).st_uid == 0 and stat.S_IMODE(os.stat(raw).st_mode) == 0o600
-    # and it starts again on the same image
+    # it starts again on the same image; saved and restored, it gets the same map
     act(d, "fc", "start")
-    wait_flushed(d, vm(d, "fc"), 16)
+    v = vm(d, "fc")
+    wait_flushed(d, v, 16)
+    act(d, "fc", "pause")
+    act(d, "fc", "save")
+    act(d, "fc", "start")
+    assert vm(d, "fc")["state_reason"] == "restored"
+    wait_flushed(d, v, flushed(d, v)[-1] + 64)
     act(d, "fc", "turn-off")
+    assert os.stat(raw).st_uid == 0 and stat.S_IMODE(os.stat(raw).st_mode) == 0o600
 
 
 def test_start_fails_naming_the_disk(daemon, run_dir, files):
