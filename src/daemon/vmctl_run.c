@@ -24,7 +24,8 @@
 #define START_TIMEOUT_MS 30000 /* until the control socket answers */
 #define CTL_TIMEOUT_MS 10000   /* a control command's reply */
 #define QUIT_WAIT_MS 5000      /* after quit, before SIGKILL */
-#define VMM_ARGV_MAX (VMMCFG_ARGV_MAX + 2 * DISKFDS_MAX + 1) /* with --fd-map PATH=N each */
+/* the command line with an --fd-map PATH=N per handed file */
+#define VMM_ARGV_MAX (VMMCFG_ARGV_MAX + 2 * DISKFDS_MAX + 1)
 #define SAVE_TIMEOUT_MS 300000 /* writing the guest's RAM */
 
 /* snprintf for messages that may be cut short. */

@@ -587,7 +587,8 @@ static int json_fd_map(struct vm_config *c, json_t *val, const char *origin, str
 	const char *key;
 	json_t *v;
 	if (!json_is_object(val))
-		return fail(err, "%s: field 'fd_map': must be an object {\"/abs/path\": N}", origin);
+		return fail(err, "%s: field 'fd_map': must be an object {\"/abs/path\": N}",
+			    origin);
 	clear_fd_map(c);
 	json_object_foreach(val, key, v)
 	{
@@ -1039,7 +1040,8 @@ void config_usage(FILE *out)
 	    "initrd,\n"
 	    "                               cmdline, memory, cpus, cpu_template, boot, serial, "
 	    "serial2,\n"
-	    "                               on_reboot, timeout, rng, disks, nets, fd_map, console_ports,\n"
+	    "                               on_reboot, timeout, rng, disks, nets, fd_map, "
+	    "console_ports,\n"
 	    "                               control, start_paused, checkpoint_dir, name,\n"
 	    "                               log_level, seccomp); flags override it\n"
 	    "      --restore DIR            start from a state saved by the control socket's save\n"

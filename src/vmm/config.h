@@ -86,12 +86,13 @@ struct vm_config {
 	struct console_port_cfg ports[VM_CONSOLE_PORTS_MAX];
 	unsigned nports;
 	bool ports_from_flags;
-	struct fd_map_cfg fd_map[FDMAP_MAX]; /* --fd-map PATH=N: files handed over open */
-	unsigned nfd_map;
-	bool fd_map_from_flags;
 	char *control; /* unix socket path of the control socket (NULL: none) */
 	char *checkpoint_dir; /* the checkpoint tree's directory (NULL: none) */
 	char *restore; /* --restore DIR: start from this saved state (NULL: boot) */
+	/* --fd-map PATH=N: files handed over open */
+	struct fd_map_cfg fd_map[FDMAP_MAX];
+	unsigned nfd_map;
+	bool fd_map_from_flags;
 	enum log_level log_level;
 	enum vmm_seccomp_mode seccomp;
 	bool check_only;
