@@ -60,11 +60,14 @@ static int open_file(struct diskfds *df, const char *norm, bool rw, int *fd, con
 		*fd = df->fd[i];
 		return 0;
 	}
-	int nfd = open(norm, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO named as a disk must not hold the start up; it is refused below */
+	int nfd = open(norm, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (nfd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(nfd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+	int fl = fcntl(nfd, F_GETFL);
+	if (fstat(nfd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) || fl < 0 ||
+	    fcntl(nfd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		close(nfd);
 		*why = "not a regular file or block device";
 		return -EINVAL;

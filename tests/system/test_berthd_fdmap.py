@@ -146,3 +146,11 @@ def test_start_fails_naming_the_disk(daemon, run_dir, files):
     msg = op["error"]["message"]
     assert "disks[1]" in msg and missing in msg and "No such file" in msg, op
     assert vm(d, "fm")["state"] == "off"
+    # a FIFO as a disk does not hold the start up (an open of it would block)
+    fifo = os.path.join(fdir, "fifo")
+    os.mkfifo(fifo)
+    create(d, "ff", boot={"kernel": kernel, "cmdline": "test=ticker"},
+           disks=[{"path": fifo, "format": "raw"}])
+    op = act(d, "ff", "start", expect="failed")
+    msg = op["error"]["message"]
+    assert "disks[0]" in msg and fifo in msg and "not a regular file or block device" in msg, op
