@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "common/fdmap.h"
 #include "block/qcow2.h"
 
 static const char *const format_names[] = {
@@ -107,9 +108,17 @@ static int open_one(struct blk *b, const char *path, enum blk_format fmt, bool r
 {
 	int e;
 	b->fd = -1;
-	int flags = (readonly || b->dry ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0);
-	b->fd = open(path, flags);
-	if (b->fd >= 0 && b->dry && !readonly && access(path, W_OK) != 0) {
+	/* a path handed over as a descriptor (fdmap) is not opened by name: the descriptor's access
+	 * mode is checked instead (a dry run changes nothing through it either) */
+	bool mapped = fdmap_lookup(path) >= 0;
+	int flags = (readonly || (b->dry && !mapped) ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		    (direct ? O_DIRECT : 0);
+	int fd = fdmap_open(path, flags, msg, msglen);
+	if (fd < 0 && msg[0])
+		return fd;
+	b->fd = fd < 0 ? -1 : fd;
+	errno = fd < 0 ? -fd : 0;
+	if (b->fd >= 0 && b->dry && !readonly && !mapped && access(path, W_OK) != 0) {
 		e = errno;
 		snprintf(msg, msglen, "'%s': %s", path, strerror(e));
 		close(b->fd);

@@ -112,6 +112,14 @@ int blk_set_backing(const char *image, const char *backing, enum blk_format fmt,
 /* Grow an image to size bytes (a multiple of 512): raw by ftruncate, qcow2 by qcow2_resize. The
  * image must not be open for writing anywhere. Shrinking is refused (-EINVAL). */
 int blk_resize(const char *path, enum blk_format fmt, uint64_t size, char *msg, size_t msglen);
+/*
+ * The backing file named in the header of the image open on fd (path names it in messages),
+ * without opening the image through a driver: name as written (relative names are relative to
+ * the image's directory), "" for a raw image or a qcow2 image without one; *fmt from the
+ * backing-format extension (BLK_FMT_AUTO if absent). -errno with msg.
+ */
+int blk_backing_name(int fd, const char *path, char *name, size_t namelen, enum blk_format *fmt,
+		     char *msg, size_t msglen);
 /* The format of an image file as blk_open's probe sees it. */
 int blk_probe_file(const char *path, enum blk_format *fmt, char *msg, size_t msglen);
 

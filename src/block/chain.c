@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "common/fdmap.h"
 #include "block/qcow2.h"
 
 #define COPY_CHUNK (1u << 20)
@@ -268,11 +269,11 @@ out:
 int blk_probe_file(const char *path, enum blk_format *fmt, char *msg, size_t msglen)
 {
 	uint8_t head[512];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = fdmap_open(path, O_RDONLY, msg, msglen);
 	if (fd < 0) {
-		int e = errno;
-		snprintf(msg, msglen, "'%s': %s", path, strerror(e));
-		return -e;
+		if (!msg[0])
+			snprintf(msg, msglen, "'%s': %s", path, strerror(-fd));
+		return fd;
 	}
 	ssize_t n = pread(fd, head, sizeof(head), 0);
 	int e = errno;
@@ -299,4 +300,75 @@ int blk_set_backing(const char *image, const char *backing, enum blk_format fmt,
 	if (fmt == BLK_FMT_AUTO && (r = blk_probe_file(backing, &fmt, msg, msglen)))
 		return r;
 	return qcow2_set_backing(image, backing, blk_format_name(fmt), msg, msglen);
+}
+
+int blk_backing_name(int fd, const char *path, char *name, size_t namelen, enum blk_format *fmt,
+		     char *msg, size_t msglen)
+{
+	uint8_t h[QCOW2_V3_HEADER_LEN];
+	name[0] = 0;
+	*fmt = BLK_FMT_AUTO;
+	ssize_t n = pread(fd, h, sizeof(h), 0);
+	if (n < 0) {
+		int e = errno;
+		snprintf(msg, msglen, "'%s': %s", path, strerror(e));
+		return -e;
+	}
+	if (!qcow2_probe(h, (size_t)n))
+		return 0; /* raw: no backing file */
+	if (n < 72) {
+		snprintf(msg, msglen, "'%s': cannot read the qcow2 header", path);
+		return -EIO;
+	}
+	uint32_t version = be32_get(h + 4), cluster_bits = be32_get(h + 20);
+	uint64_t off = be64_get(h + 8);
+	uint32_t len = be32_get(h + 16);
+	uint32_t hlen = version >= 3 && n >= QCOW2_V3_HEADER_LEN ? be32_get(h + 100) : 72;
+	if (cluster_bits < QCOW2_MIN_CLUSTER_BITS || cluster_bits > QCOW2_MAX_CLUSTER_BITS ||
+	    hlen < 72 || hlen > (1u << cluster_bits)) {
+		snprintf(msg, msglen, "'%s': invalid qcow2 header", path);
+		return -EINVAL;
+	}
+	if (!off)
+		return 0;
+	uint64_t cs = 1ULL << cluster_bits;
+	if (!len || len > QCOW2_MAX_BACKING_NAME || len >= namelen || off < hlen || off > cs ||
+	    len > cs - off) {
+		snprintf(msg, msglen, "'%s': backing file name (offset %llu, %u bytes) is invalid",
+			 path, (unsigned long long)off, len);
+		return -EINVAL;
+	}
+	int r = blk_pread_full(fd, name, len, off);
+	if (r) {
+		snprintf(msg, msglen, "'%s': %s", path, strerror(-r));
+		name[0] = 0;
+		return r;
+	}
+	name[len] = 0;
+	if (strlen(name) != len) {
+		snprintf(msg, msglen, "'%s': backing file name contains a NUL", path);
+		name[0] = 0;
+		return -EINVAL;
+	}
+	/* header extensions (v3; v2 images may have them after the 72-byte header too) up to the
+	 * backing name: the backing format */
+	for (uint64_t p = hlen; p + 8 <= off;) {
+		uint8_t eh[8];
+		if (blk_pread_full(fd, eh, 8, p))
+			break;
+		uint32_t type = be32_get(eh), elen = be32_get(eh + 4);
+		if (type == QCOW2_EXT_END)
+			break;
+		if (type == QCOW2_EXT_BACKING_FORMAT && elen && elen < 16 && p + 8 + elen <= off) {
+			char f[16] = {0};
+			if (!blk_pread_full(fd, f, elen, p + 8) && blk_format_parse(f, fmt)) {
+				snprintf(msg, msglen, "'%s': backing format '%s' is not supported",
+					 path, f);
+				return -ENOTSUP;
+			}
+			break;
+		}
+		p += 8 + (((uint64_t)elen + 7) & ~7ULL);
+	}
+	return 0;
 }

@@ -1,5 +1,6 @@
 /* Small helpers shared by berth programs: size parsing, file reading, writing everything. */
 #include "common/util.h"
+#include "common/fdmap.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -91,9 +92,11 @@ int read_file(const char *path, uint64_t max, uint8_t **data, size_t *len)
 {
 	int ret = 0;
 	uint8_t *buf = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* a mapped path (berth-vmm --fd-map) reads through its descriptor, from offset 0 whatever
+	 * the shared file position: it may be read again (a guest reboot) */
+	int fd = fdmap_open(path, O_RDONLY, NULL, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
@@ -114,7 +117,7 @@ int read_file(const char *path, uint64_t max, uint8_t **data, size_t *len)
 	}
 	size_t got = 0;
 	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		ssize_t r = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;

@@ -31,7 +31,7 @@ struct spawn {
 /* Descriptors handed to the VMM: fds[i] becomes its descriptor SPAWN_FD0 + i (not close-on-exec).
  */
 #define SPAWN_FD0 3
-#define SPAWN_FDS_MAX 8
+#define SPAWN_FDS_MAX 256
 
 /*
  * Fork argv[0] detached: a double fork with setsid in between, so the VMM is in its own session

@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "daemon/ckpttree.h"
 #include "daemon/ctlclient.h"
+#include "daemon/diskfds.h"
 #include "daemon/nics.h"
 #include "daemon/spawn.h"
 #include "daemon/vmctl_int.h"
@@ -23,6 +24,8 @@
 #define START_TIMEOUT_MS 30000 /* until the control socket answers */
 #define CTL_TIMEOUT_MS 10000   /* a control command's reply */
 #define QUIT_WAIT_MS 5000      /* after quit, before SIGKILL */
+/* the command line with an --fd-map PATH=N per handed file */
+#define VMM_ARGV_MAX (VMMCFG_ARGV_MAX + 2 * DISKFDS_MAX + 1)
 #define SAVE_TIMEOUT_MS 300000 /* writing the guest's RAM */
 
 /* snprintf for messages that may be cut short. */
@@ -149,6 +152,31 @@ static int connect_new(struct vmctl *vc, struct vmrt *rt, const struct vm_paths 
 	return ret;
 }
 
+/*
+ * The VMM's files open for it (disks, backing chains, kernel, initrd: berth-vmm --fd-map), after
+ * the TAPs in the descriptors it inherits; argv gets the --fd-map arguments. -errno with err.
+ */
+static int vmm_files(const json_t *spec, struct diskfds *df, const int *taps, int ntaps,
+		     int fds[SPAWN_FDS_MAX], char **argv, int argv_max, char *err, size_t errlen)
+{
+	int argc = 0, ret;
+	while (argv[argc])
+		argc++;
+	if ((ret = diskfds_open(df, spec, err, errlen)))
+		return ret;
+	if (ntaps + df->n > SPAWN_FDS_MAX ||
+	    (ret = diskfds_argv(df, SPAWN_FD0 + ntaps, argv, &argc, argv_max))) {
+		diskfds_close(df);
+		errf(err, errlen, "too many files to hand to the VMM (%d)", ntaps + df->n);
+		return ret ? ret : -E2BIG;
+	}
+	for (int i = 0; i < ntaps; i++)
+		fds[i] = taps[i];
+	for (int i = 0; i < df->n; i++)
+		fds[ntaps + i] = df->fd[i];
+	return ntaps + df->n;
+}
+
 /* Spawn the VMM and wait until it answers; the VM is then running (or paused). */
 static int do_start(struct action_job *job, const char *reason, char *err, size_t errlen)
 {
@@ -157,9 +185,10 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 	struct db_vm vm = {0};
 	struct vm_paths p;
 	json_t *spec = NULL, *cfg = NULL, *status = NULL;
-	char *cfg_text = NULL, *argv[VMMCFG_ARGV_MAX], name[64];
+	char *cfg_text = NULL, *argv[VMM_ARGV_MAX], name[64];
 	char prev[16];
-	int fd = -1, ret, taps[VMSPEC_NICS_MAX] = {-1, -1, -1, -1}, ntaps = 0;
+	int fd = -1, ret, taps[VMSPEC_NICS_MAX] = {-1, -1, -1, -1}, ntaps = 0, fds[SPAWN_FDS_MAX];
+	struct diskfds df = {0};
 	pid_t pid = 0;
 	struct stat sb;
 	struct spawn sp;
@@ -212,13 +241,21 @@ static int do_start(struct action_job *job, const char *reason, char *err, size_
 		ntaps = 0;
 		goto out_state;
 	}
+	/* its disks (with their backing files), kernel and initrd open, handed over with
+	 * --fd-map: an unprivileged VMM needs no access to them by name */
+	int nfds = vmm_files(spec, &df, taps, ntaps, fds, argv, VMM_ARGV_MAX, err, errlen);
+	if (nfds < 0) {
+		ret = nfds;
+		goto out_state;
+	}
 	/* the VMM waits for the go until its pid and start time are in the inventory: a berthd
 	 * killed at any moment of this leaves no VMM it does not know of */
-	ret = spawn_begin(argv, p.log, p.dir, &vc->user, taps, ntaps, &sp, err, errlen);
+	ret = spawn_begin(argv, p.log, p.dir, &vc->user, fds, nfds, &sp, err, errlen);
 	for (int i = 0; i < ntaps; i++) {
 		close(taps[i]); /* the VMM holds them now */
 		taps[i] = -1;
 	}
+	diskfds_close(&df);
 	if (ret)
 		goto out_state;
 	pid = sp.pid;
@@ -297,6 +334,7 @@ out:
 	for (int i = 0; i < ntaps; i++)
 		if (taps[i] >= 0)
 			close(taps[i]);
+	diskfds_close(&df);
 	json_decref(status);
 	json_decref(spec);
 	json_decref(cfg);
@@ -569,8 +607,9 @@ int vc_spawn_paused(struct vmctl *vc, struct vmrt *rt, bool restore, struct vc_m
 	struct db_vm vm = {0};
 	struct vm_paths p;
 	json_t *spec = NULL, *cfg = NULL, *status = NULL;
-	char *cfg_text = NULL, *argv[VMMCFG_ARGV_MAX], name[64];
-	int ret, taps[VMSPEC_NICS_MAX] = {-1, -1, -1, -1}, ntaps = 0;
+	char *cfg_text = NULL, *argv[VMM_ARGV_MAX], name[64];
+	int ret, taps[VMSPEC_NICS_MAX] = {-1, -1, -1, -1}, ntaps = 0, fds[SPAWN_FDS_MAX], nfds;
+	struct diskfds df = {0};
 	struct spawn sp;
 
 	m->pid = 0;
@@ -618,9 +657,16 @@ int vc_spawn_paused(struct vmctl *vc, struct vmrt *rt, bool restore, struct vc_m
 		ntaps = 0;
 		goto out;
 	}
-	ret = spawn_begin(argv, p.log, p.dir, &vc->user, taps, ntaps, &sp, err, errlen);
+	if ((nfds = vmm_files(spec, &df, taps, ntaps, fds, argv, VMM_ARGV_MAX, err, errlen)) < 0) {
+		for (int i = 0; i < ntaps; i++)
+			close(taps[i]);
+		ret = nfds;
+		goto out;
+	}
+	ret = spawn_begin(argv, p.log, p.dir, &vc->user, fds, nfds, &sp, err, errlen);
 	for (int i = 0; i < ntaps; i++)
 		close(taps[i]);
+	diskfds_close(&df);
 	if (ret)
 		goto out;
 	m->pid = sp.pid;

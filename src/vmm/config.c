@@ -5,10 +5,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -533,6 +535,80 @@ static int set_checkpoint_dir(struct vm_config *c, const char *v, const char *wh
 	return set_path(&c->checkpoint_dir, v, what, err);
 }
 
+static void clear_fd_map(struct vm_config *c)
+{
+	for (unsigned i = 0; i < c->nfd_map; i++)
+		free(c->fd_map[i].path);
+	memset(c->fd_map, 0, sizeof(c->fd_map));
+	c->nfd_map = 0;
+}
+
+/* One mapping: an absolute path and a descriptor open on a regular file or block device. */
+static int add_fd_map(struct vm_config *c, const char *path, int fd, const char *what,
+		      struct cfg_error *err)
+{
+	struct stat st;
+	if (c->nfd_map == FDMAP_MAX)
+		return fail(err, "%s: at most %d mapped paths", what, FDMAP_MAX);
+	for (unsigned i = 0; i < c->nfd_map; i++)
+		if (!strcmp(c->fd_map[i].path, path))
+			return fail(err, "%s '%s': the path is mapped twice", what, path);
+	if (fstat(fd, &st) < 0)
+		return fail(err, "%s '%s=%d': descriptor %d is not open (%s)", what, path, fd, fd,
+			    strerror(errno));
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return fail(err, "%s '%s=%d': descriptor %d is not a regular file or block device",
+			    what, path, fd, fd);
+	if (!(c->fd_map[c->nfd_map].path = strdup(path)))
+		return fail(err, "%s: out of memory", what);
+	c->fd_map[c->nfd_map++].fd = fd;
+	return 0;
+}
+
+/* --fd-map PATH=N (repeatable; the flags replace the config file's map) */
+static int set_fd_map(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
+{
+	char msg[400], *path;
+	int fd;
+	if (!c->fd_map_from_flags) {
+		clear_fd_map(c);
+		c->fd_map_from_flags = true;
+	}
+	if (fdmap_parse(v, &path, &fd, msg, sizeof(msg)))
+		return fail(err, "%s %s", what, msg);
+	int r = add_fd_map(c, path, fd, what, err);
+	free(path);
+	return r;
+}
+
+/* field 'fd_map': {"/abs/path": N, ...} */
+static int json_fd_map(struct vm_config *c, json_t *val, const char *origin, struct cfg_error *err)
+{
+	const char *key;
+	json_t *v;
+	if (!json_is_object(val))
+		return fail(err, "%s: field 'fd_map': must be an object {\"/abs/path\": N}",
+			    origin);
+	clear_fd_map(c);
+	json_object_foreach(val, key, v)
+	{
+		char where[300], arg[4200], msg[400], *path;
+		int fd;
+		snprintf(where, sizeof(where), "%s: field 'fd_map'", origin);
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > INT_MAX)
+			return fail(err, "%s '%s': must be a descriptor number", where, key);
+		snprintf(arg, sizeof(arg), "%s=%lld", key, (long long)json_integer_value(v));
+		if (fdmap_parse(arg, &path, &fd, msg, sizeof(msg)))
+			return fail(err, "%s %s", where, msg);
+		int r = add_fd_map(c, path, fd, where, err);
+		free(path);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 static int set_log_level(struct vm_config *c, const char *v, const char *what,
 			 struct cfg_error *err)
 {
@@ -600,6 +676,9 @@ static const struct option_def options[] = {
      "serial=S"},
     {"net", 0, NULL, ARG_STR, set_nic, "tap=T|bridge=B|fd=N[,mac=M]",
      "add a virtio-net NIC on a TAP: named, new on a bridge, or passed in (repeatable)"},
+    {"fd-map", 0, NULL, ARG_STR, set_fd_map, "PATH=N",
+     "open the file at absolute PATH (a disk image, backing file, kernel or initrd) through "
+     "inherited descriptor N, not by name (repeatable; field 'fd_map': {\"PATH\": N})"},
     {"console-port", 0, NULL, ARG_STR, set_port, "name=N,socket=P",
      "add a named virtio-console port served on a unix socket (repeatable)"},
     {"rng", 0, "rng", ARG_BOOL, set_rng, "", "add a virtio-rng device (entropy from the host)"},
@@ -642,6 +721,7 @@ void config_free(struct vm_config *c)
 	free(c->checkpoint_dir);
 	clear_disks(c);
 	clear_ports(c);
+	clear_fd_map(c);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -701,6 +781,11 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 				if ((ret = add_nic(c, json_string_value(nv), where, err)))
 					goto out;
 			}
+			continue;
+		}
+		if (!strcmp(key, "fd_map")) {
+			if ((ret = json_fd_map(c, val, origin, err)))
+				goto out;
 			continue;
 		}
 		if (!strcmp(key, "console_ports")) {
@@ -955,7 +1040,8 @@ void config_usage(FILE *out)
 	    "initrd,\n"
 	    "                               cmdline, memory, cpus, cpu_template, boot, serial, "
 	    "serial2,\n"
-	    "                               on_reboot, timeout, rng, disks, nets, console_ports,\n"
+	    "                               on_reboot, timeout, rng, disks, nets, fd_map, "
+	    "console_ports,\n"
 	    "                               control, start_paused, checkpoint_dir, name,\n"
 	    "                               log_level, seccomp); flags override it\n"
 	    "      --restore DIR            start from a state saved by the control socket's save\n"

@@ -3,6 +3,7 @@
 #ifndef BERTH_CONFIG_H
 #define BERTH_CONFIG_H
 
+#include "common/fdmap.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,6 +57,12 @@ struct serial_cfg {
 	char *path; /* file or socket path */
 };
 
+/* An absolute path (normalized) the VMM opens through inherited descriptor fd (common/fdmap). */
+struct fd_map_cfg {
+	char *path;
+	int fd;
+};
+
 struct vm_config {
 	char name[VM_NAME_MAX + 1];
 	char *kernel;
@@ -82,6 +89,10 @@ struct vm_config {
 	char *control; /* unix socket path of the control socket (NULL: none) */
 	char *checkpoint_dir; /* the checkpoint tree's directory (NULL: none) */
 	char *restore; /* --restore DIR: start from this saved state (NULL: boot) */
+	/* --fd-map PATH=N: files handed over open */
+	struct fd_map_cfg fd_map[FDMAP_MAX];
+	unsigned nfd_map;
+	bool fd_map_from_flags;
 	enum log_level log_level;
 	enum vmm_seccomp_mode seccomp;
 	bool check_only;

@@ -86,6 +86,12 @@ char *config_to_json(const struct vm_config *c)
 		json_array_append_new(nets, json_string(spec));
 	}
 	json_object_set_new(o, "nets", nets);
+	if (c->nfd_map) {
+		json_t *m = json_object();
+		for (unsigned i = 0; i < c->nfd_map; i++)
+			json_object_set_new(m, c->fd_map[i].path, json_integer(c->fd_map[i].fd));
+		json_object_set_new(o, "fd_map", m);
+	}
 	if (c->control)
 		json_object_set_new(o, "control", json_string(c->control));
 	if (c->checkpoint_dir)

@@ -13,6 +13,7 @@
 #include "block/block.h"
 #include "common/evloop.h"
 #include "common/log.h"
+#include "common/fdmap.h"
 #include "common/util.h"
 #include "vmm/boot.h"
 #include "vmm/config.h"
@@ -214,6 +215,14 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_CONFIG;
 	}
+	/* the files handed over open: every later open of these paths (disks, backing files,
+	 * kernel, initrd, also after a guest reboot) duplicates the descriptor */
+	for (unsigned i = 0; i < cfg.nfd_map; i++)
+		if (fdmap_add(cfg.fd_map[i].path, cfg.fd_map[i].fd, msg, sizeof(msg))) {
+			fprintf(stderr, "berth-vmm: error: --fd-map %s\n", msg);
+			config_free(&cfg);
+			return EXIT_CONFIG;
+		}
 	log_init("berth-vmm", cfg.name, cfg.log_level);
 	if (layout_compute(cfg.mem_bytes, &layout)) {
 		fprintf(stderr, "berth-vmm: error: --memory: invalid size\n");

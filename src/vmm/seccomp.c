@@ -195,12 +195,15 @@ static void build(struct builder *b, const struct vmm_seccomp_needs *n)
 	 * may create rings may create unrestricted ones. */
 	if (n->ring_setup)
 		allow(b, SCMP_SYS(io_uring_setup));
+	/* fd= NICs of a re-created VM, and files opened through the --fd-map descriptors (a
+	 * checkpoint's reopen of a disk, a backing file, the kernel after a reboot) */
+	if (n->rebuild || n->fd_map)
+		allow_1(b, SCMP_SYS(fcntl), arg_eq(1, F_DUPFD_CLOEXEC));
 	if (!n->rebuild)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(rebuild); i++)
 		allow(b, rebuild[i]);
 	allow_ioctls(b, ioctls_rebuild, ARRAY_SIZE(ioctls_rebuild));
-	allow_1(b, SCMP_SYS(fcntl), arg_eq(1, F_DUPFD_CLOEXEC));
 	if (n->unix_listen) {
 		allow_1(b, SCMP_SYS(socket), arg_eq(0, AF_UNIX));
 		allow(b, SCMP_SYS(bind));
@@ -223,6 +226,7 @@ void vmm_seccomp_needs(const struct vm_config *cfg, struct vmm_seccomp_needs *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->rebuild = cfg->on_reboot == ON_REBOOT_RESTART;
+	n->fd_map = cfg->nfd_map > 0;
 	n->ring_setup = n->rebuild || cfg->checkpoint_dir;
 	if (!n->rebuild)
 		return;

@@ -14,6 +14,7 @@ struct vmm_seccomp_needs {
 	bool unix_listen; /* with rebuild: console ports listen on new unix sockets */
 	bool tun_open;	  /* with rebuild: tap=/bridge= NICs: TUNSETIFF, bring the TAP up */
 	bool bridge_add;  /* with rebuild: bridge= NICs: enslave the TAP (SIOCBRADDIF) */
+	bool fd_map;	  /* --fd-map: mapped paths are opened by duplicating (F_DUPFD_CLOEXEC) */
 };
 
 /* Derive the needs from the configuration the VM runs with. */

@@ -221,6 +221,8 @@ static int save_quiesced(struct vm *vm, const char *dir, char *msg, size_t msgle
 		absolute_paths(cfg);
 		/* how this run started is not part of the VM: a restore runs unless asked */
 		json_object_del(cfg, "start_paused");
+		/* nor are the descriptors it was handed: a restore gets its own --fd-map */
+		json_object_del(cfg, "fd_map");
 	}
 	if (!r) {
 		json_t *doc = json_pack("{s:s,s:i,s:o}", "format", VMSTATE_FORMAT, "version",

@@ -198,6 +198,24 @@ static int do_fcntl_setlk(void)
 /* Allowed calls: they must work (or fail the way the kernel says, not by the filter). */
 static int test_pipe[2]; /* pipe2 is a setup-time call: the pair is made before the filter */
 
+static int do_fcntl_dupfd_cloexec(void)
+{
+	int fd = fcntl(1, F_DUPFD_CLOEXEC, 0);
+	return fd < 0 || close(fd);
+}
+
+/* what fdmap_open does besides the dup: read the access mode, set and clear a status flag (O_DIRECT
+ * there; the filter checks the command, not the flag) */
+static int do_fcntl_getfl_setfl(void)
+{
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC),
+	    fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+	int r = fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) || fcntl(fd, F_SETFL, fl);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 static int do_pipe_rw(void)
 {
 	char b = 0;
@@ -470,6 +488,20 @@ static void blk_rings_are_restricted(void **state)
 	close(fd);
 }
 
+/* --fd-map: mapped paths open by duplicating their descriptor, at any time (a checkpoint's reopen)
+ */
+static void fd_map_allows_dup_cloexec(void **state)
+{
+	(void)state;
+	struct vmm_seccomp_needs n = {0};
+	expect_killed(do_fcntl_dupfd_cloexec, &n);
+	expect_allowed(do_fcntl_getfl_setfl, &n);
+	n.fd_map = true;
+	expect_allowed(do_fcntl_dupfd_cloexec, &n);
+	expect_killed(do_fcntl_setlk, &n);
+	expect_killed(do_execve, &n);
+}
+
 static void ring_setup_only_when_needed(void **state)
 {
 	(void)state;
@@ -490,7 +522,13 @@ static void needs_follow_the_config(void **state)
 	c.nics[0].kind = NIC_FD;
 	c.nics[1].kind = NIC_BRIDGE;
 	vmm_seccomp_needs(&c, &n);
+	assert_false(n.rebuild || n.ring_setup || n.unix_listen || n.tun_open || n.bridge_add ||
+		     n.fd_map);
+	c.nfd_map = 1;
+	vmm_seccomp_needs(&c, &n);
+	assert_true(n.fd_map);
 	assert_false(n.rebuild || n.ring_setup || n.unix_listen || n.tun_open || n.bridge_add);
+	c.nfd_map = 0;
 	c.checkpoint_dir = "/var/lib/berth/ckpt";
 	vmm_seccomp_needs(&c, &n);
 	assert_true(n.ring_setup); /* a checkpoint commit makes a copy ring */
@@ -518,6 +556,7 @@ int main(void)
 	    cmocka_unit_test(needs_follow_the_config),
 	    cmocka_unit_test(blk_rings_are_restricted),
 	    cmocka_unit_test(ring_setup_only_when_needed),
+	    cmocka_unit_test(fd_map_allows_dup_cloexec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
