@@ -1,4 +1,9 @@
-/* user_entry.S — ring-3 side: user_call() entry trampoline, int3 syscall stub, fault probes. */
+/* user_entry.S — ring-3 side: user_call() entry trampoline, the system call stub, fault probes.
+ *
+ * A system call is `ud2` (a fault: #UD leaves RIP on the instruction, the kernel steps over it),
+ * not `int3` (a trap: #BP leaves RIP after it). Should a hypervisor lose the event while the
+ * vCPU's state is saved and restored, the guest executes the ud2 again; a lost int3 would skip
+ * the call. */
 #include "guest.h"
 
 	.section .user.text, "ax"
@@ -12,7 +17,7 @@ user_entry:
 	call *%rax
 	mov %rax, %rdi
 	mov $SYS_EXIT, %eax
-	int3
+	ud2				/* the system call */
 	ud2				/* SYS_EXIT never returns */
 
 /* uint64_t u_syscall(nr, a, b) */
@@ -21,7 +26,7 @@ u_syscall:
 	mov %rdi, %rax
 	mov %rsi, %rdi
 	mov %rdx, %rsi
-	int3
+	ud2				/* the system call */
 	ret
 
 /* Probes: load PROBE_MAGIC, fault (or trap) on the _insn instruction; the kernel resumes at the
