@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -214,7 +215,9 @@ def test_kill9_leaves_consistent_image(tmp_path, backing):
         n = 10 + i
         out = run_until_killed(vm(f"test=blk-fill,poweroff pattern={n} chunk={chunk} flush_every=8", img),
                                rnd.uniform(0.02, 0.8))
-        flushed = [int(l.split("flushed=")[1]) for l in out.splitlines() if "blk-fill flushed=" in l]
+        # whole lines only: the kill may cut the last one short ("flushed=1" of "flushed=128")
+        flushed = [int(m.group(1)) for l in out.splitlines(keepends=True) if l.endswith("\n")
+                   for m in [re.search(r"blk-fill flushed=(\d+)\r?\n$", l)] if m]
         done = flushed[-1] if flushed else 0
         partial += 0 < done < nchunks
         rc, rep = qcheck(img)
