@@ -24,8 +24,8 @@
 #define VEC_INTX_COUNT 8
 #define VEC_SPURIOUS 0xff
 
-/* Ring 3 -> ring 0 system calls: `int3` with the number in rax, arguments in rdi/rsi, result in
- * rax. */
+/* Ring 3 -> ring 0 system calls: `ud2` (user_entry.S) with the number in rax, arguments in
+ * rdi/rsi, result in rax. */
 #define SYS_EXIT 0  /* rdi = value returned by user_call() */
 #define SYS_WRITE 1 /* rdi = buffer, rsi = length: write to the serial console */
 
