@@ -1,6 +1,7 @@
 /* berth-vmm configuration: flags and the equivalent JSON file, parsed and validated before anything
  * starts. */
 #include "vmm/config.h"
+#include "vmm/config_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,8 +18,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/layout.h"
 
-static int fail(struct cfg_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct cfg_error *err, const char *fmt, ...)
+int cfg_fail(struct cfg_error *err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -45,12 +45,12 @@ static int set_name(struct vm_config *c, const char *v, const char *what, struct
 {
 	size_t n = strlen(v);
 	if (n == 0 || n > VM_NAME_MAX)
-		return fail(err, "%s: must be 1..%d characters", what, VM_NAME_MAX);
+		return cfg_fail(err, "%s: must be 1..%d characters", what, VM_NAME_MAX);
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)v[i]) && !strchr("._-", v[i]))
-			return fail(err,
-				    "%s '%s': only letters, digits, '.', '_' and '-' are allowed",
-				    what, v);
+			return cfg_fail(
+			    err, "%s '%s': only letters, digits, '.', '_' and '-' are allowed",
+			    what, v);
 	memcpy(c->name, v, n + 1);
 	return 0;
 }
@@ -58,8 +58,8 @@ static int set_name(struct vm_config *c, const char *v, const char *what, struct
 static int set_path(char **dst, const char *v, const char *what, struct cfg_error *err)
 {
 	if (!*v)
-		return fail(err, "%s: path is empty", what);
-	return set_str(dst, v) ? fail(err, "%s: out of memory", what) : 0;
+		return cfg_fail(err, "%s: path is empty", what);
+	return set_str(dst, v) ? cfg_fail(err, "%s: out of memory", what) : 0;
 }
 
 static int set_kernel(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
@@ -75,9 +75,9 @@ static int set_initrd(struct vm_config *c, const char *v, const char *what, stru
 static int set_cmdline(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (strlen(v) >= CMDLINE_MAX)
-		return fail(err, "%s: command line is %zu bytes, the limit is %llu", what,
-			    strlen(v), CMDLINE_MAX - 1);
-	return set_str(&c->cmdline, v) ? fail(err, "%s: out of memory", what) : 0;
+		return cfg_fail(err, "%s: command line is %zu bytes, the limit is %llu", what,
+				strlen(v), CMDLINE_MAX - 1);
+	return set_str(&c->cmdline, v) ? cfg_fail(err, "%s: out of memory", what) : 0;
 }
 
 static int set_memory(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
@@ -88,12 +88,13 @@ static int set_memory(struct vm_config *c, const char *v, const char *what, stru
 	if (r == 0 && isdigit((unsigned char)v[strlen(v) - 1]))
 		r = bytes > UINT64_MAX / MiB ? -ERANGE : 0, bytes *= MiB;
 	if (r)
-		return fail(err, "%s '%s': not a size (use e.g. 512M or 4G; a bare number is MiB)",
-			    what, v);
+		return cfg_fail(err,
+				"%s '%s': not a size (use e.g. 512M or 4G; a bare number is MiB)",
+				what, v);
 	if (bytes < VM_MEM_MIN || bytes > VM_MEM_MAX)
-		return fail(err, "%s '%s': must be between 64M and 64G", what, v);
+		return cfg_fail(err, "%s '%s': must be between 64M and 64G", what, v);
 	if (bytes % MiB)
-		return fail(err, "%s '%s': must be a multiple of 1M", what, v);
+		return cfg_fail(err, "%s '%s': must be a multiple of 1M", what, v);
 	c->mem_bytes = bytes;
 	return 0;
 }
@@ -102,8 +103,8 @@ static int set_cpus(struct vm_config *c, const char *v, const char *what, struct
 {
 	uint64_t n;
 	if (parse_u64(v, &n) || n < 1 || n > VM_CPUS_MAX)
-		return fail(err, "%s '%s': must be a whole number from 1 to %d", what, v,
-			    VM_CPUS_MAX);
+		return cfg_fail(err, "%s '%s': must be a whole number from 1 to %d", what, v,
+				VM_CPUS_MAX);
 	c->cpus = (unsigned)n;
 	return 0;
 }
@@ -113,7 +114,7 @@ static int set_template(struct vm_config *c, const char *v, const char *what, st
 	if (!cpuid_template_find(v)) {
 		char names[256];
 		cpuid_template_names(names, sizeof(names));
-		return fail(err, "%s '%s': unknown CPU template (known: %s)", what, v, names);
+		return cfg_fail(err, "%s '%s': unknown CPU template (known: %s)", what, v, names);
 	}
 	snprintf(c->cpu_template, sizeof(c->cpu_template), "%s", v);
 	return 0;
@@ -128,109 +129,20 @@ static int set_boot(struct vm_config *c, const char *v, const char *what, struct
 	else if (!strcmp(v, "pvh"))
 		c->boot = BOOT_PVH;
 	else
-		return fail(err, "%s '%s': must be auto, linux or pvh", what, v);
-	return 0;
-}
-
-static int parse_serial(struct serial_cfg *s, const char *v, const char *what,
-			struct cfg_error *err)
-{
-	const char *path = NULL;
-	enum serial_kind kind;
-	if (!strcmp(v, "none"))
-		kind = SERIAL_NONE;
-	else if (!strcmp(v, "stdout") || !strcmp(v, "stdio"))
-		kind = SERIAL_STDOUT;
-	else if (!strcmp(v, "pty"))
-		kind = SERIAL_PTY;
-	else if (!strncmp(v, "file:", 5))
-		kind = SERIAL_FILE, path = v + 5;
-	else if (!strncmp(v, "unix:", 5))
-		kind = SERIAL_UNIX, path = v + 5;
-	else
-		return fail(err, "%s '%s': must be stdout, none, pty, file:PATH or unix:PATH", what,
-			    v);
-	if (path && !*path)
-		return fail(err, "%s '%s': the path is empty", what, v);
-	if (kind == SERIAL_UNIX && strlen(path) > UNIX_PATH_MAX_LEN)
-		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what,
-			    v);
-	free(s->path);
-	s->path = path ? strdup(path) : NULL;
-	s->kind = kind;
+		return cfg_fail(err, "%s '%s': must be auto, linux or pvh", what, v);
 	return 0;
 }
 
 static int set_serial(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
-	return parse_serial(&c->serial[0], v, what, err);
-}
-
-/* "PATH[,format=auto|raw|qcow2][,readonly][,cache=none|writeback][,serial=S]" */
-static int parse_disk(struct disk_cfg *d, const char *v, const char *what, struct cfg_error *err)
-{
-	char *copy = strdup(v), *save = NULL;
-	int ret = 0;
-	if (!copy)
-		return fail(err, "%s: out of memory", what);
-	memset(d, 0, sizeof(*d));
-	char *tok = strtok_r(copy, ",", &save);
-	if (!tok || !*tok || v[0] == ',') {
-		ret = fail(err, "%s '%s': the path is empty", what, v);
-		goto out;
-	}
-	d->path = strdup(tok);
-	while ((tok = strtok_r(NULL, ",", &save))) {
-		if (!strcmp(tok, "readonly") || !strcmp(tok, "ro")) {
-			d->readonly = true;
-		} else if (!strcmp(tok, "cache=none")) {
-			d->cache_none = true;
-		} else if (!strcmp(tok, "cache=writeback")) {
-			d->cache_none = false;
-		} else if (!strncmp(tok, "format=", 7)) {
-			if (blk_format_parse(tok + 7, &d->format)) {
-				ret = fail(err, "%s '%s': format '%s' is not auto, raw or qcow2",
-					   what, v, tok + 7);
-				goto out;
-			}
-		} else if (!strncmp(tok, "serial=", 7)) {
-			const char *sv = tok + 7;
-			if (strlen(sv) > DISK_SERIAL_MAX) {
-				ret = fail(err, "%s '%s': serial is longer than %d characters",
-					   what, v, DISK_SERIAL_MAX);
-				goto out;
-			}
-			for (const char *q = sv; *q; q++)
-				if (*q < 0x21 || *q > 0x7e) {
-					ret = fail(err,
-						   "%s '%s': serial must be printable ASCII "
-						   "without spaces",
-						   what, v);
-					goto out;
-				}
-			snprintf(d->serial, sizeof(d->serial), "%s", sv);
-		} else {
-			ret = fail(err,
-				   "%s '%s': unknown option '%s' (known: format=auto|raw|qcow2, "
-				   "readonly, cache=none, cache=writeback, serial=S)",
-				   what, v, tok);
-			goto out;
-		}
-	}
-out:
-	free(copy);
-	if (ret) {
-		free(d->path);
-		d->path = NULL;
-	}
-	return ret;
+	return cfg_parse_serial(&c->serial[0], v, what, err);
 }
 
 static int add_disk(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (c->ndisks == VM_DISKS_MAX)
-		return fail(err, "%s: at most %d disks", what, VM_DISKS_MAX);
-	if (parse_disk(&c->disks[c->ndisks], v, what, err))
+		return cfg_fail(err, "%s: at most %d disks", what, VM_DISKS_MAX);
+	if (cfg_parse_disk(&c->disks[c->ndisks], v, what, err))
 		return -EINVAL;
 	c->ndisks++;
 	return 0;
@@ -260,15 +172,15 @@ static int json_disk(struct vm_config *c, json_t *o, const char *where, struct c
 	if (json_is_string(o))
 		return add_disk(c, json_string_value(o), where, err);
 	if (!json_is_object(o))
-		return fail(err, "%s: must be an object or a string", where);
+		return cfg_fail(err, "%s: must be an object or a string", where);
 	const char *k;
 	json_t *v;
 	char spec[4200] = "";
 	json_t *path = json_object_get(o, "path");
 	if (!json_is_string(path))
-		return fail(err, "%s: field 'path': required, a string", where);
+		return cfg_fail(err, "%s: field 'path': required, a string", where);
 	if (strchr(json_string_value(path), ','))
-		return fail(err, "%s: field 'path': must not contain ','", where);
+		return cfg_fail(err, "%s: field 'path': must not contain ','", where);
 	size_t off = (size_t)snprintf(spec, sizeof(spec), "%s", json_string_value(path));
 	json_object_foreach(o, k, v)
 	{
@@ -276,103 +188,31 @@ static int json_disk(struct vm_config *c, json_t *o, const char *where, struct c
 			continue;
 		if (!strcmp(k, "readonly")) {
 			if (!json_is_boolean(v))
-				return fail(err, "%s: field 'readonly': must be true or false",
-					    where);
+				return cfg_fail(err, "%s: field 'readonly': must be true or false",
+						where);
 			if (json_is_true(v))
 				off +=
 				    (size_t)snprintf(spec + off, sizeof(spec) - off, ",readonly");
 		} else if (!strcmp(k, "cache") || !strcmp(k, "serial") || !strcmp(k, "format")) {
 			if (!json_is_string(v) || strchr(json_string_value(v), ','))
-				return fail(err, "%s: field '%s': must be a string without ','",
-					    where, k);
+				return cfg_fail(err, "%s: field '%s': must be a string without ','",
+						where, k);
 			off += (size_t)snprintf(spec + off, sizeof(spec) - off, ",%s=%s", k,
 						json_string_value(v));
 		} else {
-			return fail(err, "%s: field '%s': unknown field", where, k);
+			return cfg_fail(err, "%s: field '%s': unknown field", where, k);
 		}
 		if (off >= sizeof(spec))
-			return fail(err, "%s: too long", where);
+			return cfg_fail(err, "%s: too long", where);
 	}
 	return add_disk(c, spec, where, err);
-}
-
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned v[6];
-	char tail;
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		   &tail) != 6)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
-	return (mac[0] & 1) ? -EINVAL : 0; /* a multicast address cannot be a NIC's */
-}
-
-/* "tap=NAME|bridge=NAME|fd=N[,mac=MAC]" */
-static int parse_nic(struct nic_cfg *n, const char *v, const char *what, struct cfg_error *err)
-{
-	char *copy = strdup(v), *save = NULL;
-	int ret = 0, have = 0;
-	if (!copy)
-		return fail(err, "%s: out of memory", what);
-	memset(n, 0, sizeof(*n));
-	n->fd = -1;
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		const char *val = eq ? eq + 1 : "";
-		if (eq)
-			*eq = 0;
-		if (!strcmp(tok, "tap") || !strcmp(tok, "bridge")) {
-			if (!*val || strlen(val) >= sizeof(n->ifname) || strchr(val, '/')) {
-				ret = fail(
-				    err,
-				    "%s '%s': %s must be an interface name of 1..15 characters",
-				    what, v, tok);
-				goto out;
-			}
-			n->kind = !strcmp(tok, "tap") ? NIC_TAP : NIC_BRIDGE;
-			snprintf(n->ifname, sizeof(n->ifname), "%s", val);
-			have++;
-		} else if (!strcmp(tok, "fd")) {
-			uint64_t fd;
-			if (parse_u64(val, &fd) || fd < 3 || fd > 65535) {
-				ret = fail(
-				    err, "%s '%s': fd must be an open file descriptor number >= 3",
-				    what, v);
-				goto out;
-			}
-			n->kind = NIC_FD;
-			n->fd = (int)fd;
-			have++;
-		} else if (!strcmp(tok, "mac")) {
-			if (parse_mac(val, n->mac)) {
-				ret = fail(
-				    err,
-				    "%s '%s': mac must be a unicast address like 02:00:00:12:34:56",
-				    what, v);
-				goto out;
-			}
-			n->mac_set = true;
-		} else {
-			ret = fail(err,
-				   "%s '%s': unknown option '%s' (known: tap=, bridge=, fd=, mac=)",
-				   what, v, tok);
-			goto out;
-		}
-	}
-	if (have != 1)
-		ret = fail(err, "%s '%s': give exactly one of tap=NAME, bridge=NAME or fd=N", what,
-			   v);
-out:
-	free(copy);
-	return ret;
 }
 
 static int add_nic(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (c->nnics == VM_NICS_MAX)
-		return fail(err, "%s: at most %d network interfaces", what, VM_NICS_MAX);
-	if (parse_nic(&c->nics[c->nnics], v, what, err))
+		return cfg_fail(err, "%s: at most %d network interfaces", what, VM_NICS_MAX);
+	if (cfg_parse_nic(&c->nics[c->nnics], v, what, err))
 		return -EINVAL;
 	c->nnics++;
 	return 0;
@@ -388,55 +228,6 @@ static int set_nic(struct vm_config *c, const char *v, const char *what, struct 
 	return add_nic(c, v, what, err);
 }
 
-/* "name=NAME,socket=PATH" */
-static int parse_port(struct console_port_cfg *pc, const char *v, const char *what,
-		      struct cfg_error *err)
-{
-	char *copy = strdup(v), *save = NULL;
-	int ret = 0;
-	if (!copy)
-		return fail(err, "%s: out of memory", what);
-	memset(pc, 0, sizeof(*pc));
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "name=", 5)) {
-			const char *n = tok + 5;
-			if (!*n || strlen(n) > CONSOLE_PORT_NAME_MAX) {
-				ret = fail(err, "%s '%s': name must be 1..%d characters", what, v,
-					   CONSOLE_PORT_NAME_MAX);
-				goto out;
-			}
-			for (const char *q = n; *q; q++)
-				if (*q < 0x21 || *q > 0x7e) {
-					ret = fail(err, "%s '%s': name must be printable ASCII",
-						   what, v);
-					goto out;
-				}
-			snprintf(pc->name, sizeof(pc->name), "%s", n);
-		} else if (!strncmp(tok, "socket=", 7)) {
-			if (!tok[7] || strlen(tok + 7) >= 108) {
-				ret =
-				    fail(err, "%s '%s': socket path must be 1..107 bytes", what, v);
-				goto out;
-			}
-			free(pc->socket);
-			pc->socket = strdup(tok + 7);
-		} else {
-			ret = fail(err, "%s '%s': unknown option '%s' (known: name=, socket=)",
-				   what, v, tok);
-			goto out;
-		}
-	}
-	if (!pc->name[0] || !pc->socket)
-		ret = fail(err, "%s '%s': both name= and socket= are required", what, v);
-out:
-	free(copy);
-	if (ret) {
-		free(pc->socket);
-		pc->socket = NULL;
-	}
-	return ret;
-}
-
 static void clear_ports(struct vm_config *c)
 {
 	for (unsigned i = 0; i < c->nports; i++)
@@ -448,15 +239,15 @@ static void clear_ports(struct vm_config *c)
 static int add_port(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (c->nports == VM_CONSOLE_PORTS_MAX)
-		return fail(err, "%s: at most %d console ports", what, VM_CONSOLE_PORTS_MAX);
+		return cfg_fail(err, "%s: at most %d console ports", what, VM_CONSOLE_PORTS_MAX);
 	struct console_port_cfg pc;
-	if (parse_port(&pc, v, what, err))
+	if (cfg_parse_port(&pc, v, what, err))
 		return -EINVAL;
 	for (unsigned i = 0; i < c->nports; i++) {
 		if (!strcmp(c->ports[i].name, pc.name) || !strcmp(c->ports[i].socket, pc.socket)) {
 			free(pc.socket);
-			return fail(err, "%s '%s': another port has the same %s", what, v,
-				    !strcmp(c->ports[i].name, pc.name) ? "name" : "socket");
+			return cfg_fail(err, "%s '%s': another port has the same %s", what, v,
+					!strcmp(c->ports[i].name, pc.name) ? "name" : "socket");
 		}
 	}
 	c->ports[c->nports++] = pc;
@@ -474,7 +265,7 @@ static int set_port(struct vm_config *c, const char *v, const char *what, struct
 
 static int set_serial2(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
-	return parse_serial(&c->serial[1], v, what, err);
+	return cfg_parse_serial(&c->serial[1], v, what, err);
 }
 
 static int set_on_reboot(struct vm_config *c, const char *v, const char *what,
@@ -485,7 +276,7 @@ static int set_on_reboot(struct vm_config *c, const char *v, const char *what,
 	else if (!strcmp(v, "restart"))
 		c->on_reboot = ON_REBOOT_RESTART;
 	else
-		return fail(err, "%s '%s': must be exit or restart", what, v);
+		return cfg_fail(err, "%s '%s': must be exit or restart", what, v);
 	return 0;
 }
 
@@ -493,8 +284,8 @@ static int set_timeout(struct vm_config *c, const char *v, const char *what, str
 {
 	uint64_t n;
 	if (parse_u64(v, &n) || n > 10 * 365 * 86400ULL)
-		return fail(err, "%s '%s': must be a whole number of seconds (0 = no timeout)",
-			    what, v);
+		return cfg_fail(err, "%s '%s': must be a whole number of seconds (0 = no timeout)",
+				what, v);
 	c->timeout_s = (unsigned)n;
 	return 0;
 }
@@ -506,7 +297,7 @@ static int set_bool(bool *dst, const char *v, const char *what, struct cfg_error
 	else if (!strcmp(v, "false"))
 		*dst = false;
 	else
-		return fail(err, "%s '%s': must be true or false", what, v);
+		return cfg_fail(err, "%s '%s': must be true or false", what, v);
 	return 0;
 }
 
@@ -524,8 +315,8 @@ static int set_start_paused(struct vm_config *c, const char *v, const char *what
 static int set_control(struct vm_config *c, const char *v, const char *what, struct cfg_error *err)
 {
 	if (strlen(v) > UNIX_PATH_MAX_LEN)
-		return fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes", what,
-			    v);
+		return cfg_fail(err, "%s '%s': a unix socket path must be shorter than 108 bytes",
+				what, v);
 	return set_path(&c->control, v, what, err);
 }
 
@@ -549,18 +340,19 @@ static int add_fd_map(struct vm_config *c, const char *path, int fd, const char 
 {
 	struct stat st;
 	if (c->nfd_map == FDMAP_MAX)
-		return fail(err, "%s: at most %d mapped paths", what, FDMAP_MAX);
+		return cfg_fail(err, "%s: at most %d mapped paths", what, FDMAP_MAX);
 	for (unsigned i = 0; i < c->nfd_map; i++)
 		if (!strcmp(c->fd_map[i].path, path))
-			return fail(err, "%s '%s': the path is mapped twice", what, path);
+			return cfg_fail(err, "%s '%s': the path is mapped twice", what, path);
 	if (fstat(fd, &st) < 0)
-		return fail(err, "%s '%s=%d': descriptor %d is not open (%s)", what, path, fd, fd,
-			    strerror(errno));
+		return cfg_fail(err, "%s '%s=%d': descriptor %d is not open (%s)", what, path, fd,
+				fd, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return fail(err, "%s '%s=%d': descriptor %d is not a regular file or block device",
-			    what, path, fd, fd);
+		return cfg_fail(err,
+				"%s '%s=%d': descriptor %d is not a regular file or block device",
+				what, path, fd, fd);
 	if (!(c->fd_map[c->nfd_map].path = strdup(path)))
-		return fail(err, "%s: out of memory", what);
+		return cfg_fail(err, "%s: out of memory", what);
 	c->fd_map[c->nfd_map++].fd = fd;
 	return 0;
 }
@@ -575,7 +367,7 @@ static int set_fd_map(struct vm_config *c, const char *v, const char *what, stru
 		c->fd_map_from_flags = true;
 	}
 	if (fdmap_parse(v, &path, &fd, msg, sizeof(msg)))
-		return fail(err, "%s %s", what, msg);
+		return cfg_fail(err, "%s %s", what, msg);
 	int r = add_fd_map(c, path, fd, what, err);
 	free(path);
 	return r;
@@ -587,8 +379,8 @@ static int json_fd_map(struct vm_config *c, json_t *val, const char *origin, str
 	const char *key;
 	json_t *v;
 	if (!json_is_object(val))
-		return fail(err, "%s: field 'fd_map': must be an object {\"/abs/path\": N}",
-			    origin);
+		return cfg_fail(err, "%s: field 'fd_map': must be an object {\"/abs/path\": N}",
+				origin);
 	clear_fd_map(c);
 	json_object_foreach(val, key, v)
 	{
@@ -597,10 +389,10 @@ static int json_fd_map(struct vm_config *c, json_t *val, const char *origin, str
 		snprintf(where, sizeof(where), "%s: field 'fd_map'", origin);
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 		    json_integer_value(v) > INT_MAX)
-			return fail(err, "%s '%s': must be a descriptor number", where, key);
+			return cfg_fail(err, "%s '%s': must be a descriptor number", where, key);
 		snprintf(arg, sizeof(arg), "%s=%lld", key, (long long)json_integer_value(v));
 		if (fdmap_parse(arg, &path, &fd, msg, sizeof(msg)))
-			return fail(err, "%s %s", where, msg);
+			return cfg_fail(err, "%s %s", where, msg);
 		int r = add_fd_map(c, path, fd, where, err);
 		free(path);
 		if (r)
@@ -613,7 +405,7 @@ static int set_log_level(struct vm_config *c, const char *v, const char *what,
 			 struct cfg_error *err)
 {
 	if (log_level_parse(v, &c->log_level))
-		return fail(err, "%s '%s': must be error, warn, info or debug", what, v);
+		return cfg_fail(err, "%s '%s': must be error, warn, info or debug", what, v);
 	return 0;
 }
 
@@ -636,7 +428,7 @@ static int set_seccomp(struct vm_config *c, const char *v, const char *what, str
 			c->seccomp = (enum vmm_seccomp_mode)i;
 			return 0;
 		}
-	return fail(err, "%s '%s': must be kill, trap, log or off", what, v);
+	return cfg_fail(err, "%s '%s': must be kill, trap, log or off", what, v);
 }
 
 enum { ARG_NONE, ARG_STR, ARG_INT, ARG_BOOL };
@@ -732,10 +524,10 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 	json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 	int ret = 0;
 	if (!root)
-		return fail(err, "%s:%d:%d: invalid JSON: %s", origin, jerr.line, jerr.column,
-			    jerr.text);
+		return cfg_fail(err, "%s:%d:%d: invalid JSON: %s", origin, jerr.line, jerr.column,
+				jerr.text);
 	if (!json_is_object(root)) {
-		ret = fail(err, "%s: the top level must be an object", origin);
+		ret = cfg_fail(err, "%s: the top level must be an object", origin);
 		goto out;
 	}
 	const char *key;
@@ -744,7 +536,7 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 	{
 		if (!strcmp(key, "disks")) {
 			if (!json_is_array(val)) {
-				ret = fail(err, "%s: field 'disks': must be an array", origin);
+				ret = cfg_fail(err, "%s: field 'disks': must be an array", origin);
 				goto out;
 			}
 			clear_disks(c);
@@ -761,7 +553,7 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 		}
 		if (!strcmp(key, "nets")) {
 			if (!json_is_array(val)) {
-				ret = fail(err, "%s: field 'nets': must be an array", origin);
+				ret = cfg_fail(err, "%s: field 'nets': must be an array", origin);
 				goto out;
 			}
 			memset(c->nics, 0, sizeof(c->nics));
@@ -773,7 +565,7 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 				char where[400];
 				snprintf(where, sizeof(where), "%s: field 'nets[%zu]'", origin, i);
 				if (!json_is_string(nv)) {
-					ret = fail(
+					ret = cfg_fail(
 					    err, "%s: must be a string like \"bridge=br0,mac=...\"",
 					    where);
 					goto out;
@@ -790,8 +582,8 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 		}
 		if (!strcmp(key, "console_ports")) {
 			if (!json_is_array(val)) {
-				ret = fail(err, "%s: field 'console_ports': must be an array",
-					   origin);
+				ret = cfg_fail(err, "%s: field 'console_ports': must be an array",
+					       origin);
 				goto out;
 			}
 			clear_ports(c);
@@ -808,7 +600,7 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 				    !json_is_string(n) || !json_is_string(so) ||
 				    strchr(json_string_value(n), ',') ||
 				    strchr(json_string_value(so), ',')) {
-					ret = fail(
+					ret = cfg_fail(
 					    err,
 					    "%s: must be {\"name\": \"...\", \"socket\": \"...\"} "
 					    "(strings without ',')",
@@ -828,15 +620,15 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 			if (options[i].field && !strcmp(options[i].field, key))
 				o = &options[i];
 		if (!o) {
-			ret = fail(err, "%s: field '%s': unknown field", origin, key);
+			ret = cfg_fail(err, "%s: field '%s': unknown field", origin, key);
 			goto out;
 		}
 		char buf[32];
 		const char *s;
 		if (o->json_type == ARG_BOOL) {
 			if (!json_is_boolean(val)) {
-				ret =
-				    fail(err, "%s: field '%s': must be true or false", origin, key);
+				ret = cfg_fail(err, "%s: field '%s': must be true or false", origin,
+					       key);
 				goto out;
 			}
 			s = json_is_true(val) ? "true" : "false";
@@ -845,15 +637,15 @@ int config_apply_json_text(struct vm_config *c, const char *text, const char *or
 		} else if (json_is_integer(val) &&
 			   (o->json_type == ARG_INT || !strcmp(o->field, "memory"))) {
 			if (json_integer_value(val) < 0) {
-				ret =
-				    fail(err, "%s: field '%s': must not be negative", origin, key);
+				ret = cfg_fail(err, "%s: field '%s': must not be negative", origin,
+					       key);
 				goto out;
 			}
 			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
 			s = buf;
 		} else {
-			ret = fail(err, "%s: field '%s': must be a %s", origin, key,
-				   o->json_type == ARG_INT ? "number" : "string");
+			ret = cfg_fail(err, "%s: field '%s': must be a %s", origin, key,
+				       o->json_type == ARG_INT ? "number" : "string");
 			goto out;
 		}
 		char what[400];
@@ -873,12 +665,12 @@ static int apply_config_file(struct vm_config *c, const char *path, struct cfg_e
 	size_t len;
 	int r = read_file(path, 1 << 20, &data, &len);
 	if (r)
-		return fail(err, "--config '%s': %s", path,
-			    r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		return cfg_fail(err, "--config '%s': %s", path,
+				r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 	char *text = realloc(data, len + 1);
 	if (!text) {
 		free(data);
-		return fail(err, "--config '%s': out of memory", path);
+		return cfg_fail(err, "--config '%s': out of memory", path);
 	}
 	text[len] = 0;
 	r = config_apply_json_text(c, text, path, err);
@@ -901,22 +693,22 @@ static int apply_restore(struct vm_config *c, const char *dir, bool had_config,
 			 struct cfg_error *err)
 {
 	if (had_config)
-		return fail(err,
-			    "--restore '%s': a saved state carries its own configuration; drop "
-			    "--config",
-			    dir);
+		return cfg_fail(err,
+				"--restore '%s': a saved state carries its own configuration; drop "
+				"--config",
+				dir);
 	if (!*dir || strlen(dir) > 4000)
-		return fail(err, "--restore: the directory name is empty or too long");
+		return cfg_fail(err, "--restore: the directory name is empty or too long");
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	if (access(path, R_OK) != 0)
-		return fail(err, "--restore '%s': no saved configuration (%s: %s)", dir, path,
-			    strerror(errno));
+		return cfg_fail(err, "--restore '%s': no saved configuration (%s: %s)", dir, path,
+				strerror(errno));
 	if (apply_config_file(c, path, err))
 		return -EINVAL;
 	free(c->restore);
 	c->restore = strdup(dir);
-	return c->restore ? 0 : fail(err, "--restore: out of memory");
+	return c->restore ? 0 : cfg_fail(err, "--restore: out of memory");
 }
 
 int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_error *err)
@@ -951,10 +743,10 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 		int ch, longidx;
 		while ((ch = getopt_long(argc, argv, shortopts, longopts, &longidx)) != -1) {
 			if (ch == '?')
-				return fail(err, "unknown option '%s' (see --help)",
-					    argv[optind - 1]);
+				return cfg_fail(err, "unknown option '%s' (see --help)",
+						argv[optind - 1]);
 			if (ch == ':')
-				return fail(err, "option '%s' needs a value", argv[optind - 1]);
+				return cfg_fail(err, "option '%s' needs a value", argv[optind - 1]);
 			if (ch == 'h' || ch == OPT_HELP)
 				return CFG_HELP;
 			if (ch == OPT_VERSION)
@@ -988,16 +780,16 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 				    ch == OPT_BASE + (int)i)
 					o = &options[i];
 			if (!o)
-				return fail(err, "internal: unhandled option %d", ch);
+				return cfg_fail(err, "internal: unhandled option %d", ch);
 			char what[48];
 			snprintf(what, sizeof(what), "--%s", o->flag);
 			if (o->set(c, o->json_type == ARG_BOOL ? "true" : optarg, what, err))
 				return -EINVAL;
 		}
 		if (pass == 2 && optind < argc)
-			return fail(err,
-				    "unexpected argument '%s' (options start with --; see --help)",
-				    argv[optind]);
+			return cfg_fail(
+			    err, "unexpected argument '%s' (options start with --; see --help)",
+			    argv[optind]);
 	}
 	return config_validate(c, err) ? -EINVAL : CFG_RUN;
 }
@@ -1005,18 +797,21 @@ int config_parse_args(struct vm_config *c, int argc, char **argv, struct cfg_err
 int config_validate(const struct vm_config *c, struct cfg_error *err)
 {
 	if (!c->kernel)
-		return fail(err, "--kernel (field 'kernel'): required");
+		return cfg_fail(err, "--kernel (field 'kernel'): required");
 	if (c->serial[0].kind == SERIAL_STDOUT && c->serial[1].kind == SERIAL_STDOUT)
-		return fail(err, "--serial2 (field 'serial2'): stdout is already used by --serial");
+		return cfg_fail(err,
+				"--serial2 (field 'serial2'): stdout is already used by --serial");
 	if (c->serial[0].kind != SERIAL_NONE && c->serial[1].kind == c->serial[0].kind &&
 	    c->serial[0].path && c->serial[1].path && !strcmp(c->serial[0].path, c->serial[1].path))
-		return fail(err, "--serial2 (field 'serial2'): same path as --serial");
+		return cfg_fail(err, "--serial2 (field 'serial2'): same path as --serial");
 	if (c->checkpoint_dir && !c->control)
-		return fail(err, "--checkpoint-dir (field 'checkpoint_dir'): needs --control, which "
-				 "serves the checkpoint commands");
+		return cfg_fail(err,
+				"--checkpoint-dir (field 'checkpoint_dir'): needs --control, which "
+				"serves the checkpoint commands");
 	if (c->start_paused && !c->control)
-		return fail(err, "--start-paused (field 'start_paused'): needs --control, whose "
-				 "resume lets the vCPUs run");
+		return cfg_fail(err,
+				"--start-paused (field 'start_paused'): needs --control, whose "
+				"resume lets the vCPUs run");
 	return 0;
 }
 
