@@ -24,23 +24,10 @@ static json_t *switch_json(const struct db_switch *s)
 			 mode, "generation", (json_int_t)s->generation, "created", s->created);
 }
 
-static int fill_nulls(json_t *o)
-{
-	if (!o)
-		return -ENOMEM;
-	if (!json_object_get(o, "host_nic"))
-		json_object_set_new(o, "host_nic", json_null());
-	if (!json_object_get(o, "address"))
-		json_object_set_new(o, "address", json_null());
-	if (!json_object_get(o, "vlan_mode"))
-		json_object_set_new(o, "vlan_mode", json_null());
-	return 0;
-}
-
 static void respond_switch(struct api_resp *resp, unsigned status, const struct db_switch *s)
 {
 	resp->body = switch_json(s);
-	if (fill_nulls(resp->body)) {
+	if (!resp->body) {
 		api_error(resp, 500, "internal", NULL, "out of memory");
 		return;
 	}
@@ -235,7 +222,7 @@ out:
 static int list_one(const struct db_switch *s, void *arg)
 {
 	json_t *o = switch_json(s);
-	return fill_nulls(o) || json_array_append_new(arg, o) ? -ENOMEM : 0;
+	return !o || json_array_append_new(arg, o) ? -ENOMEM : 0;
 }
 
 static int list_all(struct db *db, json_t *list)

@@ -160,17 +160,6 @@ static json_t *token_json(const struct db_token *t)
 			 t->expires && strcmp(t->expires, now) <= 0);
 }
 
-static int fill_nulls(json_t *o)
-{
-	if (!o)
-		return -ENOMEM;
-	if (!json_object_get(o, "last_used"))
-		json_object_set_new(o, "last_used", json_null());
-	if (!json_object_get(o, "expires"))
-		json_object_set_new(o, "expires", json_null());
-	return 0;
-}
-
 /* The POST body: name, role, expires_in_days. false with the response set. */
 static bool check_body(json_t *body, const char **name, const char **role, int *days,
 		       struct api_resp *resp)
@@ -285,7 +274,7 @@ void api_tokens_create(struct api_req *req, struct api_resp *resp)
 		 req->token_name ? req->token_name : "a local user");
 	snprintf(token, sizeof(token), "berth_%lld_%s", (long long)t.id, secret);
 	resp->body = token_json(&row);
-	if (fill_nulls(resp->body) ||
+	if (!resp->body ||
 	    json_object_set_new(resp->body, "token", json_string(token))) {
 		api_error(resp, 500, "internal", NULL, "out of memory");
 		goto out;
@@ -303,7 +292,7 @@ out:
 static int list_one(const struct db_token *t, void *arg)
 {
 	json_t *o = token_json(t);
-	return fill_nulls(o) || json_array_append_new(arg, o) ? -ENOMEM : 0;
+	return !o || json_array_append_new(arg, o) ? -ENOMEM : 0;
 }
 
 static int list_all(struct db *db, json_t *list)
@@ -339,7 +328,7 @@ void api_tokens_get(struct api_req *req, struct api_resp *resp)
 	db_rollback(req->ctx->db);
 	if (!ret) {
 		resp->body = token_json(&t);
-		if (fill_nulls(resp->body))
+		if (!resp->body)
 			api_error(resp, 500, "internal", NULL, "out of memory");
 		else
 			resp->status = 200;
