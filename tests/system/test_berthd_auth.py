@@ -23,7 +23,7 @@ import pytest
 
 from berthdutil import BERTHD, Berthd, Response
 from conftest import kvm_usable
-from test_berthd_lifecycle import GUEST, TICK, V, run_dir, vm  # noqa: F401 (run_dir: a fixture)
+from test_berthd_lifecycle import GUEST, TICK, V, run_dir, vm, vmm_pids_in  # noqa: F401 (run_dir: a fixture)
 from test_cli import BERTH, Run, one_error_line
 
 TOKEN_RE = re.compile(r"^berth_([0-9]+)_[A-Za-z0-9_-]{43}$")
@@ -468,9 +468,17 @@ def test_cli_remote_lifecycle_and_console(tmp_path, pki, run_dir):
         one_error_line(cli(d, "vm", "delete", "far1", "--yes", token=operator), 6)
         assert cli(d, "vm", "delete", "far1", "--yes", token=admin).rc == 0
     finally:
-        for v in d.get(V + "/vms").json["vms"]:
-            if v["state"] in ("running", "paused"):
-                d.post(f"{V}/vms/{v['uuid']}/turn-off?wait=true", None)
+        try:
+            for v in d.get(V + "/vms").json["vms"]:
+                if v["state"] in ("running", "paused"):
+                    d.post(f"{V}/vms/{v['uuid']}/turn-off?wait=true", None)
+        finally:
+            # a test that failed half-way (berthd stopped) leaves no busy guest behind
+            for pid in vmm_pids_in(run_dir):
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
         assert d.stop() == 0, d.log_text()
 
 
